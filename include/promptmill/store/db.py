@@ -1,0 +1,137 @@
+"""Engine creation and schema migration for both backends."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import threading
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# Any constant works; it only has to be the same for every promptmill process migrating one database.
+_PG_MIGRATION_LOCK = 7_142_600_001
+
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+
+
+class StoreError(Exception):
+    """The store cannot be reached or used. The message names the URL without its password."""
+
+
+def redact_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable database URL>"
+
+
+def normalize_url(url: str) -> str:
+    # Heroku/Airflow-style "postgres://" is not a SQLAlchemy dialect name.
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    return url
+
+
+def create_engine_for(url: str) -> Engine:
+    url = normalize_url(url)
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise StoreError(f"invalid database URL {redact_url(url)!r}: {exc}") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:":
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 60})
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.close()
+
+        return engine
+    if backend == "postgresql":
+        return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    raise StoreError(f"unsupported database {redact_url(url)!r}: use a postgresql:// or sqlite:// URL")
+
+
+@contextlib.contextmanager
+def _migration_lock(engine: Engine):
+    """Serialise migrations of one database across processes (two tasks starting at once)."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_MIGRATION_LOCK})
+                conn.commit()
+    else:
+        database = engine.url.database
+        if not database or database == ":memory:":
+            yield
+            return
+        lock_path = Path(database).expanduser().with_name(Path(database).name + ".migrate.lock")
+        with open(lock_path, "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision (idempotent, safe when run concurrently)."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with _migration_lock(engine):
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+
+def check_reachable(engine: Engine) -> None:
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except Exception as exc:
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
+        raise StoreError(f"cannot connect to the database {redact_url(str(engine.url))}: {reason}") from None
+
+
+def connect(url: str, *, run_migrations: bool = True) -> Engine:
+    """An engine for ``url`` with the schema migrated; cached per URL within the process."""
+    url = normalize_url(url)
+    with _engines_lock:
+        engine = _engines.get(url)
+        if engine is not None:
+            return engine
+        engine = create_engine_for(url)
+        check_reachable(engine)
+        if run_migrations:
+            try:
+                migrate(engine)
+            except StoreError:
+                raise
+            except Exception as exc:
+                raise StoreError(f"cannot migrate the database {redact_url(url)}: {exc}") from exc
+        _engines[url] = engine
+        return engine
+
+
+def dispose_all() -> None:
+    with _engines_lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()

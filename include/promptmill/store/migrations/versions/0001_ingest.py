@@ -1,0 +1,96 @@
+"""Ingest store: source files, channels, messages, prompts, dedupe queue.
+
+Revision ID: 0001_ingest
+Revises:
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0001_ingest"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+TS = sa.DateTime(timezone=True)
+PK = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+
+
+def upgrade() -> None:
+    op.create_table(
+        "source_files",
+        sa.Column("id", PK, primary_key=True, autoincrement=True),
+        sa.Column("content_hash", sa.String(64), nullable=False, unique=True),
+        sa.Column("path", sa.Text, nullable=False),
+        sa.Column("format", sa.String(8)),
+        sa.Column("channel_id", sa.Text),
+        sa.Column("partition_date", sa.String(10)),
+        sa.Column("size_bytes", sa.BigInteger),
+        sa.Column("message_count", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("outcome", sa.String(16), nullable=False),
+        sa.Column("reason", sa.Text),
+        sa.Column("ingested_at", TS, nullable=False),
+        sa.Column("elapsed_s", sa.Float),
+    )
+    op.create_table(
+        "channels",
+        sa.Column("channel_id", sa.Text, primary_key=True),
+        sa.Column("name", sa.Text),
+        sa.Column("guild_id", sa.Text),
+        sa.Column("guild_name", sa.Text),
+    )
+    op.create_table(
+        "prompts",
+        sa.Column("id", PK, primary_key=True, autoincrement=True),
+        sa.Column("text", sa.Text, nullable=False),
+        sa.Column("text_hash", sa.String(64), nullable=False, unique=True),
+        sa.Column("first_seen", TS),
+        sa.Column("kept", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("kept_message_key", sa.Text),
+    )
+    op.create_table(
+        "messages",
+        sa.Column("key", sa.Text, primary_key=True),
+        sa.Column("channel_id", sa.Text, nullable=False),
+        sa.Column("author_id", sa.Text),
+        sa.Column("author", sa.Text),
+        sa.Column("posted_at", TS, nullable=False),
+        sa.Column("edited_at", TS),
+        sa.Column("content", sa.Text, nullable=False),
+        sa.Column("attachments", sa.Text),
+        sa.Column("source_file_id", sa.BigInteger),
+        sa.Column("era", sa.String(8)),
+        sa.Column("username", sa.Text),
+        sa.Column("raw_prompt", sa.Text),
+        sa.Column("raw_hash", sa.String(64)),
+        sa.Column("args", sa.Text),
+        sa.Column("nsfw", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("pre_reason", sa.Text),
+        sa.Column("clean_text", sa.Text),
+        sa.Column("clean_hash", sa.String(64)),
+        sa.Column("clean_reason", sa.Text),
+        sa.Column("prompt_id", sa.BigInteger),
+        sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
+        sa.Column("reason", sa.Text),
+        sa.Column("near_dup_of", sa.Text),
+        sa.Column("dirty", sa.Boolean, nullable=False, server_default=sa.true()),
+    )
+    op.create_index("ix_messages_user_time", "messages", ["username", "posted_at"])
+    op.create_index("ix_messages_raw_hash", "messages", ["raw_hash"])
+    op.create_index("ix_messages_clean_hash", "messages", ["clean_hash"])
+    op.create_index("ix_messages_channel", "messages", ["channel_id"])
+    op.create_index("ix_messages_status", "messages", ["status", "reason"])
+    op.create_index("ix_messages_prompt", "messages", ["prompt_id"])
+    op.create_table(
+        "dedupe_queue",
+        sa.Column("id", PK, primary_key=True, autoincrement=True),
+        sa.Column("username", sa.Text),
+        sa.Column("posted_at", TS),
+        sa.Column("raw_hash", sa.String(64)),
+        sa.Column("clean_hash", sa.String(64)),
+    )
+
+
+def downgrade() -> None:
+    for table in ("dedupe_queue", "messages", "prompts", "channels", "source_files"):
+        op.drop_table(table)

@@ -1,0 +1,113 @@
+"""Table definitions (SQLAlchemy Core). Migrations in store/migrations create exactly these.
+
+Other feature packages (labeling, publishing) define their tables on the same ``metadata`` in their own
+modules; ``load_all_tables()`` imports them so that ``metadata`` is complete.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+TS = sa.DateTime(timezone=True)
+
+source_files = sa.Table(
+    "source_files",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("content_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("format", sa.String(8)),
+    sa.Column("channel_id", sa.Text),
+    sa.Column("partition_date", sa.String(10)),
+    sa.Column("size_bytes", sa.BigInteger),
+    sa.Column("message_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("outcome", sa.String(16), nullable=False),  # ingested | quarantined
+    sa.Column("reason", sa.Text),
+    sa.Column("ingested_at", TS, nullable=False),
+    sa.Column("elapsed_s", sa.Float),
+)
+
+channels = sa.Table(
+    "channels",
+    metadata,
+    sa.Column("channel_id", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text),
+    sa.Column("guild_id", sa.Text),
+    sa.Column("guild_name", sa.Text),
+)
+
+prompts = sa.Table(
+    "prompts",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("text_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("first_seen", TS),
+    # True when one message of this prompt survived every rule: the unit that gets labeled and published.
+    sa.Column("kept", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("kept_message_key", sa.Text),
+)
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("channel_id", sa.Text, nullable=False),
+    sa.Column("author_id", sa.Text),
+    sa.Column("author", sa.Text),
+    sa.Column("posted_at", TS, nullable=False),
+    sa.Column("edited_at", TS),
+    sa.Column("content", sa.Text, nullable=False),
+    sa.Column("attachments", sa.Text),  # JSON array of URLs
+    sa.Column("source_file_id", sa.BigInteger),
+    # what the bot parser and the per-prompt cleaning made of the content (pure functions of it)
+    sa.Column("era", sa.String(8)),
+    sa.Column("username", sa.Text),
+    sa.Column("raw_prompt", sa.Text),
+    sa.Column("raw_hash", sa.String(64)),
+    sa.Column("args", sa.Text),  # JSON object
+    sa.Column("nsfw", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("pre_reason", sa.Text),  # rejection by the bot parser (rules 1-5)
+    sa.Column("clean_text", sa.Text),
+    sa.Column("clean_hash", sa.String(64)),
+    sa.Column("clean_reason", sa.Text),  # rejection by the prompt clean-up (rules 14-33)
+    sa.Column("prompt_id", sa.BigInteger),
+    # final verdict after dedupe: pending (not deduped yet) | kept | rejected (with reason)
+    sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
+    sa.Column("reason", sa.Text),
+    sa.Column("near_dup_of", sa.Text),
+    sa.Column("dirty", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Index("ix_messages_user_time", "username", "posted_at"),
+    sa.Index("ix_messages_raw_hash", "raw_hash"),
+    sa.Index("ix_messages_clean_hash", "clean_hash"),
+    sa.Index("ix_messages_channel", "channel_id"),
+    sa.Index("ix_messages_status", "status", "reason"),
+    sa.Index("ix_messages_prompt", "prompt_id"),
+)
+
+# Old (username, time, hashes) of messages whose content changed on re-ingest: dedupe must revisit
+# the groups and user sessions they left, not only the ones they joined.
+dedupe_queue = sa.Table(
+    "dedupe_queue",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("username", sa.Text),
+    sa.Column("posted_at", TS),
+    sa.Column("raw_hash", sa.String(64)),
+    sa.Column("clean_hash", sa.String(64)),
+)
+
+
+def load_all_tables() -> sa.MetaData:
+    """Import the feature packages' table modules so ``metadata`` knows every table."""
+    import importlib
+
+    for module in ("promptmill.labeling.tables", "promptmill.publishing_tables"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+    return metadata
