@@ -72,6 +72,10 @@ def upgrade() -> None:
         sa.Column("prompt_id", sa.BigInteger),
         sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
         sa.Column("reason", sa.Text),
+        # rule 12: this message is the earliest of its raw-prompt group (the one the notebook kept)
+        sa.Column("raw_rep", sa.Boolean, nullable=False, server_default=sa.false()),
+        # rule 13: dropped as an earlier attempt of the same user (near_dup_of = the attempt kept)
+        sa.Column("near_dup", sa.Boolean, nullable=False, server_default=sa.false()),
         sa.Column("near_dup_of", sa.Text),
         sa.Column("dirty", sa.Boolean, nullable=False, server_default=sa.true()),
     )

@@ -1,0 +1,282 @@
+"""The `promptmill` command: the same functions the DAG calls, behind argparse."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from promptmill.settings import SAMPLES_DIR, Settings
+from promptmill.store.db import StoreError, redact_url
+
+
+class UsageError(Exception):
+    """Bad command-line usage: exit code 2, one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2 (argparse prints the whole usage by default)
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--db",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help="SQLAlchemy URL of the store (postgresql://... or sqlite:///...); "
+        "default: $PROMPTMILL_DATABASE_URL, else an embedded SQLite file in the data folder",
+    )
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress lines")
+    return common
+
+
+def _dedupe_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", choices=("parity", "improved"), help="cleaning profile (default parity)")
+    parser.add_argument(
+        "--near-dup-metric",
+        choices=("jaro", "token_set", "indel", "off"),
+        help="similarity of a user's attempts (default jaro, as the original)",
+    )
+    parser.add_argument("--near-dup-threshold", type=float, help="similarity above which the older attempt is dropped")
+    parser.add_argument("--near-dup-window", type=int, metavar="SECONDS", help="how close attempts must be (3600)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = _Parser(
+        prog="promptmill",
+        description="Turn DiscordChatExporter dumps of Stable Diffusion bot channels into a labeled prompt dataset.",
+        parents=[common],
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser(
+        "ingest",
+        parents=[common],
+        help="ingest export files (.json, .csv, .zip) or folders, then dedupe",
+        description="Read DiscordChatExporter exports (files or folders, searched recursively; zip archives "
+        "expanded), store every message with a status, and dedupe what changed. Files already ingested "
+        "(same content hash) are skipped; bad files are quarantined with the reason and the run goes on.",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--no-dedupe", action="store_true", help="only load; run `promptmill dedupe` later")
+    _dedupe_options(p)
+
+    p = sub.add_parser("dedupe", parents=[common], help="recompute statuses of what changed (or --full)")
+    p.add_argument("--full", action="store_true", help="recompute every message, e.g. after changing near-dup options")
+    p.add_argument("--json", action="store_true")
+    _dedupe_options(p)
+
+    p = sub.add_parser(
+        "reprocess",
+        parents=[common],
+        help="re-derive every stored message from its content (after a rule change), then a full dedupe",
+    )
+    p.add_argument("--json", action="store_true")
+    _dedupe_options(p)
+
+    p = sub.add_parser("status", parents=[common], help="counts of the store")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser(
+        "export-cleaned",
+        parents=[common],
+        help="write the original notebook's cleaned_discord_prompts.tsv",
+        description="Write the kept prompts in the original notebook's format: tab-separated, an index "
+        "column then content, attachments, username, ordered by date.",
+    )
+    p.add_argument("out", metavar="OUT.tsv")
+
+    p = sub.add_parser(
+        "demo",
+        parents=[common],
+        help="run the pipeline end to end on the bundled sample exports",
+        description="Ingest the sample exports shipped with promptmill into the store and show the result.",
+    )
+    p.add_argument("--samples", type=Path, default=SAMPLES_DIR, help=argparse.SUPPRESS)
+
+    for extension in ("promptmill.labeling.cli", "promptmill.publishing_cli"):
+        try:
+            module = __import__(extension, fromlist=["add_commands"])
+        except ModuleNotFoundError as exc:
+            if exc.name != extension:
+                raise
+            continue
+        module.add_commands(sub, common)
+    return parser
+
+
+def _settings(args) -> Settings:
+    overrides = {
+        "database_url": getattr(args, "db", None),
+        "cleaning_profile": getattr(args, "profile", None),
+        "near_dup_metric": getattr(args, "near_dup_metric", None),
+        "near_dup_threshold": getattr(args, "near_dup_threshold", None),
+        "near_dup_window_s": getattr(args, "near_dup_window", None),
+    }
+    return Settings.from_env(**overrides)
+
+
+def _engine(settings: Settings):
+    from promptmill.store.db import connect
+
+    return connect(settings.effective_database_url)
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, indent=2, sort_keys=False, default=str))
+
+
+def cmd_ingest(args, settings: Settings) -> int:
+    from promptmill.ingest import ingest_paths
+
+    for path in args.paths:
+        if not Path(path).exists():
+            # Reported in the summary as quarantined too, but a typo deserves a clear line up front.
+            print(f"promptmill: warning: {path}: no such file or directory", file=sys.stderr)
+    engine = _engine(settings)
+    report = ingest_paths(engine, args.paths, settings, run_dedupe=not args.no_dedupe)
+    data = report.as_dict()
+    if args.json:
+        _print_json(data)
+    else:
+        print(
+            f"files: {data['files_seen']} seen, {data['files_ingested']} ingested, "
+            f"{data['files_skipped']} skipped (already ingested), {len(data['files_quarantined'])} quarantined"
+        )
+        for item in data["files_quarantined"]:
+            print(f"  quarantined: {item['reason']}")
+        print(f"messages: {data['messages']:,} ({data['generations']:,} generations)")
+        print(f"kept: {data['kept']:,}")
+        if data["rejected"]:
+            print("rejected: " + ", ".join(f"{k} {v:,}" for k, v in data["rejected"].items()))
+        print(f"elapsed: {data['elapsed_s']:.1f}s")
+    return 0
+
+
+def cmd_dedupe(args, settings: Settings) -> int:
+    from dataclasses import asdict
+
+    from promptmill.dedupe import run_dedupe
+
+    report = run_dedupe(_engine(settings), settings, full=args.full)
+    if args.json:
+        _print_json(asdict(report))
+    else:
+        print(
+            f"dedupe: {report.dirty_messages:,} messages rechecked, {report.near_dup_changes:,} near-duplicate "
+            f"changes, {report.clean_groups:,} prompt groups in {report.elapsed_s:.1f}s"
+        )
+    return 0
+
+
+def cmd_reprocess(args, settings: Settings) -> int:
+    from promptmill.reprocess import reprocess
+
+    count = reprocess(_engine(settings), settings)
+    if args.json:
+        _print_json({"messages": count})
+    else:
+        print(f"reprocessed {count:,} messages")
+    return 0
+
+
+def print_status(status: dict) -> None:
+    print(f"messages:        {status['messages']:,} in {status['channels']} channels")
+    print(f"generations:     {status['generations']:,}")
+    print(f"kept:            {status['kept']:,} ({status['unique_prompts']:,} unique prompts)")
+    print(f"near-duplicates: {status['near_duplicates']:,}")
+    if status["rejected"]:
+        width = max(len(k) for k in status["rejected"])
+        print("rejected:")
+        for reason, count in sorted(status["rejected"].items(), key=lambda kv: -kv[1]):
+            print(f"  {reason:<{width}}  {count:,}")
+    if status.get("pending_dedupe"):
+        print(f"pending dedupe:  {status['pending_dedupe']:,} (run `promptmill dedupe`)")
+    print(f"files:           {status['files_ingested']:,} ingested, {status['files_quarantined']:,} quarantined")
+    if "labeled" in status:
+        print(
+            f"labels:          {status['labeled']:,} labeled ({status['no_object']:,} _no_object), "
+            f"{status['pending']:,} pending, ${status['spend_usd']:.4f} spent"
+        )
+
+
+def cmd_status(args, settings: Settings) -> int:
+    from promptmill.status import store_status
+
+    status = store_status(_engine(settings), settings)
+    if args.json:
+        _print_json(status)
+    else:
+        print(f"store: {redact_url(settings.effective_database_url)}")
+        print_status(status)
+    return 0
+
+
+def cmd_export_cleaned(args, settings: Settings) -> int:
+    from promptmill.export_cleaned import export_cleaned
+
+    rows = export_cleaned(_engine(settings), args.out)
+    print(f"wrote {rows:,} prompts to {args.out}")
+    return 0
+
+
+def cmd_demo(args, settings: Settings) -> int:
+    from promptmill.demo import run_demo
+
+    return run_demo(settings, samples=args.samples)
+
+
+COMMANDS = {
+    "ingest": cmd_ingest,
+    "dedupe": cmd_dedupe,
+    "reprocess": cmd_reprocess,
+    "status": cmd_status,
+    "export-cleaned": cmd_export_cleaned,
+    "demo": cmd_demo,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        print(f"promptmill: error: {exc}", file=sys.stderr)
+        return 2
+    if not args.command:
+        parser.print_help()
+        return 2
+    logging.basicConfig(
+        level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
+        format="%(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("alembic", "httpx", "httpx2", "openai"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        settings = _settings(args)
+        handler = getattr(args, "handler", None)
+        if handler is not None:  # extension commands (labeling, publishing) register their own handler
+            return handler(args, _engine(settings), settings)
+        return COMMANDS[args.command](args, settings)
+    except UsageError as exc:
+        print(f"promptmill: error: {exc}", file=sys.stderr)
+        return 2
+    except (StoreError, ValueError) as exc:
+        print(f"promptmill: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("promptmill: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,483 @@
+"""Dedupe: the original rules 12 (exact, raw prompt), 13 (near-duplicate attempts) and 34 (exact, cleaned prompt).
+
+The notebook applied them to one DataFrame in file order. Here every rule is a pure function of the set of
+stored messages, so the same exports in any order, in one run or many, give the same statuses:
+
+- rule 12: within a raw-prompt group, the earliest message by (posted_at, key) is the representative
+  (``raw_rep``); the others are ``duplicate``.
+- rule 13: per username, walk the representatives newest first; a row is dropped (``near_duplicate``) when
+  an already-kept row of the same user is less than the window newer and more similar than the threshold.
+  A row's verdict depends only on rows after it in time, so a change at time t can only change rows in the
+  chain of rows before t that are less than a window apart ("session"). Only those are recomputed; rows
+  up to one window after the change are read as context. Work is proportional to the touched sessions.
+- rule 34: within a cleaned-prompt group, the earliest surviving message is ``kept``; the others
+  ``duplicate``. Each group is one row of ``prompts``: the unit that gets labeled once.
+
+Incremental: ingest marks new or changed messages ``dirty`` and queues the old values of changed ones;
+only the groups and user sessions they touch are recomputed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from promptmill.progress import Progress
+from promptmill.settings import Settings
+from promptmill.store.bulk import timestamp_param, to_utc
+
+log = logging.getLogger("promptmill.dedupe")
+
+_PG_DEDUPE_LOCK = 7_142_600_002
+# Above this many touched points a full recompute (one streaming pass) is cheaper than windowed reads.
+FULL_RECOMPUTE_POINTS = 200_000
+# How far before the first touched point a windowed read starts (widened when a session reaches past it).
+_LOOKBACK = timedelta(hours=6)
+# Touched points of one user further apart than this are read as separate windows.
+_CLUSTER_GAP = timedelta(hours=6)
+
+
+@dataclass
+class DedupeReport:
+    dirty_messages: int = 0
+    raw_groups: int = 0
+    users: int = 0
+    near_dup_changes: int = 0
+    clean_groups: int = 0
+    full: bool = False
+    elapsed_s: float = 0.0
+
+
+def similarity_function(metric: str) -> Callable[[str, str], float] | None:
+    """The near-duplicate similarity of two raw prompts in [0, 1], or None when near-dedupe is off."""
+    if metric == "off":
+        return None
+    if metric == "jaro":
+        # Identical values to jellyfish.jaro_distance (which is Jaro *similarity*), as the notebook used.
+        from rapidfuzz.distance import Jaro
+
+        return Jaro.similarity
+    if metric == "token_set":
+        from rapidfuzz import fuzz
+
+        return lambda a, b: fuzz.token_set_ratio(a, b) / 100.0
+    if metric == "indel":
+        from rapidfuzz.distance import Indel
+
+        return Indel.normalized_similarity
+    raise ValueError(f"unknown near-duplicate metric {metric!r} (jaro, token_set, indel, off)")
+
+
+@contextlib.contextmanager
+def _dedupe_lock(conn: Connection):
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_DEDUPE_LOCK})
+        yield
+        return
+    database = conn.engine.url.database
+    if not database or database == ":memory:":
+        yield
+        return
+    lock_path = Path(database).expanduser().with_name(Path(database).name + ".dedupe.lock")
+    with open(lock_path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def run_dedupe(
+    engine: Engine,
+    settings: Settings,
+    *,
+    full: bool = False,
+    progress_emit: Callable[[str], None] | None = None,
+    attempts: int = 5,
+) -> DedupeReport:
+    """Recompute the statuses of everything touched since the last dedupe (or everything with ``full``)."""
+    from sqlalchemy.exc import OperationalError
+
+    for attempt in range(1, attempts + 1):
+        try:
+            options = {}
+            if engine.dialect.name == "postgresql":
+                # A consistent snapshot: a message re-ingested meanwhile makes the final update conflict
+                # (serialization failure) instead of being marked clean unseen; we then simply retry.
+                options["isolation_level"] = "REPEATABLE READ"
+            with engine.connect().execution_options(**options) as conn:
+                with conn.begin():
+                    with _dedupe_lock(conn):
+                        return _dedupe(conn, settings, full=full, progress_emit=progress_emit)
+        except OperationalError as exc:
+            pgcode = getattr(getattr(exc, "orig", None), "pgcode", None)
+            if pgcode in ("40001", "40P01") and attempt < attempts:
+                log.info("dedupe: concurrent ingest changed the snapshot, retrying (%s)", attempt)
+                continue
+            raise
+    raise AssertionError("unreachable")
+
+
+def _temp(conn: Connection, name: str, select_sql: str, params: dict | None = None) -> None:
+    if conn.dialect.name == "sqlite":
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS temp.{name}"))
+        conn.execute(sa.text(f"CREATE TEMP TABLE {name} AS {select_sql}"), params or {})
+    else:
+        conn.execute(sa.text(f"CREATE TEMP TABLE {name} ON COMMIT DROP AS {select_sql}"), params or {})
+
+
+def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) -> DedupeReport:
+    started = time.monotonic()
+    report = DedupeReport(full=full)
+    q = conn.execute
+    dialect = conn.dialect.name
+
+    max_queue_id = q(sa.text("SELECT MAX(id) FROM dedupe_queue")).scalar() or 0
+    where_dirty = "TRUE" if full else "dirty"
+    _temp(conn, "dd_msgs", f"SELECT key FROM messages WHERE {where_dirty}")
+    _temp(
+        conn,
+        "dd_queue",
+        "SELECT username, posted_at, raw_hash, clean_hash FROM dedupe_queue WHERE id <= :max_id",
+        {"max_id": max_queue_id},
+    )
+    q(sa.text("CREATE INDEX ix_dd_msgs ON dd_msgs (key)"))
+    report.dirty_messages = q(sa.text("SELECT COUNT(*) FROM dd_msgs")).scalar()
+    if report.dirty_messages == 0 and max_queue_id == 0:
+        report.elapsed_s = time.monotonic() - started
+        return report
+
+    # ---- rule 12: representative of each touched raw-prompt group ----------------------------------
+    _temp(
+        conn,
+        "dd_raw",
+        "SELECT DISTINCT m.raw_hash FROM messages m JOIN dd_msgs d ON d.key = m.key WHERE m.raw_hash IS NOT NULL "
+        "UNION SELECT raw_hash FROM dd_queue WHERE raw_hash IS NOT NULL",
+    )
+    q(sa.text("CREATE INDEX ix_dd_raw ON dd_raw (raw_hash)"))
+    report.raw_groups = q(sa.text("SELECT COUNT(*) FROM dd_raw")).scalar()
+    q(
+        sa.text(
+            """
+            UPDATE messages SET raw_rep = (ranked.rn = 1)
+            FROM (SELECT m.key, ROW_NUMBER() OVER (PARTITION BY m.raw_hash ORDER BY m.posted_at, m.key) AS rn
+                  FROM messages m JOIN dd_raw r ON r.raw_hash = m.raw_hash
+                  WHERE m.pre_reason IS NULL) ranked
+            WHERE messages.key = ranked.key AND messages.raw_rep <> (ranked.rn = 1)
+            """
+        )
+    )
+    q(
+        sa.text(
+            "UPDATE messages SET raw_rep = FALSE WHERE raw_rep AND (raw_hash IS NULL OR pre_reason IS NOT NULL) "
+            "AND key IN (SELECT key FROM dd_msgs)"
+        )
+    )
+    # Every message of a touched raw group may have changed representative status.
+    _temp(
+        conn,
+        "dd_touched",
+        "SELECT key FROM dd_msgs UNION SELECT m.key FROM messages m JOIN dd_raw r ON r.raw_hash = m.raw_hash",
+    )
+    q(sa.text("CREATE INDEX ix_dd_touched ON dd_touched (key)"))
+
+    # ---- rule 13: near-duplicate attempts, per user session -----------------------------------------
+    similarity = similarity_function(settings.near_dup_metric)
+    changes: list[dict] = []
+    if similarity is None:
+        rows = q(
+            sa.text(
+                "SELECT m.key FROM messages m JOIN dd_touched t ON t.key = m.key WHERE m.near_dup"
+                if not full
+                else "SELECT key FROM messages WHERE near_dup"
+            )
+        )
+        changes = [{"key": key, "near_dup": False, "near_dup_of": None} for (key,) in rows]
+    else:
+        changes, report.users = _near_duplicates(conn, settings, similarity, full, progress_emit)
+    # Non-representatives are never near-duplicates (rule 13 only sees rule 12's survivors).
+    q(
+        sa.text(
+            "UPDATE messages SET near_dup = FALSE, near_dup_of = NULL "
+            "WHERE near_dup AND NOT raw_rep AND key IN (SELECT key FROM dd_touched)"
+        )
+    )
+    report.near_dup_changes = len(changes)
+    nd_table = sa.Table(
+        "dd_nd",
+        sa.MetaData(),
+        sa.Column("key", sa.Text),
+        sa.Column("near_dup", sa.Boolean),
+        sa.Column("near_dup_of", sa.Text),
+        prefixes=["TEMPORARY"],
+    )
+    if dialect == "sqlite":
+        q(sa.text("DROP TABLE IF EXISTS temp.dd_nd"))
+        q(sa.text("CREATE TEMP TABLE dd_nd (key TEXT, near_dup BOOLEAN, near_dup_of TEXT)"))
+    else:
+        q(sa.text("CREATE TEMP TABLE dd_nd (key TEXT, near_dup BOOLEAN, near_dup_of TEXT) ON COMMIT DROP"))
+    for start in range(0, len(changes), 50_000):
+        q(sa.insert(nd_table), changes[start : start + 50_000])
+    if changes:
+        q(
+            sa.text(
+                "UPDATE messages SET near_dup = dd_nd.near_dup, near_dup_of = dd_nd.near_dup_of "
+                "FROM dd_nd WHERE messages.key = dd_nd.key"
+            )
+        )
+        q(sa.text("INSERT INTO dd_touched (key) SELECT key FROM dd_nd"))
+
+    # ---- rule 34 and the prompts: touched cleaned-prompt groups ---------------------------------------
+    _temp(
+        conn,
+        "dd_clean",
+        "SELECT DISTINCT m.clean_hash FROM messages m JOIN dd_touched t ON t.key = m.key "
+        "WHERE m.clean_hash IS NOT NULL UNION SELECT clean_hash FROM dd_queue WHERE clean_hash IS NOT NULL",
+    )
+    q(sa.text("CREATE INDEX ix_dd_clean ON dd_clean (clean_hash)"))
+    report.clean_groups = q(sa.text("SELECT COUNT(*) FROM dd_clean")).scalar()
+    q(
+        sa.text(
+            """
+            INSERT INTO prompts (text, text_hash, first_seen, kept)
+            SELECT MIN(m.clean_text), m.clean_hash, MIN(m.posted_at), FALSE
+            FROM messages m JOIN dd_clean c ON c.clean_hash = m.clean_hash
+            GROUP BY m.clean_hash
+            ON CONFLICT (text_hash) DO UPDATE SET first_seen = excluded.first_seen
+            """
+        )
+    )
+    q(
+        sa.text(
+            """
+            UPDATE messages SET prompt_id = p.id FROM prompts p
+            WHERE p.text_hash = messages.clean_hash
+              AND messages.clean_hash IN (SELECT clean_hash FROM dd_clean)
+              AND (messages.prompt_id IS NULL OR messages.prompt_id <> p.id)
+            """
+        )
+    )
+    _temp(
+        conn,
+        "dd_rep",
+        """
+        SELECT key FROM (
+            SELECT m.key, ROW_NUMBER() OVER (PARTITION BY m.clean_hash ORDER BY m.posted_at, m.key) AS rn
+            FROM messages m JOIN dd_clean c ON c.clean_hash = m.clean_hash
+            WHERE m.raw_rep AND NOT m.near_dup AND m.clean_reason IS NULL AND m.pre_reason IS NULL) ranked
+        WHERE rn = 1
+        """,
+    )
+    q(sa.text("CREATE INDEX ix_dd_rep ON dd_rep (key)"))
+    q(sa.text("INSERT INTO dd_touched (key) SELECT m.key FROM messages m JOIN dd_clean c ON c.clean_hash = m.clean_hash"))
+
+    # ---- final verdicts of everything touched ---------------------------------------------------------
+    q(
+        sa.text(
+            """
+            UPDATE messages SET
+              status = CASE WHEN pre_reason IS NULL AND raw_rep AND NOT near_dup AND clean_reason IS NULL
+                             AND key IN (SELECT key FROM dd_rep) THEN 'kept' ELSE 'rejected' END,
+              reason = CASE
+                  WHEN pre_reason IS NOT NULL THEN pre_reason
+                  WHEN NOT raw_rep THEN 'duplicate'
+                  WHEN near_dup THEN 'near_duplicate'
+                  WHEN clean_reason IS NOT NULL THEN clean_reason
+                  WHEN key IN (SELECT key FROM dd_rep) THEN NULL
+                  ELSE 'duplicate' END,
+              dirty = FALSE
+            WHERE key IN (SELECT key FROM dd_touched)
+            """
+        )
+    )
+    q(
+        sa.text(
+            """
+            UPDATE prompts SET
+              kept_message_key = (SELECT m.key FROM messages m WHERE m.prompt_id = prompts.id AND m.status = 'kept'
+                                  ORDER BY m.key LIMIT 1),
+              kept = EXISTS (SELECT 1 FROM messages m WHERE m.prompt_id = prompts.id AND m.status = 'kept')
+            WHERE text_hash IN (SELECT clean_hash FROM dd_clean)
+            """
+        )
+    )
+    q(sa.text("DELETE FROM dedupe_queue WHERE id <= :max_id"), {"max_id": max_queue_id})
+    if dialect == "sqlite":
+        for name in ("dd_msgs", "dd_queue", "dd_raw", "dd_touched", "dd_nd", "dd_clean", "dd_rep"):
+            q(sa.text(f"DROP TABLE IF EXISTS temp.{name}"))
+    report.elapsed_s = time.monotonic() - started
+    log.info(
+        "dedupe: %s dirty messages, %s raw groups, %s users, %s near-duplicate changes, %s prompt groups in %.1fs",
+        report.dirty_messages,
+        report.raw_groups,
+        report.users,
+        report.near_dup_changes,
+        report.clean_groups,
+        report.elapsed_s,
+    )
+    return report
+
+
+@dataclass(slots=True)
+class _Candidate:
+    key: str
+    posted_at: datetime
+    raw_prompt: str
+    near_dup: bool
+    near_dup_of: str | None
+
+
+def _walk(
+    rows_desc: list[_Candidate],
+    context_kept_desc: list[_Candidate],
+    similarity: Callable[[str, str], float],
+    threshold: float,
+    window: timedelta,
+) -> Iterable[tuple[_Candidate, bool, str | None]]:
+    """The original greedy walk, newest first, comparing each row with the kept rows less than a window newer."""
+    kept: deque[_Candidate] = deque(context_kept_desc)  # newest first
+    for row in rows_desc:
+        # kept is ordered newest -> oldest; drop from the newest end those a window or more newer than row
+        while kept and kept[0].posted_at - row.posted_at >= window:
+            kept.popleft()
+        match = None
+        for other in kept:
+            if similarity(other.raw_prompt, row.raw_prompt) > threshold:
+                match = other.key
+                break
+        if match is None:
+            kept.append(row)
+        yield row, match is not None, match
+
+
+def _near_duplicates(conn: Connection, settings: Settings, similarity, full: bool, progress_emit):
+    window = timedelta(seconds=settings.near_dup_window_s)
+    threshold = settings.near_dup_threshold
+    q = conn.execute
+    dialect = conn.dialect.name
+    n_points = 0
+    if not full:
+        n_points = q(
+            sa.text(
+                "SELECT COUNT(*) FROM messages m JOIN dd_touched t ON t.key = m.key WHERE m.username IS NOT NULL"
+            )
+        ).scalar() + q(sa.text("SELECT COUNT(*) FROM dd_queue WHERE username IS NOT NULL")).scalar()
+    if full or n_points > FULL_RECOMPUTE_POINTS:
+        return _near_duplicates_full(conn, similarity, threshold, window, progress_emit)
+
+    # Touched points per user -> clusters -> windows [first - lookback, last + window].
+    points: dict[str, list[datetime]] = {}
+    for username, posted_at in q(
+        sa.text(
+            "SELECT m.username, m.posted_at FROM messages m JOIN dd_touched t ON t.key = m.key "
+            "WHERE m.username IS NOT NULL UNION ALL "
+            "SELECT username, posted_at FROM dd_queue WHERE username IS NOT NULL"
+        )
+    ):
+        points.setdefault(username, []).append(to_utc(posted_at))
+    cluster_gap = max(_CLUSTER_GAP, 3 * window)
+    clusters: list[tuple[str, datetime, datetime]] = []
+    for username, times in points.items():
+        times.sort()
+        first = last = times[0]
+        for t in times[1:]:
+            if t - last > cluster_gap:
+                clusters.append((username, first, last))
+                first = t
+            last = t
+        clusters.append((username, first, last))
+
+    # Clusters of one user are processed newest first, and rows recomputed here override the stored verdicts
+    # when a later read sees them as context: a session chain of a later cluster may reach an earlier one.
+    computed: dict[str, tuple[bool, str | None]] = {}
+    stored: dict[str, tuple[bool, str | None]] = {}
+    for username, first, last in sorted(clusters, key=lambda c: (c[0], c[1]), reverse=True):
+        lookback = _LOOKBACK
+        while True:
+            lo = first - lookback
+            hi = last + window
+            rows = []
+            for key, posted_at, raw_prompt, nd, nd_of in q(
+                sa.text(
+                    "SELECT key, posted_at, raw_prompt, near_dup, near_dup_of FROM messages "
+                    "WHERE username = :u AND posted_at >= :lo AND posted_at <= :hi AND raw_rep "
+                    "ORDER BY posted_at DESC, key DESC"
+                ),
+                {"u": username, "lo": timestamp_param(dialect, lo), "hi": timestamp_param(dialect, hi)},
+            ):
+                stored.setdefault(key, (bool(nd), nd_of))
+                nd, nd_of = computed.get(key, (bool(nd), nd_of))
+                rows.append(_Candidate(key, to_utc(posted_at), raw_prompt, nd, nd_of))
+            region = [r for r in rows if r.posted_at <= last]
+            context = [r for r in rows if r.posted_at > last and not r.near_dup]
+            # The chain of rows, going back from the earliest touched point, less than a window apart.
+            start = first
+            cut = len(region)
+            for idx, row in enumerate(region):
+                if row.posted_at >= first:
+                    continue
+                if start - row.posted_at < window:
+                    start = row.posted_at
+                else:
+                    cut = idx
+                    break
+            if cut == len(region) and start - window < lo:
+                lookback *= 4  # the session may reach further back than what was read: read more
+                continue
+            break
+        for row, is_dup, dup_of in _walk(region[:cut], context, similarity, threshold, window):
+            computed[row.key] = (is_dup, dup_of)
+    changes = [
+        {"key": key, "near_dup": value[0], "near_dup_of": value[1]}
+        for key, value in computed.items()
+        if stored.get(key) != value
+    ]
+    return changes, len(points)
+
+
+def _near_duplicates_full(conn: Connection, similarity, threshold: float, window: timedelta, progress_emit):
+    """One streaming pass over every representative, user by user."""
+    total = conn.execute(sa.text("SELECT COUNT(*) FROM messages WHERE raw_rep AND username IS NOT NULL")).scalar()
+    progress = Progress("near-duplicates", total=total, unit="rows", emit=progress_emit)
+    result = conn.execution_options(stream_results=True, yield_per=20_000).execute(
+        sa.text(
+            "SELECT username, key, posted_at, raw_prompt, near_dup, near_dup_of FROM messages "
+            "WHERE raw_rep AND username IS NOT NULL ORDER BY username, posted_at DESC, key DESC"
+        )
+    )
+    changes: list[dict] = []
+    users = 0
+    done = 0
+    current_user = None
+    batch: list[_Candidate] = []
+
+    def flush():
+        for row, is_dup, dup_of in _walk(batch, [], similarity, threshold, window):
+            if row.near_dup != is_dup or row.near_dup_of != dup_of:
+                changes.append({"key": row.key, "near_dup": is_dup, "near_dup_of": dup_of})
+
+    for username, key, posted_at, raw_prompt, nd, nd_of in result:
+        if username != current_user:
+            if batch:
+                flush()
+                done += len(batch)
+                progress.update(done)
+            batch = []
+            current_user = username
+            users += 1
+        batch.append(_Candidate(key, to_utc(posted_at), raw_prompt, bool(nd), nd_of))
+    if batch:
+        flush()
+        done += len(batch)
+    progress.update(done, force=total > 100_000)
+    return changes, users

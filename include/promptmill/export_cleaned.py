@@ -1,0 +1,38 @@
+"""`promptmill export-cleaned`: the original notebook's `cleaned_discord_prompts.tsv`.
+
+Tab-separated, an unnamed index column then ``content`` (the cleaned prompt), ``attachments`` (the CSV
+export's comma-joined URLs) and ``username``, one row per kept prompt, ordered by date - the same dialect
+pandas' ``DataFrame.to_csv(sep="\\t")`` writes, so downstream readers of the original file keep working.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+
+def export_cleaned(engine: Engine, out_path: str | os.PathLike) -> int:
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    rows = 0
+    with engine.connect() as conn, open(tmp, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+        writer.writerow(["", "content", "attachments", "username"])
+        result = conn.execution_options(stream_results=True, yield_per=10_000).execute(
+            sa.text(
+                "SELECT clean_text, attachments, username FROM messages WHERE status = 'kept' "
+                "ORDER BY posted_at, key"
+            )
+        )
+        for clean_text, attachments, username in result:
+            urls = ",".join(orjson.loads(attachments)) if attachments else ""
+            writer.writerow([rows, clean_text, urls, username or ""])
+            rows += 1
+    os.replace(tmp, out_path)
+    return rows

@@ -1,0 +1,208 @@
+"""Bulk loading of parsed messages: stage (COPY on PostgreSQL, executemany on SQLite), then one merge.
+
+The merge is an upsert keyed by message key in which the newest version of an edited message wins
+(later ``edited_at``; for equal edit times the greater content, an arbitrary but order-independent rule),
+so loading files in any order gives the same rows.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+# Columns of a staged message row, in the order produced by ingest.build_row.
+MESSAGE_COLUMNS: tuple[str, ...] = (
+    "key",
+    "channel_id",
+    "author_id",
+    "author",
+    "posted_at",
+    "edited_at",
+    "content",
+    "attachments",
+    "source_file_id",
+    "era",
+    "username",
+    "raw_prompt",
+    "raw_hash",
+    "args",
+    "nsfw",
+    "pre_reason",
+    "clean_text",
+    "clean_hash",
+    "clean_reason",
+)
+_TS_COLUMNS = {MESSAGE_COLUMNS.index("posted_at"), MESSAGE_COLUMNS.index("edited_at")}
+_BOOL_COLUMNS = {MESSAGE_COLUMNS.index("nsfw")}
+
+_STAGE_DDL = """
+CREATE TEMP TABLE stage_messages (
+    seq {serial},
+    key TEXT NOT NULL, channel_id TEXT NOT NULL, author_id TEXT, author TEXT,
+    posted_at {ts} NOT NULL, edited_at {ts}, content TEXT NOT NULL, attachments TEXT, source_file_id BIGINT,
+    era TEXT, username TEXT, raw_prompt TEXT, raw_hash TEXT, args TEXT, nsfw BOOLEAN NOT NULL,
+    pre_reason TEXT, clean_text TEXT, clean_hash TEXT, clean_reason TEXT
+)"""
+
+# COPY text format escaping: backslash first, then the delimiters.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def sqlite_timestamp(value: datetime) -> str:
+    """SQLAlchemy's own SQLite DateTime storage format, in UTC, so Core reads it back and strings sort."""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def to_utc(value) -> datetime | None:
+    """Normalise a timestamp read back from either backend to an aware UTC datetime."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def min_timestamp_sql(dialect: str) -> str:
+    return "'-infinity'::timestamptz" if dialect == "postgresql" else "''"
+
+
+def timestamp_param(dialect: str, value: datetime | None):
+    """A timestamp as a bound parameter of a text() statement for this dialect."""
+    if value is None:
+        return None
+    return value.astimezone(UTC) if dialect == "postgresql" else sqlite_timestamp(value)
+
+
+class MessageStager:
+    """Collects message rows of one file in a temporary table inside the caller's transaction."""
+
+    def __init__(self, conn: Connection, chunk_rows: int = 20_000):
+        self.conn = conn
+        self.dialect = conn.dialect.name
+        self.chunk_rows = chunk_rows
+        self._pending: list[Sequence] = []
+        self.staged = 0
+        if self.dialect == "postgresql":
+            ddl = _STAGE_DDL.format(serial="BIGSERIAL", ts="TIMESTAMPTZ") + " ON COMMIT DROP"
+        else:
+            ddl = _STAGE_DDL.format(serial="INTEGER PRIMARY KEY", ts="TEXT")
+            conn.execute(sa.text("DROP TABLE IF EXISTS temp.stage_messages"))
+        conn.execute(sa.text(ddl))
+
+    def add(self, row: Sequence) -> None:
+        self._pending.append(row)
+        if len(self._pending) >= self.chunk_rows:
+            self.flush()
+
+    def extend(self, rows: Iterable[Sequence]) -> None:
+        for row in rows:
+            self.add(row)
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        if self.dialect == "postgresql":
+            self._copy_postgres(self._pending)
+        else:
+            self._insert_sqlite(self._pending)
+        self.staged += len(self._pending)
+        self._pending = []
+
+    def _copy_postgres(self, rows: list[Sequence]) -> None:
+        buf = io.StringIO()
+        write = buf.write
+        for row in rows:
+            fields = []
+            for i, value in enumerate(row):
+                if value is None:
+                    fields.append("\\N")
+                elif i in _TS_COLUMNS:
+                    fields.append(value.isoformat())
+                elif i in _BOOL_COLUMNS:
+                    fields.append("t" if value else "f")
+                elif isinstance(value, str):
+                    fields.append(value.translate(_COPY_ESCAPES))
+                else:
+                    fields.append(str(value))
+            write("\t".join(fields))
+            write("\n")
+        data = buf.getvalue()
+        sql = f"COPY stage_messages ({', '.join(MESSAGE_COLUMNS)}) FROM STDIN"
+        cursor = self.conn.connection.dbapi_connection.cursor()
+        try:
+            if hasattr(cursor, "copy_expert"):  # psycopg2
+                cursor.copy_expert(sql, io.StringIO(data))
+            else:  # psycopg 3
+                with cursor.copy(sql) as copy:
+                    copy.write(data)
+        finally:
+            cursor.close()
+
+    def _insert_sqlite(self, rows: list[Sequence]) -> None:
+        converted = []
+        for row in rows:
+            row = list(row)
+            for i in _TS_COLUMNS:
+                if row[i] is not None:
+                    row[i] = sqlite_timestamp(row[i])
+            row[_NSFW] = 1 if row[_NSFW] else 0
+            converted.append(row)
+        placeholders = ", ".join("?" for _ in MESSAGE_COLUMNS)
+        cursor = self.conn.connection.dbapi_connection.cursor()
+        try:
+            cursor.executemany(
+                f"INSERT INTO stage_messages ({', '.join(MESSAGE_COLUMNS)}) VALUES ({placeholders})", converted
+            )
+        finally:
+            cursor.close()
+
+    def merge(self) -> int:
+        """Upsert the staged rows into ``messages``; returns how many rows were inserted or changed."""
+        self.flush()
+        conn = self.conn
+        lo = min_timestamp_sql(self.dialect)
+        # One row per key within the file: the newest version (same rule as the upsert below).
+        conn.execute(
+            sa.text(
+                f"""
+                DELETE FROM stage_messages WHERE seq IN (
+                    SELECT seq FROM (
+                        SELECT seq, ROW_NUMBER() OVER (
+                            PARTITION BY key ORDER BY COALESCE(edited_at, {lo}) DESC, content DESC) AS rn
+                        FROM stage_messages) ranked
+                    WHERE rn > 1)
+                """
+            )
+        )
+        newer = (
+            "(COALESCE({new}.edited_at, {lo}) > COALESCE({old}.edited_at, {lo}) OR "
+            "(COALESCE({new}.edited_at, {lo}) = COALESCE({old}.edited_at, {lo}) AND {new}.content > {old}.content))"
+        )
+        # Dedupe must revisit the groups and user sessions an edited message leaves.
+        conn.execute(
+            sa.text(
+                "INSERT INTO dedupe_queue (username, posted_at, raw_hash, clean_hash) "
+                "SELECT m.username, m.posted_at, m.raw_hash, m.clean_hash FROM stage_messages s "
+                "JOIN messages m ON m.key = s.key WHERE " + newer.format(new="s", old="m", lo=lo)
+            )
+        )
+        cols = ", ".join(MESSAGE_COLUMNS)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in MESSAGE_COLUMNS if c != "key")
+        result = conn.execute(
+            sa.text(
+                f"INSERT INTO messages ({cols}, status, reason, dirty) "
+                f"SELECT {cols}, 'pending', NULL, TRUE FROM stage_messages WHERE TRUE ORDER BY key "
+                f"ON CONFLICT (key) DO UPDATE SET {updates}, status = 'pending', reason = NULL, dirty = TRUE "
+                "WHERE " + newer.format(new="excluded", old="messages", lo=lo)
+            )
+        )
+        return result.rowcount or 0
+
+
+_NSFW = MESSAGE_COLUMNS.index("nsfw")
