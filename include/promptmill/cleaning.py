@@ -132,16 +132,15 @@ class _EmojiRemover:
             first: (tuple(sorted(lengths, reverse=True)), frozenset(members))
             for first, (lengths, members) in by_first.items()
         }
-        self._first_chars = re.compile("[" + "".join(re.escape(c) for c in sorted(self._by_first)) + "]")
+        self._first_chars = frozenset(self._by_first)
 
     def __call__(self, text: str) -> str:
         if text.isascii():  # no demoji sequence is pure ASCII (checked by the tests)
             return text
-        candidate = self._first_chars.search(text)
-        if candidate is not None:
+        if not self._first_chars.isdisjoint(text):
             pieces = []
             kept_from = 0
-            position = candidate.start()
+            position = 0
             end = len(text)
             while position < end:
                 entry = self._by_first.get(text[position])

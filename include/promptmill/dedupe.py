@@ -449,11 +449,12 @@ def _near_duplicates_full(conn: Connection, similarity, threshold: float, window
     """One streaming pass over every representative, user by user."""
     total = conn.execute(sa.text("SELECT COUNT(*) FROM messages WHERE raw_rep AND username IS NOT NULL")).scalar()
     progress = Progress("near-duplicates", total=total, unit="rows", emit=progress_emit)
-    result = conn.execution_options(stream_results=True, yield_per=20_000).execute(
+    result = conn.execute(
         sa.text(
             "SELECT username, key, posted_at, raw_prompt, near_dup, near_dup_of FROM messages "
             "WHERE raw_rep AND username IS NOT NULL ORDER BY username, posted_at DESC, key DESC"
-        )
+        ),
+        execution_options={"stream_results": True, "yield_per": 20_000},
     )
     changes: list[dict] = []
     users = 0

@@ -24,11 +24,12 @@ def export_cleaned(engine: Engine, out_path: str | os.PathLike) -> int:
     with engine.connect() as conn, open(tmp, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
         writer.writerow(["", "content", "attachments", "username"])
-        result = conn.execution_options(stream_results=True, yield_per=10_000).execute(
+        result = conn.execute(
             sa.text(
                 "SELECT clean_text, attachments, username FROM messages WHERE status = 'kept' "
                 "ORDER BY posted_at, key"
-            )
+            ),
+            execution_options={"stream_results": True, "yield_per": 10_000},
         )
         for clean_text, attachments, username in result:
             urls = ",".join(orjson.loads(attachments)) if attachments else ""

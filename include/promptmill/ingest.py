@@ -17,16 +17,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from promptmill.bots import extract
-from promptmill.cleaning import clean
+from promptmill.derive import PRE_REASON_INDEX, build_row
 from promptmill.exports import ExportError, Source, discover, read_export
 from promptmill.progress import Progress
-from promptmill.records import RawMessage
 from promptmill.settings import Settings
 from promptmill.store.bulk import MessageStager
 from promptmill.store.schema import channels, source_files
@@ -87,44 +84,8 @@ class IngestReport:
         return data
 
 
-def text_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def build_row(raw: RawMessage, file_id: int, profile: str) -> tuple:
-    """The stored row of one message (column order: store.bulk.MESSAGE_COLUMNS)."""
-    gen = extract(raw.content, profile=profile)
-    raw_prompt = gen.raw_prompt if gen.reject is None else None
-    raw_hash = clean_text = clean_hash = clean_reason = None
-    if raw_prompt is not None:
-        raw_hash = text_hash(raw_prompt)
-        cleaned = clean(raw_prompt, profile=profile)
-        if cleaned.reject is None and cleaned.text:
-            clean_text = cleaned.text
-            clean_hash = text_hash(clean_text)
-        else:
-            clean_reason = cleaned.reject or "empty"
-    return (
-        raw.key,
-        raw.channel_id,
-        raw.author_id,
-        raw.author,
-        raw.posted_at,
-        raw.edited_at,
-        raw.content,
-        orjson.dumps(list(raw.attachments)).decode() if raw.attachments else None,
-        file_id,
-        gen.era,
-        gen.username,
-        raw_prompt,
-        raw_hash,
-        orjson.dumps(gen.args, default=str).decode() if gen.args else None,
-        bool(gen.nsfw),
-        gen.reject,
-        clean_text,
-        clean_hash,
-        clean_reason,
-    )
+class _NotSelected(Exception):
+    """The file's channel is not among the selected channels (rolls the file's transaction back)."""
 
 
 def _now() -> datetime:
@@ -196,12 +157,16 @@ def ingest_source(engine: Engine, source: Source, settings: Settings, on_message
                 .returning(source_files.c.id)
             ).scalar_one()
             header, raw_messages = read_export(source)
+            if settings.channels and not (
+                header.channel_id in settings.channels or (header.channel_name or "") in settings.channels
+            ):
+                raise _NotSelected(header.channel_id)
             stager = MessageStager(conn)
             for raw in raw_messages:
                 row = build_row(raw, file_id, profile)
                 stager.add(row)
                 messages += 1
-                if row[15] is None:  # pre_reason
+                if row[PRE_REASON_INDEX] is None:
                     generations += 1
                 if on_message is not None and messages % 10_000 == 0:
                     on_message(10_000)
@@ -218,6 +183,9 @@ def ingest_source(engine: Engine, source: Source, settings: Settings, on_message
                     elapsed_s=round(time.monotonic() - started, 3),
                 )
             )
+    except _NotSelected as exc:
+        # Not recorded: a later run that selects this channel must still pick the file up.
+        return FileOutcome(source.display_path, "skipped", f"channel {exc} not selected")
     except ExportError as exc:
         _record_quarantine(engine, content_hash, source, source.display_path, exc.reason)
         log.warning("quarantined %s", exc)

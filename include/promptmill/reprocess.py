@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from promptmill.ingest import build_row
+from promptmill.derive import build_row
 from promptmill.progress import Progress
 from promptmill.records import RawMessage
 from promptmill.settings import Settings
@@ -39,8 +39,9 @@ def reprocess(engine: Engine, settings: Settings, progress_emit=None) -> int:
             extend_existing=True,
         )
         with engine.connect() as reader:
-            result = reader.execution_options(stream_results=True, yield_per=20_000).execute(
-                sa.text("SELECT key, channel_id, author_id, author, posted_at, content FROM messages")
+            result = reader.execute(
+                sa.text("SELECT key, channel_id, author_id, author, posted_at, content FROM messages"),
+                execution_options={"stream_results": True, "yield_per": 20_000},
             )
             batch = []
             for key, channel_id, author_id, author, posted_at, content in result:

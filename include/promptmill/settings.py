@@ -36,6 +36,9 @@ class Settings:
     near_dup_threshold: float = 0.6  # similarity strictly above this drops the older attempt
     near_dup_window_s: int = 3600  # the original "within 1 hour"
 
+    # only ingest these channels (ids or names); empty = all
+    channels: tuple[str, ...] = ()
+
     # zip safety caps
     zip_max_member_bytes: int = 8 * 1024**3
     zip_max_ratio: float = 200.0
@@ -83,6 +86,9 @@ class Settings:
 
 
 def _coerce(current: Any, value: Any, name: str) -> Any:
+    if isinstance(current, tuple) and isinstance(value, (str, list, tuple)):
+        items = value.split(",") if isinstance(value, str) else value
+        return tuple(str(v).strip() for v in items if str(v).strip())
     if isinstance(value, str):
         if isinstance(current, bool):
             low = value.strip().lower()
@@ -97,6 +103,10 @@ def _coerce(current: Any, value: Any, name: str) -> Any:
             return float(value)
         if isinstance(current, Path) or name.endswith("_dir"):
             return Path(value).expanduser()
+    if isinstance(current, tuple) and isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    if isinstance(current, tuple) and isinstance(value, list):
+        return tuple(str(v) for v in value)
     if name.endswith("_dir") and value is not None and not isinstance(value, Path):
         return Path(value).expanduser()
     return value

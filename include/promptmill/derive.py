@@ -1,0 +1,56 @@
+"""What a stored message row holds besides the raw message: the bot parser's and the clean-up's results.
+
+Pure functions of the message content (and the cleaning profile), shared by ingest and reprocess.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import orjson
+
+from promptmill.bots import extract
+from promptmill.cleaning import clean
+from promptmill.records import RawMessage
+
+PRE_REASON_INDEX = 15  # position of pre_reason in a built row (store.bulk.MESSAGE_COLUMNS)
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def build_row(raw: RawMessage, file_id: int, profile: str) -> tuple:
+    """The stored row of one message (column order: store.bulk.MESSAGE_COLUMNS)."""
+    gen = extract(raw.content, profile=profile)
+    raw_prompt = gen.raw_prompt if gen.reject is None else None
+    raw_hash = clean_text = clean_hash = clean_reason = None
+    if raw_prompt is not None:
+        raw_hash = text_hash(raw_prompt)
+        cleaned = clean(raw_prompt, profile=profile)
+        if cleaned.reject is None and cleaned.text:
+            clean_text = cleaned.text
+            clean_hash = text_hash(clean_text)
+        else:
+            clean_reason = cleaned.reject or "empty"
+    return (
+        raw.key,
+        raw.channel_id,
+        raw.author_id,
+        raw.author,
+        raw.posted_at,
+        raw.edited_at,
+        raw.content,
+        orjson.dumps(list(raw.attachments)).decode() if raw.attachments else None,
+        file_id,
+        gen.era,
+        gen.username,
+        raw_prompt,
+        raw_hash,
+        orjson.dumps(gen.args, default=str).decode() if gen.args else None,
+        bool(gen.nsfw),
+        gen.reject,
+        clean_text,
+        clean_hash,
+        clean_reason,
+    )

@@ -1,0 +1,107 @@
+"""Task bodies shared by the DAG and the CLI: plain functions over a store URL and settings.
+
+The DAG adapts Airflow (connections, params, run dates) to these arguments; nothing here imports Airflow,
+and every function returns small JSON-able values fit for XCom (never payloads, never secrets).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from promptmill.settings import Settings
+
+log = logging.getLogger("promptmill.pipeline")
+
+_DATE_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# Mapped ingest tasks per run: enough to keep a few workers busy, far below Airflow's max_map_length (1024).
+MAX_INGEST_GROUPS = 64
+
+
+def _engine(settings: Settings):
+    from promptmill.store.db import connect
+
+    return connect(settings.effective_database_url)
+
+
+def partition_of(path: Path, landing: Path) -> str | None:
+    """The YYYY-MM-DD folder a file sits in below the landing folder, if any."""
+    try:
+        parts = path.relative_to(landing).parts[:-1]
+    except ValueError:
+        parts = path.parts[:-1]
+    for part in parts:
+        if _DATE_DIR.match(part):
+            return part
+    return None
+
+
+def plan_ingest(settings: Settings, *, run_date: str | None = None, max_groups: int = MAX_INGEST_GROUPS) -> list[list[str]]:
+    """Top-level export files of the landing folder that hold anything not ingested yet, in size-balanced groups.
+
+    Date-partitioned landing folders (``<landing>/<YYYY-MM-DD>/...``): a run for a date takes that date's
+    partition (plus unpartitioned files); a run without a date (manual) takes every partition.
+    """
+    import sqlalchemy as sa
+
+    from promptmill.exports import ExportError
+    from promptmill.ingest import iter_sources
+    from promptmill.store.schema import source_files
+
+    landing = settings.effective_landing_dir
+    if not landing.exists():
+        log.warning("landing folder %s does not exist: nothing to ingest", landing)
+        return []
+    engine = _engine(settings)
+    pending: dict[str, int] = {}
+    with engine.connect() as conn:
+        for item in iter_sources([landing], settings):
+            if isinstance(item, ExportError):
+                top = item.source.split("!", 1)[0]
+                pending.setdefault(top, 0)
+                continue
+            top = item.display_path.split("!", 1)[0]
+            date = partition_of(Path(top), landing)
+            if run_date and date and date != run_date:
+                continue
+            try:
+                content_hash = item.content_hash()
+            except (ExportError, OSError):
+                pending.setdefault(top, 0)
+                continue
+            known = conn.execute(
+                sa.select(source_files.c.outcome).where(source_files.c.content_hash == content_hash)
+            ).first()
+            if known is None:
+                pending[top] = pending.get(top, 0) + item.size
+    if not pending:
+        return []
+    groups_n = min(len(pending), max_groups)
+    groups: list[list[str]] = [[] for _ in range(groups_n)]
+    sizes = [0] * groups_n
+    for path, size in sorted(pending.items(), key=lambda kv: (-kv[1], kv[0])):
+        i = sizes.index(min(sizes))  # largest first into the lightest group
+        groups[i].append(path)
+        sizes[i] += size
+    log.info("plan: %s files with new content in %s groups (%s bytes)", len(pending), groups_n, sum(sizes))
+    return [sorted(g) for g in groups]
+
+
+def ingest_group(settings: Settings, paths: list[str]) -> dict:
+    """Ingest one group of files (a mapped task); dedupe runs once afterwards, in its own task."""
+    from promptmill.ingest import ingest_paths
+
+    report = ingest_paths(_engine(settings), paths, settings, run_dedupe=False)
+    return report.as_dict()
+
+
+def dedupe(settings: Settings) -> dict:
+    from dataclasses import asdict
+
+    from promptmill.dedupe import run_dedupe
+    from promptmill.status import store_status
+
+    report = run_dedupe(_engine(settings), settings)
+    status = store_status(_engine(settings), settings)
+    return {"dedupe": asdict(report), "status": status}
