@@ -22,11 +22,14 @@ source_files = sa.Table(
     sa.Column("channel_id", sa.Text),
     sa.Column("partition_date", sa.String(10)),
     sa.Column("size_bytes", sa.BigInteger),
+    # stat of the file on disk when ingested: a re-run skips unchanged files without hashing them
+    sa.Column("file_mtime_ns", sa.BigInteger),
     sa.Column("message_count", sa.Integer, nullable=False, server_default="0"),
     sa.Column("outcome", sa.String(16), nullable=False),  # ingested | quarantined
     sa.Column("reason", sa.Text),
     sa.Column("ingested_at", TS, nullable=False),
     sa.Column("elapsed_s", sa.Float),
+    sa.Index("ix_source_files_path", "path"),
 )
 
 channels = sa.Table(

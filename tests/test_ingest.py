@@ -1,0 +1,122 @@
+"""Ingest on both backends: idempotence, overlaps, edits, quarantine, nothing lost."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from datetime import timedelta
+
+import sqlalchemy as sa
+from promptmill.ingest import ingest_paths
+from promptmill.settings import Settings
+
+from tests.helpers import EPOCH, Msg, slash, slash_content, write_csv_export, write_json_export
+
+SETTINGS = Settings()
+CHANNEL = "Stable Diffusion - Bots - dreambot-1 [101].json"
+
+
+def _counts(engine) -> dict:
+    with engine.connect() as conn:
+        return {
+            "messages": conn.execute(sa.text("SELECT COUNT(*) FROM messages")).scalar(),
+            "kept": conn.execute(sa.text("SELECT COUNT(*) FROM messages WHERE status = 'kept'")).scalar(),
+            "pending": conn.execute(sa.text("SELECT COUNT(*) FROM messages WHERE status = 'pending'")).scalar(),
+        }
+
+
+def test_ingest_then_rerun_skips_everything(engine, tmp_path):
+    msgs = [slash("ann", f"a fox number {i}", i * 90, seq=i) for i in range(10)]
+    msgs.append(Msg("hello everyone", EPOCH + timedelta(minutes=3), seq=99,
+                    author={"id": "5", "name": "human", "discriminator": "0000", "nickname": "h", "isBot": False}))
+    write_json_export(tmp_path / "in" / CHANNEL, "101", msgs)
+    first = ingest_paths(engine, [tmp_path / "in"], SETTINGS)
+    assert (first.files_seen, first.files_ingested, first.files_skipped) == (1, 1, 0)
+    assert first.messages == 11 and first.generations == 10
+    assert first.kept == 10 and first.rejected == {"not_a_generation": 1}
+    second = ingest_paths(engine, [tmp_path / "in"], SETTINGS)
+    assert (second.files_ingested, second.files_skipped, second.messages) == (0, 1, 0)
+    # the same content under another name is the same file
+    (tmp_path / "in" / CHANNEL).rename(tmp_path / "in" / "renamed [101].json")
+    third = ingest_paths(engine, [tmp_path / "in"], SETTINGS)
+    assert third.files_skipped == 1
+    assert _counts(engine) == {"messages": 11, "kept": 10, "pending": 0}
+
+
+def test_overlapping_exports_store_each_message_once(engine, tmp_path):
+    msgs = [slash("ann", f"a ship number {i}", i * 90, seq=i) for i in range(6)]
+    write_json_export(tmp_path / "a" / "x [101].json", "101", msgs[:4])
+    write_json_export(tmp_path / "b" / "x [101] [part 2].json", "101", msgs[2:])
+    report = ingest_paths(engine, [tmp_path / "a", tmp_path / "b"], SETTINGS)
+    assert report.messages == 8
+    assert _counts(engine)["messages"] == 6
+
+
+def test_edited_message_keeps_the_newest_text_whatever_the_order(engine, tmp_path):
+    original = slash("ann", "a cat", 0, seq=1)
+    edited = Msg(slash_content("ann", "a dog"), original.when, seq=1, edited=EPOCH + timedelta(hours=1))
+    write_json_export(tmp_path / "new" / "n [101].json", "101", [edited])
+    write_json_export(tmp_path / "old" / "o [101].json", "101", [original])
+    ingest_paths(engine, [tmp_path / "new"], SETTINGS)
+    ingest_paths(engine, [tmp_path / "old"], SETTINGS)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT raw_prompt FROM messages")).scalars().all() == ["a dog"]
+
+
+def test_bad_files_are_quarantined_and_nothing_stored_is_lost(engine, tmp_path):
+    good = write_json_export(tmp_path / "in" / "good [101].json", "101", [slash("ann", "a red barn", 0, seq=1)])
+    ingest_paths(engine, [good], SETTINGS)
+    before = _counts(engine)
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    full = json.dumps(json.loads(good.read_text()) | {"messages": json.loads(good.read_text())["messages"] * 1})
+    (bad / "truncated [102].json").write_text(full[: len(full) // 2 + 40], encoding="utf-8")
+    (bad / "not-dce.json").write_text('{"hello": "world"}', encoding="utf-8")
+    (bad / "empty [103].csv").write_bytes(b"")
+    (bad / "latin1 [104].csv").write_bytes(
+        b"AuthorID,Author,Date,Content,Attachments,Reactions\n"
+        + '"1","x","2022-11-01T00:00:00.0000000+00:00","caf\xe9","",""\n'.encode("latin-1")
+    )
+    with zipfile.ZipFile(bad / "evil.zip", "w") as zf:
+        zf.writestr("../escape [105].json", good.read_text())
+    # a file whose first half is fine but second half broken leaves nothing behind
+    msgs = [slash("bob", f"a tower {i}", i, seq=i) for i in range(50)]
+    half = write_json_export(bad / "half [106].json", "106", msgs).read_text()
+    (bad / "half [106].json").write_text(half[: int(len(half) * 0.8)], encoding="utf-8")
+
+    report = ingest_paths(engine, [bad], SETTINGS)
+    reasons = {item["path"].split("/")[-1]: item["reason"] for item in report.files_quarantined}
+    assert report.files_ingested == 0
+    assert set(reasons) >= {"truncated [102].json", "not-dce.json", "empty [103].csv", "latin1 [104].csv", "half [106].json"}
+    assert any("escape" in path or "evil.zip" in path for path in reasons)
+    for name, reason in reasons.items():
+        assert name in reason or "evil.zip" in reason, reason  # each reason names its file
+    assert _counts(engine) == before
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM messages WHERE channel_id = '106'")).scalar() == 0
+        quarantined = conn.execute(sa.text("SELECT COUNT(*) FROM source_files WHERE outcome = 'quarantined'")).scalar()
+    assert quarantined >= 6
+
+
+def test_csv_and_zip_and_channel_selection(engine, tmp_path):
+    write_csv_export(tmp_path / "in" / "Stable Diffusion - Bots - dreambot-7 [107].csv",
+                     [slash("dee", "a mountain lake", 0, seq=1), slash("dee", "a mountain lake", 1, seq=2)])
+    inner = write_json_export(tmp_path / "tmp" / "Stable Diffusion - Bots - dreambot-8 [108].json", "108",
+                              [slash("eve", "an owl at night", 0, seq=3)])
+    with zipfile.ZipFile(tmp_path / "in" / "dump.zip", "w") as zf:
+        zf.write(inner, "exports/2022/" + inner.name)
+    only_107 = Settings(channels=("107",))
+    report = ingest_paths(engine, [tmp_path / "in"], only_107)
+    assert report.files_ingested == 1
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT DISTINCT channel_id FROM messages")).scalars().all() == ["107"]
+        rows = conn.execute(sa.text("SELECT status, reason FROM messages ORDER BY posted_at")).all()
+    assert [tuple(r) for r in rows] == [("rejected", "duplicate"), ("kept", None)] or [tuple(r) for r in rows] == [
+        ("kept", None),
+        ("rejected", "duplicate"),
+    ]
+    report = ingest_paths(engine, [tmp_path / "in"], SETTINGS)  # the zip's channel is taken now
+    assert report.files_ingested == 1 and report.files_skipped == 1
+    with engine.connect() as conn:
+        assert sorted(conn.execute(sa.text("SELECT DISTINCT channel_id FROM messages")).scalars()) == ["107", "108"]
