@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--samples", type=Path, default=SAMPLES_DIR, help=argparse.SUPPRESS)
 
-    for extension in ("promptmill.labeling.cli", "promptmill.publishing_cli"):
+    for extension in ("promptmill.labeling.cli", "promptmill.publishing.cli"):
         try:
             module = __import__(extension, fromlist=["add_commands"])
         except ModuleNotFoundError as exc:

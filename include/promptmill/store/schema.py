@@ -111,7 +111,7 @@ def load_all_tables() -> sa.MetaData:
     """Import the feature packages' table modules so ``metadata`` knows every table."""
     import importlib
 
-    for module in ("promptmill.labeling.tables", "promptmill.publishing_tables"):
+    for module in ("promptmill.labeling.tables", "promptmill.publishing.tables"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:

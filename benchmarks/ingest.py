@@ -1,0 +1,210 @@
+"""Ingest benchmark: generated DiscordChatExporter exports -> PostgreSQL, end to end through `promptmill ingest`.
+
+Prints a table (copy it into the README with the machine it ran on). Measures:
+  1. messages/s end to end for N messages (both eras, JSON and CSV, many users, near-duplicate bursts),
+     partitioned into about --files files; peak RSS of the ingest process;
+  2. a re-run over the already-ingested files (seconds per 1,000 files);
+  3. the incremental cost: 10,000 new messages into the full store vs into an empty store;
+  4. peak RSS while ingesting one single large JSON export (--big-json-mb);
+  5. the original notebook's algorithm (tests/reference/notebook.py, faithful for pandas 3) against promptmill
+     on the same slash-era CSV messages (--notebook-messages).
+
+Usage: .venv/bin/python benchmarks/ingest.py [--messages 1000000] [--files 1000] [--big-json-mb 1000]
+       [--notebook-messages 100000] [--quick]
+Needs PostgreSQL (PROMPTMILL_BENCH_PG_URL, default postgresql://postgres@127.0.0.1:5432/postgres); creates and
+drops a throwaway database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from promptmill.synth import SynthConfig, write_exports  # noqa: E402
+
+PROMPTMILL = [sys.executable, "-m", "promptmill.cli"]
+
+
+def run_measured(cmd: list[str]) -> tuple[float, int, str]:
+    """Run a command; return (wall seconds, peak RSS in MB of that process, stdout)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate()
+    elapsed = time.perf_counter() - started
+    # rusage of that one child (ru_maxrss is in KiB on Linux)
+    peak = _last_child_rss()
+    if proc.returncode != 0:
+        raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{err[-4000:]}")
+    return elapsed, peak, out
+
+
+_rss_seen = 0
+
+
+def _last_child_rss() -> int:
+    import resource
+
+    global _rss_seen
+    value = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
+    # RUSAGE_CHILDREN is a running maximum over all children: report it only when it grew.
+    peak = value if value > _rss_seen else -1
+    _rss_seen = max(_rss_seen, value)
+    return peak
+
+
+def ingest(url: str, path: Path) -> tuple[float, int, dict]:
+    elapsed, peak, out = run_measured([*PROMPTMILL, "-q", "ingest", str(path), "--json", "--db", url])
+    return elapsed, peak, json.loads(out)
+
+
+class Database:
+    def __init__(self, server_url: str):
+        self.admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+        self.server_url = server_url
+        self.names: list[str] = []
+
+    def new(self) -> str:
+        name = f"pm_bench_{secrets.token_hex(4)}"
+        with self.admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        self.names.append(name)
+        return sa.engine.make_url(self.server_url).set(database=name).render_as_string(hide_password=False)
+
+    def drop_all(self) -> None:
+        with self.admin.connect() as conn:
+            for name in self.names:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def generate(out: Path, messages: int, files: int, seed: int, first_channel: int = 1) -> float:
+    started = time.perf_counter()
+    channels = 8
+    per_format = max(1, messages // 2)
+    for fmt, era, offset in (("json", "mixed", 0), ("csv", "slash", 40)):
+        cfg = SynthConfig(
+            messages=per_format,
+            seed=seed + offset,
+            channels=channels // 2,
+            users=max(50, messages // 200),
+            era=era,
+            formats=(fmt,),
+            partition_size=max(100, messages // max(files, 1)),
+            first_channel=first_channel + offset,
+        )
+        write_exports(out / fmt, cfg)
+    return time.perf_counter() - started
+
+
+def count_files(path: Path) -> int:
+    return sum(1 for p in path.rglob("*") if p.is_file())
+
+
+def notebook_vs_promptmill(url: str, workdir: Path, messages: int) -> tuple[float, float, int, int]:
+    import pandas as pd
+
+    from tests.reference.notebook import clean_like_notebook
+
+    cfg = SynthConfig(messages=messages, seed=99, channels=1, users=max(50, messages // 200), era="slash", formats=("csv",))
+    folder = workdir / "notebook"
+    paths = write_exports(folder, cfg)
+    frames = [pd.read_csv(p, dtype=str, keep_default_na=False) for p in paths]
+    df = pd.concat(frames, ignore_index=True)
+    df.columns = [c.lower() for c in df.columns]
+    started = time.perf_counter()
+    result = clean_like_notebook(df)
+    notebook_s = time.perf_counter() - started
+    elapsed, _, report = ingest(url, folder)
+    return notebook_s, elapsed, len(result), report["kept"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=1_000_000)
+    parser.add_argument("--files", type=int, default=1000)
+    parser.add_argument("--big-json-mb", type=int, default=1000)
+    parser.add_argument("--notebook-messages", type=int, default=100_000)
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--keep", action="store_true", help="keep the generated files and databases")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.messages, args.files, args.big_json_mb, args.notebook_messages = 20_000, 100, 20, 5_000
+
+    server = os.environ.get("PROMPTMILL_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    dbs = Database(server)
+    workdir = Path(tempfile.mkdtemp(prefix="promptmill-bench-"))
+    rows: list[tuple[str, str, str]] = []
+    try:
+        data = workdir / "history"
+        gen_s = generate(data, args.messages, args.files, seed=1)
+        nfiles = count_files(data)
+        size_mb = sum(p.stat().st_size for p in data.rglob("*") if p.is_file()) / 1e6
+        print(f"generated {args.messages:,} messages in {nfiles} files ({size_mb:,.0f} MB) in {gen_s:.0f}s", file=sys.stderr)
+
+        url = dbs.new()
+        elapsed, peak, report = ingest(url, data)
+        rate = report["messages"] / elapsed
+        rows.append((f"ingest {report['messages']:,} messages ({nfiles} files, {size_mb:,.0f} MB) into PostgreSQL",
+                     f"{elapsed:,.1f} s = {rate:,.0f} messages/s", ">= 25,000 messages/s"))
+        rows.append(("  peak RSS of that ingest", f"{peak} MB", ""))
+
+        elapsed, _, report2 = ingest(url, data)
+        rows.append((f"re-run over the {nfiles} already-ingested files",
+                     f"{elapsed:.2f} s = {elapsed / nfiles * 1000:.2f} s per 1,000 files", "< 2 s per 1,000 files"))
+        assert report2["files_ingested"] == 0, report2
+
+        extra = workdir / "extra"
+        generate(extra, 10_000, 10, seed=777, first_channel=200)
+        full_s, _, _ = ingest(url, extra)
+        empty_s, _, _ = ingest(dbs.new(), extra)
+        rows.append(("add 10,000 messages to the full store / to an empty store",
+                     f"{full_s:.2f} s / {empty_s:.2f} s = {full_s / empty_s:.2f}x", "<= 2x"))
+
+        big = workdir / "big"
+        target = args.big_json_mb * 1_000_000
+        probe = workdir / "probe"
+        write_exports(probe, SynthConfig(messages=20_000, seed=5, channels=1, era="mixed"))
+        per_message = sum(p.stat().st_size for p in probe.rglob("*.json")) / 20_000
+        n_big = int(target / per_message)
+        write_exports(big, SynthConfig(messages=n_big, seed=6, channels=1, era="mixed", users=5000))
+        big_mb = sum(p.stat().st_size for p in big.rglob("*.json")) / 1e6
+        elapsed, peak, report = ingest(dbs.new(), big)
+        rows.append((f"one {big_mb:,.0f} MB JSON export ({report['messages']:,} messages)",
+                     f"peak RSS {peak} MB, {report['messages'] / elapsed:,.0f} messages/s", "< 500 MB"))
+        shutil.rmtree(big, ignore_errors=True)
+
+        nb_s, pm_s, nb_rows, pm_rows = notebook_vs_promptmill(dbs.new(), workdir, args.notebook_messages)
+        rows.append((f"original notebook algorithm on {args.notebook_messages:,} slash-era CSV messages",
+                     f"{nb_s:,.1f} s ({nb_rows:,} prompts)", ""))
+        rows.append(("promptmill ingest of the same messages into PostgreSQL",
+                     f"{pm_s:,.1f} s ({pm_rows:,} prompts), {nb_s / pm_s:,.1f}x faster", "same prompts"))
+    finally:
+        if not args.keep:
+            dbs.drop_all()
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    print(f"\nmachine: {platform.node()} | {os.cpu_count()} cores | {platform.processor() or platform.machine()} | "
+          f"Python {platform.python_version()}")
+    width = max(len(r[0]) for r in rows)
+    print(f"| {'measurement':<{width}} | result | target |")
+    print(f"|{'-' * (width + 2)}|--------|--------|")
+    for what, result, target in rows:
+        print(f"| {what:<{width}} | {result} | {target} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""README.md of a publication: a short dataset card (fields, counts, how it was made).
+
+Deterministic like the data files: it names the version but not the moment or the run (those are in the manifest).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_FIELDS = [
+    ("id", "first 16 hex of SHA-256 of the prompt: stable across publications"),
+    ("prompt", "the cleaned, deduplicated Stable Diffusion prompt"),
+    ("description", "what the picture shows, written by the labeling model (null for `_no_object` rows)"),
+    ("no_object", "true when the model found no distinguishable object (only with --include-no-object)"),
+    ("split", "train or test (a pure function of the split key, see below)"),
+    ("channel_id, channel_name", "the Discord channel the prompt was posted in"),
+    ("username_hash", "keyed hash of the Discord username (never the name itself)"),
+    ("posted_at", "when the kept message was posted (UTC, ISO 8601)"),
+    ("args", "the bot arguments of the generation (JSON object; JSON text in Parquet)"),
+    ("label_version", "the label version (model + instructions) the description comes from"),
+]
+
+_FILES = [
+    ("train_strings.txt, test_strings.txt", "`[BOS]<description> = <prompt><endoftext>` concatenated, no separator"),
+    ("train_strings.csv, val_strings.csv", r"one column `text`: `<description></s><prompt><\|endoftext\|>`"),
+    ("result.csv", "`prompt,image_description`, as the original labeling script wrote it"),
+    ("train.jsonl, test.jsonl", "one JSON record per row, every field above"),
+    ("train.parquet, test.parquet", "the same records, typed (zstd)"),
+    ("manifest.json", "version, counts, settings, label versions, store watermark, SHA-256 and size of every file"),
+]
+
+
+def render_card(manifest: dict[str, Any]) -> str:
+    counts = manifest["counts"]
+    settings = manifest["settings"]
+    labels = manifest["label_versions"]
+    label_lines = [
+        f"- `{lv['version']}`" + (f": model `{lv['model']}`, instructions SHA-256 `{lv['instructions_sha256'][:12]}`"
+                                  if lv.get("model") else "")
+        for lv in labels
+    ]
+    split_rule = (
+        "the prompt text (a row never changes split)"
+        if settings["split_key"] == "prompt"
+        else "the normalised description (rows sharing a description are on the same side)"
+    )
+    lines = [
+        f"# promptmill prompt dataset {manifest['version']}",
+        "",
+        "Stable Diffusion prompts collected from Discord bot channels, cleaned and deduplicated, each paired with a",
+        "short description of the pictured object written by a language model.",
+        "",
+        "## Counts",
+        "",
+        "| split | rows | string-format rows |",
+        "| --- | ---: | ---: |",
+        f"| train | {counts['train']:,} | {counts['strings']['train']:,} |",
+        f"| test | {counts['test']:,} | {counts['strings']['test']:,} |",
+        f"| total | {counts['total']:,} | {counts['strings']['train'] + counts['strings']['test']:,} |",
+        "",
+        f"`_no_object` rows included: {counts['no_object']:,}"
+        + ("" if settings["include_no_object"] else " (excluded by default)") + ".",
+    ]
+    excluded = counts.get("excluded_from_strings") or {}
+    if excluded:
+        detail = ", ".join(f"{reason} {n:,}" for reason, n in excluded.items())
+        lines.append(f"Left out of the string formats only: {detail}.")
+    lines += ["", "## Files", "", "| file | content |", "| --- | --- |"]
+    lines += [f"| {name} | {text} |" for name, text in _FILES]
+    lines += ["", "## Fields", "", "| field | meaning |", "| --- | --- |"]
+    lines += [f"| {name} | {text} |" for name, text in _FIELDS]
+    lines += [
+        "",
+        "## How it was made",
+        "",
+        "Discord exports -> bot message parsing -> the original cleaning rules -> exact and near-duplicate removal",
+        "-> one label per distinct prompt and label version -> this publication.",
+        "",
+        f"Split: SHA-256 of {split_rule}, test when below {settings['test_ratio']} of the hash range.",
+        f"Rows are ordered by `id`. Usernames: {settings['username_hash']}.",
+        "",
+        "Label versions:",
+        *label_lines,
+        "",
+        "Check a download against `manifest.json` (SHA-256 and size of every file).",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,83 @@
+"""``promptmill publish``; the main cli.py calls :func:`add_commands` and then ``args.handler(args, engine, settings)``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from promptmill.publishing.errors import PublishError
+from promptmill.publishing.publish import PublishResult, publish
+from promptmill.publishing.settings import SPLIT_KEYS, PublishSettings
+
+
+def add_commands(subparsers: argparse._SubParsersAction, common_parent: argparse.ArgumentParser | None = None) -> None:
+    parents = [common_parent] if common_parent is not None else []
+    parser = subparsers.add_parser(
+        "publish",
+        parents=parents,
+        help="publish the labeled prompts as versioned train/test files",
+        description="Write the kept, labeled prompts as a new versioned folder (original and modern formats, "
+        "JSONL, Parquet, manifest, dataset card) under the destination and point LATEST at it. A row's split "
+        "never changes; when nothing changed since the last publication no new version is made.",
+    )
+    parser.add_argument("--out", metavar="URI", help="destination root: a path, file://, memory://, s3://, ... "
+                        "(default: $PROMPTMILL_PUBLISH_OUT_URI, else <data folder>/published)")
+    parser.add_argument("--test-ratio", type=float, metavar="R", help="share of rows in the test split (0.2)")
+    parser.add_argument("--split-key", choices=SPLIT_KEYS,
+                        help="prompt (default): a row never moves; description: rows sharing a description "
+                        "stay on one side")
+    parser.add_argument("--include-no-object", action=argparse.BooleanOptionalAction, default=None,
+                        help="also publish _no_object rows (the original -r false); default: no")
+    parser.add_argument("--retention", type=int, metavar="N", help="keep the N newest publications (10; 0 = all)")
+    parser.add_argument("--label-version", help="publish this label version instead of the current one")
+    if common_parent is None or "--json" not in common_parent._option_string_actions:
+        parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(handler=handle_publish)
+
+
+def settings_from_args(args: argparse.Namespace, data_dir: Any = None) -> PublishSettings:
+    return PublishSettings.from_env(
+        data_dir=data_dir,
+        out_uri=getattr(args, "out", None),
+        test_ratio=getattr(args, "test_ratio", None),
+        split_key=getattr(args, "split_key", None),
+        include_no_object=getattr(args, "include_no_object", None),
+        retention=getattr(args, "retention", None),
+        label_version=getattr(args, "label_version", None),
+    )
+
+
+def describe(result: PublishResult) -> str:
+    counts = result.counts
+    if result.status == "empty":
+        return f"nothing to publish: no labeled prompt of label version {result.label_version}"
+    head = "unchanged" if result.unchanged else "published"
+    lines = [
+        f"{head}: {result.version}",
+        f"rows: {counts.get('train', 0):,} train, {counts.get('test', 0):,} test, {counts.get('total', 0):,} total"
+        + (f" ({counts['no_object']:,} _no_object)" if counts.get("no_object") else ""),
+        f"path: {result.uri}",
+    ]
+    if result.removed:
+        lines.append(f"removed by retention: {', '.join(result.removed)}")
+    return "\n".join(lines)
+
+
+def handle_publish(args: argparse.Namespace, engine: Engine, settings: Any = None) -> int:
+    publish_settings = settings_from_args(args, data_dir=getattr(settings, "data_dir", None))
+    try:
+        result = publish(engine, publish_settings)
+    except PublishError as exc:
+        print(f"promptmill: error: {exc}", file=sys.stderr)
+        return 1
+    for warning in result.warnings:
+        print(f"promptmill: warning: {warning}", file=sys.stderr)
+    if getattr(args, "json", False):
+        print(json.dumps(result.as_dict(), default=str))
+    else:
+        print(describe(result))
+    return 0
