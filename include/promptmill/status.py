@@ -30,9 +30,8 @@ def store_status(engine: Engine, settings: Settings | None = None) -> dict:
             "files_ingested": files.get("ingested", 0),
             "files_quarantined": files.get("quarantined", 0),
         }
-    try:
-        from promptmill.labeling.status import label_status
-    except ModuleNotFoundError:
-        return status
-    status.update(label_status(engine, settings or Settings.from_env()))
+    from promptmill.labeling.ledger import label_status
+    from promptmill.labeling.settings import LabelSettings
+
+    status.update(label_status(engine, LabelSettings.from_env()))
     return status

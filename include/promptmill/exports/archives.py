@@ -1,0 +1,250 @@
+"""Zip archives of exports: list their .json/.csv members as Sources, refuse unsafe ones, stream them capped.
+
+Nothing is ever extracted to disk, but member names still become display paths and feed the partition date, so
+names that would escape an extraction folder (absolute, ``..``) and symbolic links are refused like an
+extractor would. Zip bombs are refused from the central directory (declared size and ratio) and, because a
+header can lie, again while streaming: the bytes actually produced are counted against the same caps, and the
+ratio is taken against the compressed bytes actually read from the archive file.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import stat
+import zipfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from promptmill.exports.errors import ExportError
+from promptmill.exports.naming import partition_date
+from promptmill.exports.sources import Source
+
+# Module-level defaults; discover() takes keyword overrides.
+DEFAULT_MAX_MEMBER_BYTES = 8 * 1024**3  # uncompressed size cap per member
+DEFAULT_MAX_RATIO = 200.0  # uncompressed / compressed, per member ...
+DEFAULT_RATIO_MIN_BYTES = 1024**2  # ... only checked for members larger than this (small files compress well)
+
+EXPORT_FORMATS = {".json": "json", ".csv": "csv"}
+# Archives inside archives are refused loudly (they may hold exports) rather than ignored.
+NESTED_ARCHIVE_EXTENSIONS = (".zip", ".7z", ".rar", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".zst")
+# bzip2/lzma members decompress without an output bound in zipfile (one read can explode in memory).
+SUPPORTED_COMPRESSION = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
+
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError,
+               RuntimeError, zlib.error)
+_DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
+_STREAM_BUFFER = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveLimits:
+    max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES
+    max_ratio: float = DEFAULT_MAX_RATIO
+    ratio_min_bytes: int = DEFAULT_RATIO_MIN_BYTES
+
+    def declared_problem(self, info: zipfile.ZipInfo) -> str | None:
+        """Why the central directory entry alone is enough to refuse the member, or None."""
+        if info.file_size > self.max_member_bytes:
+            return (f"zip bomb protection: member declares {info.file_size:,} bytes uncompressed, "
+                    f"over the {self.max_member_bytes:,}-byte cap")
+        if info.file_size > self.ratio_min_bytes and info.file_size > self.max_ratio * max(info.compress_size, 1):
+            ratio = info.file_size / max(info.compress_size, 1)
+            return (f"zip bomb protection: member declares a compression ratio of {ratio:,.0f}:1 "
+                    f"({info.file_size:,} from {info.compress_size:,} bytes), over the {self.max_ratio:g}:1 cap")
+        return None
+
+    def streaming_problem(self, produced: int, compressed_read: int, declared_size: int) -> str | None:
+        """Why the bytes produced so far prove the header wrong or the member a bomb, or None."""
+        if produced > self.max_member_bytes:
+            return (f"zip bomb protection: member produced more than {self.max_member_bytes:,} bytes "
+                    f"(cap), its header declared {declared_size:,}")
+        if produced > declared_size:
+            return f"member produced more bytes than the {declared_size:,} its header declares"
+        if produced > self.ratio_min_bytes and produced > self.max_ratio * max(compressed_read, 1):
+            return (f"zip bomb protection: member expanded {produced:,} bytes from {compressed_read:,} "
+                    f"compressed bytes, over the {self.max_ratio:g}:1 cap")
+        return None
+
+
+class _CountingFile(io.FileIO):
+    """The archive file, counting the bytes zipfile reads from it (compressed data, local headers)."""
+
+    bytes_read = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = super().read(size)
+        self.bytes_read += len(data)
+        return data
+
+
+class _MemberStream(io.RawIOBase):
+    """Raw stream of one member that enforces the limits on what is actually produced."""
+
+    def __init__(self, archive: zipfile.ZipFile, archive_file: _CountingFile, info: zipfile.ZipInfo,
+                 limits: ArchiveLimits, display_path: str) -> None:
+        super().__init__()
+        self._archive = archive
+        self._archive_file = archive_file
+        self._info = info
+        self._limits = limits
+        self._display_path = display_path
+        self._compressed_base = archive_file.bytes_read
+        self._member = archive.open(info)
+        self._produced = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        try:
+            data = self._member.read(len(buffer))
+        except _ZIP_ERRORS as exc:
+            raise ExportError(self._display_path, f"corrupt archive member: {_describe(exc)}") from None
+        self._produced += len(data)
+        problem = self._limits.streaming_problem(
+            self._produced, self._archive_file.bytes_read - self._compressed_base, self._info.file_size
+        )
+        if problem is not None:
+            raise ExportError(self._display_path, problem)
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                self._member.close()
+            finally:
+                self._archive.close()
+                self._archive_file.close()
+        super().close()
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, EOFError):  # zipfile raises a bare EOFError when member data runs past the file end
+        return "member data ends before the size its header declares (truncated or lying header)"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error) or type(error).__name__
+
+
+def _open_archive(archive_path: str) -> tuple[zipfile.ZipFile, _CountingFile]:
+    archive_file = _CountingFile(archive_path, "rb")
+    try:
+        return zipfile.ZipFile(archive_file), archive_file
+    except BaseException:
+        archive_file.close()
+        raise
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveMemberLocation:
+    archive_path: str
+    member_name: str
+    header_offset: int  # tells apart members that share a name
+    limits: ArchiveLimits
+
+    @property
+    def file_name(self) -> str:
+        return self.member_name.replace("\\", "/").rsplit("/", 1)[-1]
+
+    def open(self, display_path: str) -> BinaryIO:
+        try:
+            archive, archive_file = _open_archive(self.archive_path)
+        except _ZIP_ERRORS as exc:
+            raise ExportError(display_path, f"cannot open the archive: {_describe(exc)}") from None
+        try:
+            info = next((i for i in archive.infolist()
+                         if i.filename == self.member_name and i.header_offset == self.header_offset), None)
+            if info is None:
+                raise ExportError(display_path, "member not found: the archive changed since it was listed")
+            problem = self.limits.declared_problem(info)
+            if problem is not None:
+                raise ExportError(display_path, problem)
+            raw = _MemberStream(archive, archive_file, info, self.limits, display_path)
+        except ExportError:
+            archive.close()
+            archive_file.close()
+            raise
+        except _ZIP_ERRORS as exc:
+            archive.close()
+            archive_file.close()
+            raise ExportError(display_path, f"corrupt archive member: {_describe(exc)}") from None
+        return io.BufferedReader(raw, buffer_size=_STREAM_BUFFER)
+
+
+def _unsafe_member_reason(info: zipfile.ZipInfo, parts: list[str]) -> str | None:
+    name = info.filename
+    if name.startswith(("/", "\\")) or _DRIVE_LETTER.match(name):
+        return "refused: absolute path inside the archive"
+    if ".." in parts:
+        return "refused: '..' path component (would escape the archive folder)"
+    if info.create_system == 3 and stat.S_ISLNK(info.external_attr >> 16):
+        return "refused: symbolic link inside the archive"
+    return None
+
+
+def _member_unsupported_reason(info: zipfile.ZipInfo) -> str | None:
+    if info.flag_bits & 0x1:
+        return "encrypted archive member: not supported"
+    if info.compress_type not in SUPPORTED_COMPRESSION:
+        return (f"compression method {info.compress_type} not supported "
+                f"(only {', '.join(SUPPORTED_COMPRESSION.values())}): re-create the archive with deflate")
+    return None
+
+
+def _is_skipped_folder(folder: str) -> bool:
+    # Hidden folders, DCE media folders ("X [123].json_Files") and macOS resource-fork folders.
+    return folder.startswith(".") or folder.endswith("_Files") or folder == "__MACOSX"
+
+
+def list_archive(archive_path: str, display_path: str, outer_folders: list[str],
+                 limits: ArchiveLimits) -> Iterator[Source | ExportError]:
+    """The export members of a zip archive as Sources, in name order; problems are yielded, never raised.
+
+    ``outer_folders`` are the folders of the archive's own path plus the archive's stem (an archive named
+    like a date partitions like a folder would).
+    """
+    try:
+        archive, archive_file = _open_archive(archive_path)
+    except _ZIP_ERRORS as exc:
+        yield ExportError(display_path, f"corrupt or unreadable zip archive: {_describe(exc)}")
+        return
+    with archive, archive_file:
+        seen: set[str] = set()
+        for info in sorted(archive.infolist(), key=lambda i: (i.filename, i.header_offset)):
+            if info.is_dir():
+                continue
+            parts = re.split(r"[/\\]", info.filename)
+            extension = os.path.splitext(parts[-1])[1].lower()
+            is_export = extension in EXPORT_FORMATS
+            if not is_export and not parts[-1].lower().endswith(NESTED_ARCHIVE_EXTENSIONS):
+                continue  # other files are ignored silently, as in folders
+            member_display = f"{display_path}!{info.filename}"
+            unsafe = _unsafe_member_reason(info, parts)
+            if unsafe is not None:
+                yield ExportError(member_display, unsafe)
+                continue
+            if any(_is_skipped_folder(folder) for folder in parts[:-1]) or parts[-1].startswith("."):
+                continue
+            if not is_export:
+                yield ExportError(member_display, "nested archive: not supported, extract it first")
+                continue
+            if info.filename in seen:
+                yield ExportError(member_display, "refused: duplicate member name inside the archive")
+                continue
+            seen.add(info.filename)
+            problem = _member_unsupported_reason(info) or limits.declared_problem(info)
+            if problem is not None:
+                yield ExportError(member_display, problem)
+                continue
+            yield Source(
+                display_path=member_display,
+                format=EXPORT_FORMATS[extension],
+                size=info.file_size,
+                partition_date=partition_date(outer_folders + parts[:-1]),
+                location=ArchiveMemberLocation(archive_path, info.filename, info.header_offset, limits),
+            )

@@ -1,0 +1,114 @@
+"""``promptmill label`` and ``promptmill estimate``; the main cli.py calls ``add_commands``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from promptmill.labeling.client import ClientConfig
+from promptmill.labeling.contract import ContractError
+from promptmill.labeling.errors import LabelingError
+from promptmill.labeling.estimate import estimate
+from promptmill.labeling.pricing import PriceError
+from promptmill.labeling.runner import Progress, label_pending
+from promptmill.labeling.settings import MODES, LabelSettings
+
+log = logging.getLogger("promptmill.labeling")
+
+
+def add_commands(subparsers: argparse._SubParsersAction, common_parent: argparse.ArgumentParser | None = None) -> None:
+    parents = [common_parent] if common_parent is not None else []
+    has_json = common_parent is not None and "--json" in common_parent._option_string_actions
+
+    label = subparsers.add_parser("label", parents=parents, help="label pending prompts through an OpenAI-compatible API")
+    _add_run_options(label, has_json)
+    label.add_argument("--limit", type=int, help="label at most N prompts")
+    label.add_argument("--max-usd", type=float, help="stop taking new requests once this run spent this much")
+    label.add_argument("--concurrency", type=int, help="requests in flight at once")
+    label.add_argument("--mode", choices=MODES, help="sync (Chat Completions) or batch (Batch API, half price)")
+    label.add_argument("--service-tier", help="e.g. flex (half price, slower) in sync mode")
+    label.add_argument("--base-url", help="OpenAI-compatible server (default: OPENAI_BASE_URL or api.openai.com)")
+    label.set_defaults(handler=handle_label)
+
+    est = subparsers.add_parser("estimate", parents=parents, help="pending count and estimated tokens and cost")
+    _add_run_options(est, has_json)
+    est.add_argument("--limit", type=int, help="estimate for at most N prompts")
+    est.add_argument("--mode", choices=MODES)
+    est.add_argument("--service-tier")
+    est.set_defaults(handler=handle_estimate)
+
+
+def _add_run_options(parser: argparse.ArgumentParser, has_json: bool) -> None:
+    parser.add_argument("--model", help="model name (part of the label version)")
+    parser.add_argument("--pack-size", type=int, help="prompts per request (default 25)")
+    if not has_json:
+        parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def settings_from_args(args: argparse.Namespace) -> LabelSettings:
+    overrides = {
+        name: getattr(args, name, None)
+        for name in ("model", "pack_size", "limit", "max_usd", "concurrency", "mode", "service_tier")
+    }
+    return LabelSettings.from_env(**overrides)
+
+
+def _print(args: argparse.Namespace, payload: dict[str, Any], human: str) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(payload, default=str))
+    else:
+        print(human)
+
+
+def handle_label(args: argparse.Namespace, engine: Engine, settings: object = None) -> int:
+    try:
+        settings = settings_from_args(args)
+        client_config = ClientConfig.from_env(base_url=getattr(args, "base_url", None))
+        if settings.mode == "batch":
+            from promptmill.labeling.batch_mode import run_batch_mode
+
+            result = run_batch_mode(engine, settings, client_config)
+            _print(args, result, f"batch mode: labeled {result['labeled']} prompts, spend ${result['spend_usd']:.4f}, "
+                                 f"{result['released']} pending again")
+            return 0
+
+        def progress(p: Progress) -> None:
+            if not getattr(args, "json", False):
+                print(p.line(), file=sys.stderr, flush=True)
+
+        summary = label_pending(engine, settings, client_config, progress=progress)
+    except (LabelingError, ContractError, PriceError, ValueError) as exc:
+        if getattr(args, "json", False):
+            print(json.dumps({"error": str(exc)}))
+        print(f"promptmill label: {exc}", file=sys.stderr)
+        return 2
+    result = summary.as_dict()
+    _print(
+        args,
+        result,
+        f"labeled {summary.labeled} prompts ({summary.no_object} _no_object, {summary.failed} failed) in "
+        f"{summary.requests} requests, {summary.tokens} tokens, ${summary.spend_usd:.4f}; stopped: {summary.stopped_by}",
+    )
+    return 0
+
+
+def handle_estimate(args: argparse.Namespace, engine: Engine, settings: object = None) -> int:
+    try:
+        result = estimate(engine, settings_from_args(args))
+    except (ContractError, PriceError, ValueError) as exc:
+        print(f"promptmill estimate: {exc}", file=sys.stderr)
+        return 2
+    _print(
+        args,
+        result,
+        f"{result['pending']} prompts pending for {result['model']} (version {result['label_version']}): "
+        f"{result['requests']} requests, ~{result['input_tokens']} input + ~{result['output_tokens']} output tokens "
+        f"({result['tokens_per_prompt']} per prompt), ~${result['cost_usd']:.4f} "
+        f"(flex ${result['cost_usd_by_tier']['flex']:.4f}, batch ${result['cost_usd_by_tier']['batch']:.4f})",
+    )
+    return 0

@@ -1,0 +1,234 @@
+"""Database side of labeling: label versions, the pending set, and the atomic commit of one answered request.
+
+Every answered request is committed as one transaction: its ledger row and its labels together, so a crash
+leaves either both or neither. Labels are inserted with ON CONFLICT DO NOTHING: a prompt keeps its first label.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from promptmill.labeling.contract import Instructions, label_version, load_instructions
+from promptmill.labeling.pricing import Usage
+from promptmill.labeling.settings import LabelSettings
+from promptmill.labeling.tables import (
+    ACTIVE_JOB_STATES,
+    label_batch_items,
+    label_batch_jobs,
+    label_requests,
+    label_versions,
+    labels,
+)
+from promptmill.store.schema import prompts
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class VersionInfo:
+    version: str
+    model: str
+    instructions: Instructions
+
+
+def resolve_version(settings: LabelSettings) -> VersionInfo:
+    instructions = load_instructions(settings)
+    return VersionInfo(label_version(settings.model, instructions), settings.model, instructions)
+
+
+def ensure_version(engine: Engine, settings: LabelSettings) -> VersionInfo:
+    info = resolve_version(settings)
+    with engine.begin() as conn:
+        insert_ignore(
+            conn,
+            label_versions,
+            [
+                {
+                    "version": info.version,
+                    "model": info.model,
+                    "instructions_sha256": info.instructions.sha256,
+                    "created_at": utcnow(),
+                }
+            ],
+        )
+    return info
+
+
+def insert_ignore(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING on either backend."""
+    if not rows:
+        return
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    conn.execute(dialect.insert(table).on_conflict_do_nothing(), list(rows))
+
+
+def pending_condition(version: str) -> sa.ColumnElement[bool]:
+    """Kept prompts with no label of ``version`` that no live batch job of ``version`` holds."""
+    labeled = sa.exists().where(labels.c.prompt_id == prompts.c.id, labels.c.version == version)
+    in_batch = (
+        sa.exists()
+        .where(label_batch_items.c.prompt_id == prompts.c.id)
+        .where(label_batch_items.c.job_id == label_batch_jobs.c.id)
+        .where(label_batch_jobs.c.version == version)
+        .where(label_batch_jobs.c.state.in_(ACTIVE_JOB_STATES))
+    )
+    return sa.and_(prompts.c.kept.is_(True), ~labeled, ~in_batch)
+
+
+def fetch_pending(
+    conn: Connection,
+    version: str,
+    *,
+    after_id: int | None = None,
+    last_id: int | None = None,
+    limit: int | None = None,
+    with_text: bool = True,
+) -> list[tuple]:
+    cols = [prompts.c.id, prompts.c.text] if with_text else [prompts.c.id]
+    query = sa.select(*cols).where(pending_condition(version)).order_by(prompts.c.id)
+    if after_id is not None:
+        query = query.where(prompts.c.id > after_id)
+    if last_id is not None:
+        query = query.where(prompts.c.id <= last_id)
+    if limit is not None:
+        query = query.limit(limit)
+    return [tuple(row) for row in conn.execute(query)]
+
+
+def count_pending(conn: Connection, version: str, *, first_id: int | None = None, last_id: int | None = None) -> int:
+    query = sa.select(sa.func.count()).select_from(prompts).where(pending_condition(version))
+    if first_id is not None:
+        query = query.where(prompts.c.id >= first_id)
+    if last_id is not None:
+        query = query.where(prompts.c.id <= last_id)
+    return conn.execute(query).scalar_one()
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """One ledger row."""
+
+    request_key: str
+    mode: str
+    model: str
+    version: str
+    item_count: int
+    status: str
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float = 0.0
+    labeled_count: int = 0
+    run_key: str | None = None
+    service_tier: str | None = None
+    provider_request_id: str | None = None
+    batch_job_id: int | None = None
+    latency_s: float | None = None
+    retries: int = 0
+    error: str | None = None
+
+    def row(self) -> dict[str, Any]:
+        data = asdict(self)
+        usage = data.pop("usage")
+        data.update(usage)
+        data["created_at"] = utcnow()
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class LabelOutcome:
+    prompt_id: int
+    description: str | None  # None for a failed item
+    no_object: bool = False
+    error: str | None = None
+
+
+def commit_request(conn: Connection, record: RequestRecord, outcomes: Iterable[LabelOutcome]) -> int:
+    """Write the ledger row and the labels of one request (caller owns the transaction); returns the row id."""
+    outcomes = list(outcomes)
+    record.labeled_count = sum(1 for o in outcomes if o.description is not None)
+    request_id = conn.execute(sa.insert(label_requests).values(record.row())).inserted_primary_key[0]
+    if outcomes:
+        share_tokens = round(record.usage.total_tokens / max(record.item_count, 1))
+        share_cost = record.cost_usd / max(record.item_count, 1)
+        now = utcnow()
+        insert_ignore(
+            conn,
+            labels,
+            [
+                {
+                    "prompt_id": o.prompt_id,
+                    "version": record.version,
+                    "status": "ok" if o.description is not None else "failed",
+                    "description": o.description,
+                    "no_object": o.no_object,
+                    "error": o.error,
+                    "model": record.model,
+                    "tokens": share_tokens,
+                    "cost_usd": share_cost,
+                    "request_id": request_id,
+                    "labeled_at": now,
+                }
+                for o in outcomes
+            ],
+        )
+    return int(request_id)
+
+
+def request_key_exists(conn: Connection, request_key: str) -> bool:
+    query = sa.select(label_requests.c.id).where(label_requests.c.request_key == request_key)
+    return conn.execute(query).first() is not None
+
+
+def run_spend(conn: Connection, run_key: str) -> float:
+    query = sa.select(sa.func.coalesce(sa.func.sum(label_requests.c.cost_usd), 0.0)).where(
+        label_requests.c.run_key == run_key
+    )
+    return float(conn.execute(query).scalar_one())
+
+
+def measured_output_tokens_per_item(conn: Connection, model: str) -> float | None:
+    """Average completion tokens per labeled item over this model's answered requests, if any."""
+    query = sa.select(
+        sa.func.sum(label_requests.c.completion_tokens), sa.func.sum(label_requests.c.labeled_count)
+    ).where(label_requests.c.model == model, label_requests.c.labeled_count > 0)
+    tokens, items = conn.execute(query).one()
+    if not items:
+        return None
+    return float(tokens) / float(items)
+
+
+def label_status(engine: Engine, settings: LabelSettings) -> dict[str, Any]:
+    """For ``promptmill status``: labeled, no_object, pending (for the current version) and spend_usd (all time)."""
+    info = resolve_version(settings)
+    with engine.connect() as conn:
+        counts = dict(
+            conn.execute(
+                sa.select(labels.c.status, sa.func.count())
+                .where(labels.c.version == info.version)
+                .group_by(labels.c.status)
+            ).all()
+        )
+        no_object = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(labels)
+            .where(labels.c.version == info.version, labels.c.status == "ok", labels.c.no_object.is_(True))
+        ).scalar_one()
+        pending = count_pending(conn, info.version)
+        spend = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(label_requests.c.cost_usd), 0.0))).scalar_one()
+    return {
+        "labeled": int(counts.get("ok", 0)),
+        "no_object": int(no_object),
+        "pending": int(pending),
+        "spend_usd": round(float(spend), 6),
+        "failed": int(counts.get("failed", 0)),
+        "label_version": info.version,
+        "label_model": info.model,
+    }

@@ -1,0 +1,422 @@
+"""Sync mode: label pending prompts through Chat Completions, several per request, committing each answer.
+
+Flow per request: take a pack from the queue (re-queued items first), send it, join the answer back on ids,
+commit the ledger row and the labels in one transaction, then re-queue what came back missing (in smaller
+packs, finally alone) or invalid (re-asked alone once). Budget and limit are checked before each new request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from promptmill.labeling.client import ClientConfig, LabelClient
+from promptmill.labeling.contract import NO_OBJECT, check_answer, request_body
+from promptmill.labeling.errors import FatalAPIError, LabelingError, RetriesExhausted
+from promptmill.labeling.ledger import (
+    LabelOutcome,
+    RequestRecord,
+    VersionInfo,
+    commit_request,
+    count_pending,
+    ensure_version,
+    fetch_pending,
+    run_spend,
+)
+from promptmill.labeling.pricing import PriceTable, Usage, load_prices
+from promptmill.labeling.settings import LabelSettings
+from promptmill.labeling.tokens import chat_prompt_tokens
+
+log = logging.getLogger("promptmill.labeling")
+
+FETCH_CHUNK = 2000
+PROGRESS_EVERY_S = 5.0
+
+
+@dataclass(slots=True)
+class WorkItem:
+    prompt_id: int
+    text: str
+    level: int = 0  # how many times it came back missing (pack size halves each time)
+    reasked: bool = False  # already re-asked alone after an invalid description
+
+
+@dataclass(slots=True)
+class LabelSummary:
+    run_key: str
+    version: str
+    model: str
+    labeled: int = 0  # ok labels written (no_object included)
+    no_object: int = 0
+    failed: int = 0
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    spend_usd: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+    cached_tokens: int = 0
+    requeued_missing: int = 0
+    reasked_invalid: int = 0
+    unknown_ids: int = 0
+    duplicate_ids: int = 0
+    total: int = 0  # pending prompts in scope at the start (after the limit)
+    stopped_by: str = "done"  # done | budget | limit | error
+    error: str | None = None
+    elapsed_s: float = 0.0
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["tokens"] = self.tokens
+        data["spend_usd"] = round(self.spend_usd, 8)
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    done: int
+    total: int
+    elapsed_s: float
+    spend_usd: float
+
+    @property
+    def rate(self) -> float:
+        return self.done / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        return (self.total - self.done) / self.rate if self.rate > 0 and self.total >= self.done else None
+
+    def line(self) -> str:
+        eta = f"{self.eta_s:.0f} s" if self.eta_s is not None else "?"
+        pct = 100.0 * self.done / self.total if self.total else 100.0
+        return (
+            f"labeled {self.done}/{self.total} ({pct:.1f}%), {self.rate:.1f} prompts/s, "
+            f"spend ${self.spend_usd:.4f}, ETA {eta}"
+        )
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+class PackQueue:
+    """Fresh pending prompts (read from the database in id order) plus the re-queued ones."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        version: str,
+        pack_size: int,
+        *,
+        first_id: int | None,
+        last_id: int | None,
+        limit: int | None,
+    ) -> None:
+        self._engine = engine
+        self._version = version
+        self._pack_size = pack_size
+        self._cursor = first_id - 1 if first_id is not None else None
+        self._last_id = last_id
+        self._limit = limit
+        self._taken = 0
+        self._fresh: deque[WorkItem] = deque()
+        self._fresh_done = False
+        self.retry: deque[WorkItem] = deque()
+        self.limit_reached = False
+
+    def pack_size_for(self, item: WorkItem) -> int:
+        return 1 if item.reasked else max(1, self._pack_size >> item.level)
+
+    def next_pack(self) -> list[WorkItem] | None:
+        if self.retry:
+            size = self.pack_size_for(self.retry[0])
+            pack = [self.retry.popleft()]
+            while self.retry and len(pack) < size and self.pack_size_for(self.retry[0]) == size:
+                pack.append(self.retry.popleft())
+            return pack
+        self._refill()
+        if not self._fresh:
+            return None
+        pack = [self._fresh.popleft() for _ in range(min(self._pack_size, len(self._fresh)))]
+        return pack
+
+    def _refill(self) -> None:
+        if len(self._fresh) >= self._pack_size or self._fresh_done:
+            return
+        want = FETCH_CHUNK
+        if self._limit is not None:
+            want = min(want, self._limit - self._taken)
+            if want <= 0:
+                self._fresh_done = True
+                self.limit_reached = True
+                return
+        with self._engine.connect() as conn:
+            rows = fetch_pending(conn, self._version, after_id=self._cursor, last_id=self._last_id, limit=want)
+        if len(rows) < want:
+            self._fresh_done = True
+        if rows:
+            self._cursor = rows[-1][0]
+            self._taken += len(rows)
+            self._fresh.extend(WorkItem(int(pid), text) for pid, text in rows)
+        if self._limit is not None and self._taken >= self._limit:
+            self._fresh_done = True
+            self.limit_reached = True
+
+
+class SyncLabeler:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: LabelSettings,
+        client_config: ClientConfig,
+        *,
+        progress: ProgressCallback | None = None,
+        client: LabelClient | None = None,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.client_config = client_config
+        self.prices: PriceTable = load_prices(settings.effective_prices_file)
+        self.prices.price(settings.model)  # fail before any request when the model has no price
+        self.run_key = settings.run_key or f"run-{uuid.uuid4().hex}"
+        self.progress = progress
+        self._client = client
+        self.info: VersionInfo | None = None
+        self.summary: LabelSummary | None = None
+        self._reserved_usd = 0.0
+        self._started = 0.0
+        self._last_progress = 0.0
+        self._done = 0
+
+    async def run(self, *, first_id: int | None = None, last_id: int | None = None) -> LabelSummary:
+        settings = self.settings
+        self.info = ensure_version(self.engine, settings)
+        summary = self.summary = LabelSummary(run_key=self.run_key, version=self.info.version, model=settings.model)
+        self._started = time.monotonic()
+        with self.engine.connect() as conn:
+            in_scope = count_pending(conn, self.info.version, first_id=first_id, last_id=last_id)
+        summary.total = min(in_scope, settings.limit) if settings.limit is not None else in_scope
+        queue = PackQueue(self.engine, self.info.version, settings.pack_size, first_id=first_id, last_id=last_id,
+                          limit=settings.limit)
+        client = self._client or LabelClient(self.client_config, settings)
+        first_error: BaseException | None = None
+        in_flight: set[asyncio.Task] = set()
+        async with client:
+            budget_hit = False
+            while True:
+                while first_error is None and len(in_flight) < settings.concurrency:
+                    budget_hit = self._over_budget()
+                    if budget_hit:
+                        break
+                    pack = queue.next_pack()
+                    if pack is None:
+                        break
+                    # Reserve the estimate now, before the next budget check, not when the task first runs.
+                    reserved = self._estimate_cost(pack) if settings.max_usd is not None else 0.0
+                    self._reserved_usd += reserved
+                    in_flight.add(asyncio.create_task(self._send(client, queue, pack, reserved)))
+                if not in_flight:
+                    break
+                # Let in-flight requests finish (and commit) even after an error: their answers are paid for.
+                done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    exc = task.exception()
+                    if exc is not None and first_error is None:
+                        first_error = exc
+            if budget_hit:
+                summary.stopped_by = "budget"
+            summary.retries = client.stats.retries
+            summary.rate_limited = client.stats.rate_limited
+        summary.elapsed_s = time.monotonic() - self._started
+        if summary.stopped_by == "done" and queue.limit_reached:
+            summary.stopped_by = "limit"
+        self._report(force=True)
+        if first_error is not None:
+            summary.stopped_by = "error"
+            summary.error = str(first_error)
+            if isinstance(first_error, LabelingError):
+                raise first_error
+            raise LabelingError(f"labeling stopped: {first_error!r}") from first_error
+        return summary
+
+    def _over_budget(self) -> bool:
+        if self.settings.max_usd is None:
+            return False
+        with self.engine.connect() as conn:
+            committed = run_spend(conn, self.run_key)
+        return committed + self._reserved_usd >= self.settings.max_usd
+
+    def _estimate_cost(self, pack: list[WorkItem]) -> float:
+        assert self.info is not None
+        body = request_body(self.settings, self.info.instructions, [(i, w.text) for i, w in enumerate(pack, 1)])
+        usage = Usage(
+            prompt_tokens=chat_prompt_tokens(body["messages"]),
+            completion_tokens=round(self.settings.output_tokens_per_item * len(pack)),
+        )
+        return self.prices.cost(self.settings.model, usage, self.settings.price_tier)
+
+    async def _send(self, client: LabelClient, queue: PackQueue, pack: list[WorkItem], reserved: float) -> None:
+        settings, info, summary = self.settings, self.info, self.summary
+        assert info is not None and summary is not None
+        local = {i: item for i, item in enumerate(pack, start=1)}
+        body = request_body(settings, info.instructions, [(i, item.text) for i, item in local.items()])
+        record = RequestRecord(
+            request_key=uuid.uuid4().hex,
+            mode="sync",
+            model=settings.model,
+            version=info.version,
+            item_count=len(pack),
+            status="error",
+            run_key=self.run_key,
+            service_tier=settings.service_tier,
+        )
+        try:
+            try:
+                result = await client.chat(body)
+            except (FatalAPIError, RetriesExhausted) as exc:
+                record.error = str(exc)
+                record.retries = getattr(exc, "retries", 0)
+                with self.engine.begin() as conn:
+                    commit_request(conn, record, [])
+                raise
+            outcomes, retry = self._judge(result.value, record, local)
+            record.provider_request_id = result.request_id
+            record.latency_s = round(result.latency_s, 4)
+            record.retries = result.retries
+            with self.engine.begin() as conn:
+                commit_request(conn, record, outcomes)
+        finally:
+            self._reserved_usd -= reserved
+        # Only after the commit: what is re-queued is still pending in the database if we die now.
+        for item in retry:
+            queue.retry.append(item)
+        self._count(record, outcomes)
+
+    def _judge(self, completion: Any, record: RequestRecord, local: dict[int, WorkItem]):
+        """Ledger fields and label outcomes from one answer; returns (outcomes, items to send again)."""
+        settings, summary = self.settings, self.summary
+        assert summary is not None
+        usage = Usage.from_api(getattr(completion, "usage", None))
+        record.usage = usage
+        record.cost_usd = self.prices.cost(settings.model, usage, settings.price_tier)
+        choices = getattr(completion, "choices", None) or []
+        message = choices[0].message if choices else None
+        finish = choices[0].finish_reason if choices else None
+        content = getattr(message, "content", None)
+        check = check_answer(content, list(local), max_chars=settings.max_description_chars)
+        refusal = getattr(message, "refusal", None)
+        if refusal and not content:
+            check.malformed = f"model refused: {refusal}"
+        if finish == "length":
+            record.status = "truncated"
+        elif check.malformed:
+            record.status = "malformed"
+        else:
+            record.status = "ok" if check.complete else "partial"
+        problems = []
+        if check.malformed:
+            problems.append(check.malformed)
+        if check.missing and not check.malformed:
+            problems.append(f"{len(check.missing)} ids missing")
+        if check.invalid:
+            problems.append(f"{len(check.invalid)} invalid descriptions")
+        if check.unknown_ids or check.duplicate_ids:
+            problems.append(f"{check.unknown_ids} unknown and {check.duplicate_ids} duplicate ids ignored")
+        record.error = "; ".join(problems) or None
+        summary.unknown_ids += check.unknown_ids
+        summary.duplicate_ids += check.duplicate_ids
+
+        outcomes: list[LabelOutcome] = []
+        retry: list[WorkItem] = []
+        alone = len(local) == 1
+        for local_id, item in local.items():
+            if local_id in check.accepted:
+                description = check.accepted[local_id]
+                outcomes.append(LabelOutcome(item.prompt_id, description, no_object=description == NO_OBJECT))
+            elif local_id in check.invalid:
+                reason = check.invalid[local_id]
+                if item.reasked:
+                    outcomes.append(LabelOutcome(item.prompt_id, None, error=f"invalid answer twice: {reason}"))
+                else:
+                    summary.reasked_invalid += 1
+                    retry.append(WorkItem(item.prompt_id, item.text, item.level, reasked=True))
+            else:
+                if alone:
+                    why = check.malformed or ("answer truncated" if finish == "length" else "id missing from the answer")
+                    outcomes.append(LabelOutcome(item.prompt_id, None, error=f"no usable answer alone: {why}"))
+                else:
+                    summary.requeued_missing += 1
+                    retry.append(WorkItem(item.prompt_id, item.text, item.level + 1, item.reasked))
+        return outcomes, retry
+
+    def _count(self, record: RequestRecord, outcomes: list[LabelOutcome]) -> None:
+        summary = self.summary
+        assert summary is not None
+        summary.requests += 1
+        summary.spend_usd += record.cost_usd
+        summary.prompt_tokens += record.usage.prompt_tokens
+        summary.completion_tokens += record.usage.completion_tokens
+        summary.reasoning_tokens += record.usage.reasoning_tokens
+        summary.cached_tokens += record.usage.cached_tokens
+        for outcome in outcomes:
+            if outcome.description is None:
+                summary.failed += 1
+            else:
+                summary.labeled += 1
+                summary.no_object += outcome.no_object
+        self._done = summary.labeled + summary.failed
+        self._report()
+
+    def _report(self, *, force: bool = False) -> None:
+        summary = self.summary
+        if summary is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_progress < PROGRESS_EVERY_S:
+            return
+        self._last_progress = now
+        progress = Progress(self._done, summary.total, now - self._started, summary.spend_usd)
+        if self.progress is not None:
+            self.progress(progress)
+        log.info("%s", progress.line())
+
+
+async def alabel_pending(
+    engine: Engine,
+    settings: LabelSettings,
+    client_config: ClientConfig,
+    *,
+    first_id: int | None = None,
+    last_id: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> LabelSummary:
+    labeler = SyncLabeler(engine, settings, client_config, progress=progress)
+    return await labeler.run(first_id=first_id, last_id=last_id)
+
+
+def label_pending(
+    engine: Engine,
+    settings: LabelSettings,
+    client_config: ClientConfig,
+    *,
+    first_id: int | None = None,
+    last_id: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> LabelSummary:
+    """Label pending prompts (optionally only ids in [first_id, last_id]) in sync mode; blocking."""
+    return asyncio.run(
+        alabel_pending(engine, settings, client_config, first_id=first_id, last_id=last_id, progress=progress)
+    )

@@ -1,0 +1,172 @@
+from __future__ import annotations
+
+import hashlib
+import zipfile
+
+import pytest
+from promptmill.exports import ExportError, Source, discover, read_export
+from promptmill.exports.archives import ArchiveLimits
+
+from .dce import START, csv_bytes, dumps_dce, export_doc, iso_o, message_218
+from .zips import patch_sizes, write_symlink_zip, write_zip
+
+JSON_A = dumps_dce(export_doc([message_218(i) for i in range(3)], channel_id="111"))
+JSON_B = dumps_dce(export_doc([message_218(i) for i in range(2)], channel_id="222"))
+CSV_C = csv_bytes([("1", "bot#0001", iso_o(START), "hello", "", "")])
+
+
+def errors_and_sources(path, **caps):
+    items = list(discover([path], **caps))
+    return ([i for i in items if isinstance(i, ExportError)], [i for i in items if isinstance(i, Source)])
+
+
+def test_nested_folders_and_several_channels(tmp_path):
+    archive = write_zip(tmp_path / "dump.zip", {
+        "exports/2024-01-31/G - C - b [222].json": JSON_B,
+        "exports/G - C - a [111].json": JSON_A,
+        "exports/2024-02-01/deeper/G - C - c [333].CSV": CSV_C,
+        "exports/notes.txt": b"ignored",
+        "exports/G - C - a [111].json_Files/avatar.json": b"media, skipped",
+        "__MACOSX/exports/._G - C - a [111].json": b"resource fork",
+        "exports/": b"",
+    })
+    errors, sources = errors_and_sources(archive)
+    assert errors == []
+    assert [s.display_path for s in sources] == [
+        f"{archive}!exports/2024-01-31/G - C - b [222].json",
+        f"{archive}!exports/2024-02-01/deeper/G - C - c [333].CSV",
+        f"{archive}!exports/G - C - a [111].json",
+    ]
+    assert [(s.format, s.partition_date) for s in sources] == [("json", "2024-01-31"), ("csv", "2024-02-01"),
+                                                                ("json", None)]
+    assert [s.size for s in sources] == [len(JSON_B), len(CSV_C), len(JSON_A)]
+    assert sources[2].content_hash() == hashlib.sha256(JSON_A).hexdigest()
+    results = {}
+    for source in sources:
+        header, messages = read_export(source)
+        results[header.channel_id] = len(list(messages))
+    assert results == {"222": 2, "333": 1, "111": 3}
+
+
+def test_archive_named_like_a_date_partitions_its_members(tmp_path):
+    _, sources = errors_and_sources(write_zip(tmp_path / "2024-03-05.zip", {"a [1].json": JSON_A}))
+    assert sources[0].partition_date == "2024-03-05"
+
+
+def test_each_open_is_a_fresh_stream(tmp_path):
+    _, [source] = errors_and_sources(write_zip(tmp_path / "d.zip", {"a [1].json": JSON_A}))
+    with source.open() as first, source.open() as second:
+        assert first.read(10) == JSON_A[:10] and second.read() == JSON_A
+
+
+@pytest.mark.parametrize(("member", "reason"), [
+    ("../evil.json", "refused: '..' path component (would escape the archive folder)"),
+    ("a/../../evil.csv", "refused: '..' path component (would escape the archive folder)"),
+    ("/abs.json", "refused: absolute path inside the archive"),
+    ("C:/abs.json", "refused: absolute path inside the archive"),
+    ("inner/more.zip", "nested archive: not supported, extract it first"),
+])
+def test_unsafe_members_are_refused_and_the_archive_goes_on(tmp_path, member, reason):
+    archive = write_zip(tmp_path / "d.zip", {member: JSON_A, "good [1].json": JSON_A})
+    errors, sources = errors_and_sources(archive)
+    assert [(e.source, e.reason) for e in errors] == [(f"{archive}!{member}", reason)]
+    assert [s.display_path for s in sources] == [f"{archive}!good [1].json"]
+
+
+def test_symlink_member_is_refused(tmp_path):
+    archive = write_symlink_zip(tmp_path / "d.zip", "link.json", "/etc/passwd")
+    errors, sources = errors_and_sources(archive)
+    assert sources == [] and [e.reason for e in errors] == ["refused: symbolic link inside the archive"]
+
+
+def test_unsupported_compression_is_refused(tmp_path):
+    archive = write_zip(tmp_path / "d.zip", {"a [1].json": JSON_A}, compression=zipfile.ZIP_BZIP2)
+    errors, _ = errors_and_sources(archive)
+    assert errors[0].reason.startswith("compression method 12 not supported")
+
+
+def test_duplicate_member_names(tmp_path):
+    path = tmp_path / "d.zip"
+    with zipfile.ZipFile(path, "w") as archive, pytest.warns(UserWarning):
+        archive.writestr("a [1].json", JSON_A)
+        archive.writestr("a [1].json", JSON_B)
+    errors, sources = errors_and_sources(path)
+    assert len(sources) == 1 and [e.reason for e in errors] == ["refused: duplicate member name inside the archive"]
+
+
+def test_zip_bomb_over_the_ratio_cap(tmp_path):
+    archive = write_zip(tmp_path / "bomb.zip", {"bomb [1].json": b"0" * (20 << 20), "small [2].json": b" " * 50_000})
+    errors, sources = errors_and_sources(archive)
+    assert [s.display_path for s in sources] == [f"{archive}!small [2].json"]  # small members may compress well
+    assert errors[0].source == f"{archive}!bomb [1].json"
+    assert "zip bomb protection: member declares a compression ratio of" in errors[0].reason
+    assert "over the 200:1 cap" in errors[0].reason
+
+
+def test_caps_are_overridable(tmp_path):
+    archive = write_zip(tmp_path / "d.zip", {"a [1].json": JSON_A})
+    errors, _ = errors_and_sources(archive, max_member_bytes=100)
+    assert "over the 100-byte cap" in errors[0].reason
+    _, sources = errors_and_sources(write_zip(tmp_path / "b.zip", {"b [1].json": b"0" * (20 << 20)}), max_ratio=10_000)
+    assert len(sources) == 1
+
+
+def test_header_lying_about_the_compressed_size_is_caught_while_streaming(tmp_path):
+    archive = write_zip(tmp_path / "liar.zip", {"liar [1].json": b"0" * (5 << 20)})
+    patch_sizes(archive, compressed=(5 << 20) // 100)  # declares a harmless 100:1
+    errors, [source] = errors_and_sources(archive)
+    assert errors == []
+    with pytest.raises(ExportError) as caught:
+        source.content_hash()
+    assert caught.value.source == source.display_path
+    assert caught.value.reason == ("corrupt archive member: member data ends before the size its header declares "
+                                   "(truncated or lying header)")
+
+
+def test_streaming_limits_count_what_is_produced():
+    limits = ArchiveLimits(max_member_bytes=10 << 20, max_ratio=200, ratio_min_bytes=1 << 20)
+    assert limits.streaming_problem(900_000, 10, declared_size=900_000) is None  # small: ratio not checked
+    assert limits.streaming_problem(2 << 20, 20_000, declared_size=2 << 20) is None
+    assert limits.streaming_problem(2 << 20, 10_000, declared_size=2 << 20).startswith(
+        "zip bomb protection: member expanded 2,097,152 bytes from 10,000 compressed bytes")
+    assert limits.streaming_problem(1001, 1000, declared_size=1000) == (
+        "member produced more bytes than the 1,000 its header declares")
+    assert limits.streaming_problem((10 << 20) + 1, 1 << 20, declared_size=20 << 20).startswith(
+        "zip bomb protection: member produced more than 10,485,760 bytes")
+
+
+def test_header_understating_the_size_never_yields_more(tmp_path):
+    archive = write_zip(tmp_path / "liar.zip", {"liar [1].json": b"0" * (5 << 20)})
+    patch_sizes(archive, uncompressed=500_000)  # under the ratio threshold
+    _, [source] = errors_and_sources(archive)
+    assert source.size == 500_000
+    with pytest.raises(ExportError) as caught:
+        source.content_hash()
+    assert caught.value.reason.startswith("corrupt archive member: Bad CRC-32")
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_corrupt_archive(tmp_path, damage):
+    path = tmp_path / "d.zip"
+    if damage == "garbage":
+        path.write_bytes(b"this is not a zip archive" * 100)
+    else:
+        data = write_zip(path, {"a [1].json": JSON_A, "b [2].json": JSON_B}).read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    errors, sources = errors_and_sources(path)
+    assert sources == []
+    assert [(e.source, e.reason) for e in errors] == [
+        (str(path), "corrupt or unreadable zip archive: File is not a zip file")]
+
+
+def test_member_damaged_after_listing_is_an_export_error(tmp_path):
+    archive = write_zip(tmp_path / "d.zip", {"a [1].json": JSON_A * 1})
+    _, [source] = errors_and_sources(archive)
+    data = bytearray(archive.read_bytes())
+    start = data.index(b"PK\x03\x04") + 30 + len("a [1].json")
+    data[start + 5: start + 40] = b"\x00" * 35
+    archive.write_bytes(bytes(data))
+    with pytest.raises(ExportError) as caught:
+        header, messages = read_export(source)
+        list(messages)
+    assert caught.value.source == source.display_path

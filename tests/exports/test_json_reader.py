@@ -1,0 +1,233 @@
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from promptmill.exports import ExportError, Source, discover, read_export
+
+from .dce import BOT, CHANNEL_ID, GUILD_ID, USER, dumps_dce, export_doc, message_218, message_247, write_json
+
+LAYOUTS = ["dce", "compact"]  # DCE's own layout (fast path) and any other writer's (ijson path)
+
+
+def only_source(path) -> Source:
+    items = list(discover([path]))
+    assert len(items) == 1 and isinstance(items[0], Source), items
+    return items[0]
+
+
+def read_all(path):
+    header, messages = read_export(only_source(path))
+    return header, list(messages)
+
+
+def read_error(path) -> ExportError:
+    with pytest.raises(ExportError) as caught:
+        header, messages = read_export(only_source(path))
+        list(messages)
+    assert caught.value.source == str(path)
+    assert str(caught.value) == f"{path}: {caught.value.reason}"
+    return caught.value
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_218_minimal_keys(tmp_path, layout):
+    path = write_json(tmp_path / "export.json", [message_218(i) for i in range(3)], full_header=False,
+                      compact=layout == "compact")
+    header, messages = read_all(path)
+    assert (header.format, header.channel_id, header.channel_name) == ("json", CHANNEL_ID, "dreambot-1")
+    assert (header.guild_id, header.guild_name, header.exported_at) == (GUILD_ID, "Stable Diffusion", None)
+    assert header.declared_count == 3
+    assert [m.content for m in messages] == ["prompt number 0", "prompt number 1", "prompt number 2"]
+    first = messages[0]
+    expected = message_218(0)
+    assert first.key == expected["id"] and first.channel_id == CHANNEL_ID
+    assert (first.author_id, first.author, first.is_bot) == (BOT["id"], "DreamBot#0357", True)
+    assert first.posted_at == datetime.fromisoformat(expected["timestamp"]) and first.posted_at.tzinfo == UTC
+    assert first.attachments == (expected["attachments"][0]["url"],)
+    assert (first.edited_at, first.message_type) == (None, "Default")
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_247_every_optional_key(tmp_path, layout):
+    source = [message_247(i) for i in range(4)]
+    path = write_json(tmp_path / "export.json", source, compact=layout == "compact")
+    header, messages = read_all(path)
+    assert header.exported_at == datetime(2023, 1, 1, 0, 7, 0, 123456, tzinfo=UTC)
+    assert [m.key for m in messages] == [m["id"] for m in source]
+    third = messages[2]
+    assert third.message_type == "20" and third.author == "DreamBot#0357"
+    assert third.edited_at == datetime.fromisoformat(source[2]["timestampEdited"])
+    assert third.attachments == (source[2]["attachments"][0]["url"],)
+
+
+def test_new_username_system_has_no_discriminator(tmp_path):
+    legacy = dict(USER, discriminator="0")  # Discord's own "0", as some tools write it
+    path = write_json(tmp_path / "e.json", [message_218(0, author=USER), message_218(1, author=legacy)])
+    _, messages = read_all(path)
+    assert [m.author for m in messages] == ["mirapixel", "mirapixel"]
+    assert messages[0].is_bot is False
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_surrogate_escaped_emoji_decode(tmp_path, layout):
+    path = write_json(tmp_path / "e.json", [message_218(0, content="a fox \U0001F98A and \U0001F642, ツ")],
+                      compact=layout == "compact")
+    assert b"\\uD83E\\uDD8A" in path.read_bytes()  # written as DCE does
+    _, messages = read_all(path)
+    assert messages[0].content == "a fox \U0001F98A and \U0001F642, ツ"
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize(("text", "expected"), [
+    ("2021-07-19T12:00:00+02:00", datetime(2021, 7, 19, 10, 0, tzinfo=UTC)),
+    ("2025-12-28T22:52:42.175+00:00", datetime(2025, 12, 28, 22, 52, 42, 175000, tzinfo=UTC)),
+    ("2025-12-28T22:52:42.1+00:00", datetime(2025, 12, 28, 22, 52, 42, 100000, tzinfo=UTC)),
+    ("2023-09-23T13:15:48.3790000+03:00", datetime(2023, 9, 23, 10, 15, 48, 379000, tzinfo=UTC)),
+    ("2023-03-26T01:30:00.1234567-05:30", datetime(2023, 3, 26, 7, 0, 0, 123456, tzinfo=UTC)),
+    ("2023-03-26T01:30:00.123456Z", datetime(2023, 3, 26, 1, 30, 0, 123456, tzinfo=UTC)),
+])
+def test_timestamp_variants_normalise_to_utc(tmp_path, layout, text, expected):
+    message = message_218(0)
+    message["timestamp"] = text
+    path = write_json(tmp_path / "e.json", [message], compact=layout == "compact")
+    _, messages = read_all(path)
+    assert messages[0].posted_at == expected
+    assert messages[0].posted_at.utcoffset() == timedelta(0)
+
+
+def test_mixed_offsets_across_dst_in_one_file(tmp_path):
+    summer, winter = timezone(timedelta(hours=2)), timezone(timedelta(hours=1))
+    first, second = message_218(0), message_218(1)
+    first["timestamp"] = datetime(2023, 10, 29, 2, 59, tzinfo=summer).isoformat()
+    second["timestamp"] = datetime(2023, 10, 29, 2, 1, tzinfo=winter).isoformat()  # later, despite the clock
+    _, messages = read_all(write_json(tmp_path / "e.json", [first, second]))
+    assert messages[0].posted_at < messages[1].posted_at
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_empty_messages_array_is_a_valid_export(tmp_path, layout):
+    header, messages = read_all(write_json(tmp_path / "e.json", [], compact=layout == "compact"))
+    assert messages == [] and header.declared_count == 0
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_many_messages_across_read_chunks(tmp_path, layout):
+    source = [message_247(i) if i % 3 else message_218(i, attachments=i % 4) for i in range(2500)]  # ~5 MB
+    path = write_json(tmp_path / "big.json", source, compact=layout == "compact")
+    header, messages = read_all(path)
+    assert [m.key for m in messages] == [m["id"] for m in source]
+    assert [len(m.attachments) for m in messages] == [len(m["attachments"]) for m in source]
+    assert header.declared_count == 2500
+
+
+def test_json_metadata_comes_from_the_header_not_the_file_name(tmp_path):
+    path = write_json(tmp_path / "Other guild - other [42] [part 3].json", [message_218(0)])
+    header, messages = read_all(path)
+    assert header.channel_id == CHANNEL_ID and messages[0].channel_id == CHANNEL_ID
+
+
+def test_bom_is_tolerated(tmp_path):
+    path = tmp_path / "e.json"
+    path.write_bytes(b"\xef\xbb\xbf" + dumps_dce(export_doc([message_218(0)])))
+    assert [m.content for m in read_all(path)[1]] == ["prompt number 0"]
+
+
+def test_fast_path_anomaly_falls_back_without_duplicates(tmp_path, caplog):
+    # orjson rejects a lone surrogate, yajl reads it as "?": the reader switches paths mid-file.
+    source = [message_218(i) for i in range(3000)]
+    path = write_json(tmp_path / "e.json", source)
+    data = path.read_bytes().replace(b'"prompt number 2500"', b'"prompt number \\ud800"')
+    path.write_bytes(data)
+    with caplog.at_level(logging.DEBUG, logger="promptmill.exports.json_reader"):
+        _, messages = read_all(path)
+    assert "leaving the fast path" in caplog.text
+    assert [m.key for m in messages] == [m["id"] for m in source]
+    assert messages[2500].content == "prompt number ?"
+
+
+def test_declared_count_mismatch_is_an_error(tmp_path):
+    doc = export_doc([message_218(0), message_218(1)])
+    doc["messageCount"] = 5
+    (tmp_path / "e.json").write_bytes(dumps_dce(doc))
+    error = read_error(tmp_path / "e.json")
+    assert "'messageCount' says 5 but the file holds 2 messages" in error.reason
+
+
+# --- bad input ------------------------------------------------------------------------------------------------
+
+
+def test_zero_byte_file(tmp_path):
+    (tmp_path / "e.json").write_bytes(b"")
+    assert read_error(tmp_path / "e.json").reason == "empty file"
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("cut", [0.1, 0.5, 0.999])
+def test_truncated_json_names_the_end_offset(tmp_path, layout, cut):
+    data = dumps_dce(export_doc([message_247(i) for i in range(300)]), compact=layout == "compact")
+    data = data[: int(len(data) * cut)].rstrip()
+    (tmp_path / "e.json").write_bytes(data)
+    error = read_error(tmp_path / "e.json")
+    assert error.reason.startswith(f"truncated JSON: the document ends unexpectedly at byte {len(data)}")
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_invalid_json_names_the_byte(tmp_path, layout):
+    data = dumps_dce(export_doc([message_218(i) for i in range(2000)]), compact=layout == "compact")
+    target = data.index(b'"prompt number 1500"') - 2  # a structural byte before the value
+    while data[target:target + 1] not in (b":",):
+        target -= 1
+    broken = data[:target] + b";" + data[target + 1:]
+    (tmp_path / "e.json").write_bytes(broken)
+    error = read_error(tmp_path / "e.json")
+    assert error.reason.startswith(f"invalid JSON at byte {target} ("), error.reason
+
+
+def test_trailing_garbage(tmp_path):
+    data = dumps_dce(export_doc([message_218(0)]))
+    (tmp_path / "e.json").write_bytes(data + b"\n{}")
+    error = read_error(tmp_path / "e.json")
+    assert f"invalid JSON at byte {len(data) + 1}" in error.reason and "trailing garbage" in error.reason
+
+
+def test_invalid_utf8_inside_a_string(tmp_path):
+    data = dumps_dce(export_doc([message_218(0, content="caf\u00e9")]))
+    offset = data.index("é".encode())
+    (tmp_path / "e.json").write_bytes(data[:offset] + b"\xff" + data[offset + 2:])
+    error = read_error(tmp_path / "e.json")
+    assert error.reason.startswith("invalid JSON at byte ") and "UTF8" in error.reason
+
+
+@pytest.mark.parametrize(("document", "reason"), [
+    ({"foo": 1}, "not a DCE export: no top-level 'messages' array"),
+    ([1, 2], "not a DCE export: the top-level JSON value is an array, not an object"),
+    ("text", "not a DCE export: the top-level JSON value is a scalar, not an object"),
+    ({"guild": {"id": "1"}, "messages": []}, "not a DCE export: no 'channel' object with an 'id' string before 'messages'"),
+    ({"channel": {"id": "1"}, "messages": []}, "not a DCE export: no 'guild' object before 'messages'"),
+    ({"guild": {"id": "1"}, "channel": {"id": "2"}, "messages": {}}, "not a DCE export: 'messages' is not an array"),
+])
+@pytest.mark.parametrize("compact", [False, True])
+def test_non_dce_json(tmp_path, document, reason, compact):
+    text = json.dumps(document, separators=(",", ":")) if compact else json.dumps(document, indent=2)
+    (tmp_path / "e.json").write_text(text)
+    assert read_error(tmp_path / "e.json").reason == reason
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize(("damage", "reason"), [
+    (lambda m: m.pop("id"), "missing 'id'"),
+    (lambda m: m.pop("timestamp"), "missing 'timestamp'"),
+    (lambda m: m.pop("content"), "missing 'content'"),
+    (lambda m: m.update(content=None), "'content' is not a string"),
+    (lambda m: m.update(timestamp="yesterday"), "invalid 'timestamp' 'yesterday'"),
+    (lambda m: m["author"].pop("id"), "'author' lacks an 'id' or 'name' string"),
+])
+def test_message_missing_required_keys(tmp_path, layout, damage, reason):
+    messages = [message_218(i) for i in range(3)]
+    damage(messages[1])
+    path = write_json(tmp_path / "e.json", messages, compact=layout == "compact")
+    error = read_error(path)
+    assert error.reason.startswith("message #1") and reason in error.reason, error.reason

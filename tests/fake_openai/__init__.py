@@ -1,0 +1,1 @@
+"""A local OpenAI-compatible server for tests and benchmarks (see server.py)."""

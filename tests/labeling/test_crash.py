@@ -1,0 +1,63 @@
+"""A labeling process killed with SIGKILL, then re-run: nothing labeled or billed twice, nothing paid lost."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import replace
+
+from labeling_helpers import (
+    API_KEY,
+    add_prompts,
+    assert_labels_match,
+    assert_ledger_equals_billing,
+    label_rows,
+    ledger_rows,
+    make_prompts,
+)
+from promptmill.labeling.runner import label_pending
+
+CHILD = textwrap.dedent(
+    """
+    import sys
+    from promptmill.labeling.client import ClientConfig
+    from promptmill.labeling.runner import label_pending
+    from promptmill.labeling.settings import LabelSettings
+    from promptmill.store.db import connect
+
+    url, base_url, key = sys.argv[1:4]
+    label_pending(connect(url), LabelSettings(pack_size=5, concurrency=1), ClientConfig(api_key=key, base_url=base_url))
+    """
+)
+
+
+def test_sigkill_then_rerun_bills_nothing_twice(engine, store_url, settings, client_config, fake):
+    fake.latency = 0.25
+    texts = make_prompts(60, seed=29)
+    ids = add_prompts(engine, texts)
+    child = subprocess.Popen([sys.executable, "-c", CHILD, store_url, fake.base_url, API_KEY], env=dict(os.environ))
+    try:
+        deadline = time.monotonic() + 30
+        while len(label_rows(engine)) < 15:
+            assert child.poll() is None, "the labeling process ended before it could be killed"
+            assert time.monotonic() < deadline, "the labeling process made no progress"
+            time.sleep(0.02)
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert 15 <= len(label_rows(engine)) < 60
+    fake.latency = 0.0
+    summary = label_pending(engine, replace(settings, pack_size=5), client_config)
+    assert summary.labeled + len(ledger_rows(engine)) > 0
+    rows = label_rows(engine)
+    assert sorted(rows) == sorted(ids)
+    assert_labels_match(engine, ids, texts)
+    bills = fake.snapshot()["prompt_bills"]
+    assert bills == {t: 1 for t in texts}, "some prompt was billed twice (or never)"
+    assert_ledger_equals_billing(engine, fake, settings)
