@@ -30,7 +30,7 @@ def test_dag_imports_without_errors(dagbag):
 
 
 def test_dag_conventions(dagbag):
-    dag = dagbag.get_dag("promptmill")
+    dag = dagbag.dags["promptmill"]
     assert dag.tags and "promptmill" in dag.tags
     assert dag.max_active_runs == 1
     assert dag.doc_md and "promptmill" in dag.doc_md
@@ -42,17 +42,22 @@ def test_dag_conventions(dagbag):
 
 
 def test_dag_file_parses_fast_without_heavy_imports():
+    """The issue asks for < 1 s parse time; Airflow itself is imported first (the DAG processor has it loaded)."""
     code = (
-        "import sys, time; t = time.perf_counter();"
-        "import importlib.util as u;"
+        "import sys, time, importlib.util as u; import airflow.sdk;"
+        "before = set(sys.modules); t = time.perf_counter();"
         f"spec = u.spec_from_file_location('pm_dag', {str(REPO / 'dags' / 'promptmill.py')!r});"
         "m = u.module_from_spec(spec); spec.loader.exec_module(m);"
-        "heavy = [n for n in ('pandas', 'openai', 'promptmill.ingest', 'sqlalchemy.dialects.postgresql.psycopg2', 'pyarrow') if n in sys.modules];"
-        "print(heavy)"
+        "elapsed = time.perf_counter() - t;"
+        "heavy = sorted(n for n in set(sys.modules) - before if n.split('.')[0] in "
+        "('pandas', 'openai', 'pyarrow', 'promptmill', 'psycopg', 'psycopg2', 'rapidfuzz', 'ijson'));"
+        "print(repr((elapsed, heavy)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-1] == "[]"
+    elapsed, heavy = eval(out.stdout.strip().splitlines()[-1])  # noqa: S307 - our own subprocess output
+    assert heavy == []
+    assert elapsed < 1.0
 
 
 def _landing(tmp_path: Path) -> Path:
@@ -71,7 +76,7 @@ def _landing(tmp_path: Path) -> Path:
 
 
 def _run_dag(dagbag, conf, logical_date=None):
-    dag = dagbag.get_dag("promptmill")
+    dag = dagbag.dags["promptmill"]
     return dag.test(run_conf=conf, logical_date=logical_date)
 
 
