@@ -24,8 +24,9 @@ Profiles (see :data:`promptmill.cleaning.PROFILES`):
 
 Rejection reasons: "empty", "not_a_generation", "in_progress", "nsfw", "nsfw_word",
 "multiple_commands", "no_user", "multiple_users" (slash era), "malformed_command" (text era).
-Rejected records still carry the era, the NSFW flag and, for "nsfw"/"nsfw_word", the username, raw prompt
-and args, so nothing is lost; only records with ``reject is None`` are usable generations.
+Rejected records still carry the NSFW flag (set whenever the era's NSFW notice is present), the era when
+the message is the bot's (None for "empty"/"not_a_generation") and, for "nsfw"/"nsfw_word", the username,
+raw prompt and args, so nothing is lost; only records with ``reject is None`` are usable generations.
 
 Never raises on any string; precompiled regexes and cheap substring tests first, because the pipeline
 runs this on millions of messages.
@@ -45,13 +46,11 @@ __all__ = ["PROFILES", "extract"]
 NAUGHTY_NOTICE = "There were naughty dreams that had to be popped"
 MITIGATION_NOTICE = "mitigation was applied"
 _WARNING_LINE = re.compile(r"^\*\*WARNING:\*\*[ \t]*(.*?)[ \t]*$", re.MULTILINE)
-_DURATION = re.compile(r"Dreamt in `(\d+(?:\.\d+)?)s`")
 _NSFW_WORD_IMPROVED = re.compile(r"\bsex\b", re.IGNORECASE)
 
 # --- slash era --------------------------------------------------------------------------------------
 SLASH_COMMAND = "/dream prompt:"
 _SLASH_ARGS_CUT = re.compile(" [^ ]*:.*")  # rule 9, verbatim: no flags, "[^ ]" also matches "\n"
-_SLASH_ARG_NAME = re.compile(r" ([A-Za-z_][A-Za-z0-9_]*):")
 _SLASH_INT_ARGS = frozenset({"seed", "steps", "width", "height", "count", "n_images", "num_images", "number"})
 _SLASH_FLOAT_ARGS = frozenset({"cfg_scale", "guidance", "guidance_scale", "strength"})
 
@@ -64,7 +63,6 @@ _TEXT_COMMAND_END = re.compile(r'"((?:[ \t][^"`\n]*)?)`')
 _TEXT_SEEDS = re.compile(r"The seeds for each individual image are: \[([^\]]*)\]")
 _TEXT_COMMANDS_MARKER = "The commands for each individual image are:"
 _TEXT_IMAGE_COMMAND = re.compile(r"^`(!dream [^\n]*)`[ \t]*$", re.MULTILINE)
-_TEXT_IMAGE_SEED = re.compile(r"(?:^|\s)(?:-S|--seed)\s+(-?\d+)(?=\s|$)")
 _TEXT_TOKENS = re.compile(r"\*\*TOKENS \((\d+)/(\d+)\):\*\*\s*(`{1,3})(.*?)\3", re.DOTALL)
 _TEXT_USER_END = "'s "
 _INTEGER = re.compile(r"-?\d+")
@@ -95,13 +93,18 @@ def extract(content: str, *, profile: str = "parity") -> Generation:
     ``profile`` is "parity" (the notebook, exactly) or "improved" (see the module docstring); an unknown
     profile raises ValueError. Any ``content`` string, however malformed, gives a record.
     """
-    check_profile(profile)
+    if profile not in PROFILES:
+        check_profile(profile)
     if not isinstance(content, str) or not content:
         return Generation(era=None, reject="empty")  # rule 1
-    words = content.split(None, 1)
-    if not words:
-        return Generation(era=None, reject="empty")
-    first_word = words[0]
+    # Rule 2 tests the first whitespace-separated word; the common case avoids splitting the message.
+    if content.startswith("Dreamt") and (len(content) == 6 or content[6].isspace()):
+        first_word = "Dreamt"
+    else:
+        words = content.split(None, 1)
+        if not words:
+            return Generation(era=None, reject="empty")
+        first_word = words[0]
     if SLASH_COMMAND in content:
         era = "slash"
         nsfw = NAUGHTY_NOTICE in content
@@ -112,8 +115,9 @@ def extract(content: str, *, profile: str = "parity") -> Generation:
         era = None
         nsfw = NAUGHTY_NOTICE in content or MITIGATION_NOTICE in content
     if first_word != "Dreamt":  # rule 2
-        reason = "in_progress" if first_word.startswith("Dreaming") else "not_a_generation"
-        return Generation(era=era, nsfw=nsfw, reject=reason)
+        if first_word.startswith("Dreaming"):  # the bot's own message, never finished
+            return Generation(era=era, nsfw=nsfw, reject="in_progress")
+        return Generation(era=None, nsfw=nsfw, reject="not_a_generation")  # chatter, errors, system
     if era == "slash":
         return _extract_slash(content, nsfw, profile)
     if era == "text":
@@ -147,59 +151,68 @@ def _extract_slash(content: str, nsfw: bool, profile: str) -> Generation:
         return Generation(era="slash", nsfw=nsfw, reject=reject)
 
     # Rule 6: after "for @", up to the first "... " (both as str.split(...)[i] would give).
-    username = content.split("for @", 1)[1].split("... ", 1)[0]
+    username = content.partition("for @")[2].partition("... ")[0]
     # Rule 7: everything after "/dream prompt:" minus its last character (the closing backtick when the
     # command ends the message; the last character of a trailing WARNING line otherwise).
-    raw_prompt = content.split(SLASH_COMMAND, 1)[1][:-1]
-    raw_prompt = raw_prompt.split("negative_prompt:", 1)[0]  # rule 8
+    command = content.partition(SLASH_COMMAND)[2]
+    raw_prompt = command[:-1].partition("negative_prompt:")[0]  # rule 8
     if ":" in raw_prompt:
         raw_prompt = _SLASH_ARGS_CUT.sub("", raw_prompt)  # rule 9
-    raw_prompt = raw_prompt.split("\n**WARNING:**", 1)[0]  # rule 10
+    if "\n**WARNING:**" in raw_prompt:
+        raw_prompt = raw_prompt.partition("\n**WARNING:**")[0]  # rule 10
     if reject is None and profile != "parity":
         reject = _nsfw_word_reject(content, raw_prompt, profile)
     return Generation(
         era="slash",
         username=username,
         raw_prompt=raw_prompt,
-        args=_parse_slash_args(content),
+        args=_parse_slash_args(content, command),
         nsfw=nsfw,
         reject=reject,
     )
 
 
-def _parse_slash_args(content: str) -> dict:
+def _parse_slash_args(content: str, command: str) -> dict:
     """The `` name:value`` arguments of the /dream command, plus ``warnings`` (information only).
 
-    The command runs from ``/dream prompt:`` to its closing backtick (before any WARNING line). Any
-    `` word:`` token starts an argument whose value runs to the next such token, so a negative prompt
-    keeps its spaces. Known numeric arguments are converted; a value that does not convert stays a string.
+    ``command`` is the text after ``/dream prompt:``; the command runs to its closing backtick, before any
+    WARNING line. Any `` word:`` token (an ASCII identifier after a space) starts an argument whose value
+    runs to the next such token, so a negative prompt keeps its spaces. Known numeric arguments are
+    converted; a value that does not convert stays a string.
     """
     args: dict = {}
-    duration = _DURATION.match(content)
-    if duration is not None:
-        args["duration_s"] = float(duration.group(1))
-    command = content.split(SLASH_COMMAND, 1)[1].split("\n**WARNING:**", 1)[0].rstrip()
+    if "\n**WARNING:**" in command:
+        command = command.partition("\n**WARNING:**")[0]
+        args["warnings"] = _warnings(content)
+    else:
+        args["warnings"] = []
+    command = command.rstrip()
     if command.endswith("`"):
         command = command[:-1]
-    starts = list(_SLASH_ARG_NAME.finditer(command))
-    for index, match in enumerate(starts):
-        end = starts[index + 1].start() if index + 1 < len(starts) else len(command)
-        name = match.group(1)
-        value = command[match.end() : end].strip()
-        args[name] = _convert_slash_value(name, value)
-    args["warnings"] = _warnings(content)
+    # Walk the colons (a handful) instead of regex-scanning every word of the prompt.
+    name_spans: list[tuple[int, int, str]] = []  # (space before the name, colon, name)
+    colon = command.find(":")
+    while colon != -1:
+        space = command.rfind(" ", 0, colon)
+        if space != -1:
+            name = command[space + 1 : colon]
+            if name.isidentifier() and name.isascii():
+                name_spans.append((space, colon, name))
+        colon = command.find(":", colon + 1)
+    for index, (_, colon, name) in enumerate(name_spans):
+        end = name_spans[index + 1][0] if index + 1 < len(name_spans) else len(command)
+        value = command[colon + 1 : end].strip()
+        try:
+            if name in _SLASH_INT_ARGS:
+                args[name] = int(value)
+                continue
+            if name in _SLASH_FLOAT_ARGS:
+                args[name] = float(value)
+                continue
+        except ValueError:
+            pass
+        args[name] = value
     return args
-
-
-def _convert_slash_value(name: str, value: str) -> object:
-    try:
-        if name in _SLASH_INT_ARGS:
-            return int(value)
-        if name in _SLASH_FLOAT_ARGS:
-            return float(value)
-    except ValueError:
-        pass
-    return value
 
 
 def _warnings(content: str) -> list[str]:
@@ -219,9 +232,6 @@ def _extract_text(content: str, nsfw: bool, profile: str) -> Generation:
     raw_prompt = content[start.end() : end.start()]
     username = _text_username(content[: start.start()])
     args = _parse_text_flags(end.group(1))
-    duration = _DURATION.match(content)
-    if duration is not None:
-        args["duration_s"] = float(duration.group(1))
     _parse_text_suffixes(content[end.end() :], args)
     if nsfw:
         reject = "nsfw"
@@ -285,25 +295,36 @@ def _parse_text_suffixes(tail: str, args: dict) -> None:
     seeds: list[int] = []
     seeds_match = _TEXT_SEEDS.search(tail)
     if seeds_match is not None:
-        seeds = [int(seed) for seed in _INTEGER.findall(seeds_match.group(1))]
+        seeds = [seed for text in _INTEGER.findall(seeds_match.group(1)) if (seed := _to_int(text)) is not None]
     commands: list[str] = []
     if _TEXT_COMMANDS_MARKER in tail:
         listed = tail.split(_TEXT_COMMANDS_MARKER, 1)[1]
         commands = [match.group(1) for match in _TEXT_IMAGE_COMMAND.finditer(listed)]
         if not seeds:
-            seeds = [int(m.group(1)) for c in commands if (m := _last_seed(c)) is not None]
+            seeds = [seed for command in commands if (seed := _last_seed(command)) is not None]
     args["seeds"] = seeds
     args["image_commands"] = commands
     args["warnings"] = _warnings(tail)
     tokens_match = _TEXT_TOKENS.search(tail) if "**TOKENS" in tail else None
     if tokens_match is not None:
-        args["token_count"] = int(tokens_match.group(1))
+        args["token_count"] = _to_int(tokens_match.group(1))
         args["tokens"] = _parse_token_list(tokens_match.group(4))
 
 
-def _last_seed(command: str) -> re.Match[str] | None:
-    matches = list(_TEXT_IMAGE_SEED.finditer(command))
-    return matches[-1] if matches else None
+def _last_seed(command: str) -> int | None:
+    """The value of the last -S/--seed flag of a per-image command (the bot appends it last)."""
+    tokens = command.rsplit(None, 2)
+    if len(tokens) == 3 and tokens[1] in ("-S", "--seed"):
+        return _to_int(tokens[2])
+    return None
+
+
+def _to_int(text: str) -> int | None:
+    """int(text), or None for what is not an integer (int() also refuses more than 4300 digits)."""
+    try:
+        return int(text)
+    except ValueError:
+        return None
 
 
 def _parse_token_list(text: str) -> list[str] | str:

@@ -188,7 +188,10 @@ _BRACKETS = str.maketrans("", "", "()[]{}|")
 
 def delete_brackets(text: str) -> str:
     """Rule 24: delete the characters ( ) [ ] { } |."""
-    return text.translate(_BRACKETS)
+    # Seven substring tests cost a tenth of a translate over a text that has none of them (most do not).
+    if "(" in text or ")" in text or "[" in text or "]" in text or "{" in text or "}" in text or "|" in text:
+        return text.translate(_BRACKETS)
+    return text
 
 
 def reject_suspicious_chars(text: str) -> str | None:
@@ -211,18 +214,61 @@ _SPACE_BEFORE_COMMA = re.compile(r"\s,")
 _WHITESPACE_RUN = re.compile(r"\s+")
 
 
+def _has_control_whitespace(text: str) -> bool:
+    """True if ``text`` holds an ASCII whitespace character other than " " (for str.isspace and \\s alike)."""
+    return (
+        "\t" in text
+        or "\n" in text
+        or "\r" in text
+        or "\x0b" in text
+        or "\x0c" in text
+        or "\x1c" in text
+        or "\x1d" in text
+        or "\x1e" in text
+        or "\x1f" in text
+    )
+
+
+def _has_digit_then_space(text: str) -> bool:
+    """True if an ASCII digit is directly followed by " " (a chain of substring tests beats a regex scan)."""
+    return (
+        "0 " in text
+        or "1 " in text
+        or "2 " in text
+        or "3 " in text
+        or "4 " in text
+        or "5 " in text
+        or "6 " in text
+        or "7 " in text
+        or "8 " in text
+        or "9 " in text
+    )
+
+
 def glue_digits(text: str) -> str:
     """Rule 26: "1 9 9 5 s" -> "1995s", "4 k" -> "4k", "3 d" -> "3d" (the notebook's exact regex)."""
+    # The regex needs a digit (\d: any Unicode decimal, hence the ASCII-only shortcut) then whitespace.
+    if text.isascii() and not _has_digit_then_space(text) and not _has_control_whitespace(text):
+        return text
     return _SPLIT_NUMBER.sub("", text)
 
 
 def glue_commas(text: str) -> str:
     """Rule 27: a whitespace character before a comma is removed."""
-    return _SPACE_BEFORE_COMMA.sub(",", text)
+    # Most prompts have commas but no space before them: look only at the character before each comma
+    # (str.isspace is the definition of the regex class \s).
+    index = text.find(",", 1)
+    while index != -1:
+        if text[index - 1].isspace():
+            return _SPACE_BEFORE_COMMA.sub(",", text)
+        index = text.find(",", index + 1)
+    return text
 
 
 def collapse_whitespace(text: str) -> str:
     """Rule 28: every run of whitespace becomes one space."""
+    if "  " not in text and text.isascii() and not _has_control_whitespace(text):
+        return text  # nothing to collapse: skip the (slow) regex
     return _WHITESPACE_RUN.sub(" ", text)
 
 
@@ -284,10 +330,15 @@ CLEANING_STEPS: list[Step] = [
 ]
 """The parity steps, in the notebook's order (rules 14-33)."""
 
-STEPS_BY_PROFILE: dict[str, tuple[Step, ...]] = {
+PROFILE_STEPS: dict[str, tuple[Step, ...]] = {
     "parity": tuple(CLEANING_STEPS),
     # No rule in 14-33 has a documented defect: see the module docstring.
     "improved": tuple(CLEANING_STEPS),
+}
+# (function, rule, reject) per profile: what clean() iterates, without attribute look-ups per step.
+_RUNNABLE_STEPS = {
+    profile: tuple((step.function, step.rule, step.reject) for step in steps)
+    for profile, steps in PROFILE_STEPS.items()
 }
 
 
@@ -304,15 +355,15 @@ def clean(raw_prompt: str, *, profile: str = "parity") -> Cleaned:
     rejecting rule (see the ``reject`` of :data:`CLEANING_STEPS`); ``"empty"`` when nothing is left to
     judge (an empty or missing prompt, or one cut down to nothing). Never raises on any string.
     """
-    steps = STEPS_BY_PROFILE.get(profile)
+    steps = _RUNNABLE_STEPS.get(profile)
     if steps is None:
         check_profile(profile)
     if not isinstance(raw_prompt, str):
         return Cleaned(None, "empty")
     text = raw_prompt
-    for step in steps:
-        result = step.function(text)
+    for function, _rule, reject in steps:
+        result = function(text)
         if result is None:
-            return Cleaned(None, step.reject if text else "empty")
+            return Cleaned(None, reject if text else "empty")
         text = result
     return Cleaned(text)

@@ -1,0 +1,1 @@
+"""Oracles: faithful re-implementations of the original research pipeline, used by parity tests and benchmarks."""
