@@ -2,16 +2,26 @@
 ### promptmill: Discord prompt dataset
 
 Turns DiscordChatExporter exports of Stable Diffusion bot channels, dropped in the landing folder, into a
-deduplicated prompt store (and, in later stages, labels and published train/test splits).
+deduplicated prompt store, labels each new prompt once with an OpenAI-compatible model, and publishes a
+versioned train/test split.
 
-**Flow:** `discover_exports` lists the export files with content not ingested yet (grouped) ->
-`ingest_exports` (mapped, one group each) stores every message with a status -> `dedupe_messages` applies the
-original exact / near-duplicate rules to whatever changed.
+| task | what it does |
+|---|---|
+| `discover_exports` | lists the export files with content not ingested yet, in size-balanced groups (paths only) |
+| `ingest_exports` | mapped, one group each: every message stored with a status; bad files quarantined with the reason |
+| `dedupe_messages` | the original exact / near-duplicate rules, over what changed |
+| `plan_labeling` | pending prompts of the current label version -> at most 1,024 batch descriptors (ids, never payloads) |
+| `label_prompts` | mapped, pool `openai`: labels one batch (sync), or submits it to the Batch API and defers |
+| `publish_dataset` | a new versioned split folder when anything changed; emits the `promptmill_splits` asset event |
 
-**Store:** the Airflow connection `promptmill_db` (PostgreSQL); without it, the embedded SQLite default.
+**Connections:** `promptmill_db` (PostgreSQL store; without it the embedded SQLite default) and `openai_default`
+(password = API key, host = base URL of any OpenAI-compatible server). Without an OpenAI connection or key,
+labeling is skipped with the cost estimate in the log, and publishing runs with what is labeled.
+
 **Landing folder:** the `landing_dir` param, else `PROMPTMILL_LANDING_DIR`. Date-partitioned landing folders
-(`<landing>/<YYYY-MM-DD>/...`): a run for a date ingests that date's partition; a manual run without a date
-takes everything new. Every task is idempotent (content hashes, upserts), so retries and re-runs are safe.
+(`<landing>/<YYYY-MM-DD>/...`): a run for a date (scheduled or backfill) ingests that date's partition plus
+unpartitioned files; a manual run without a date takes everything new. Every task is idempotent (content
+hashes, upserts, a ledger of paid requests), so retries, re-runs and backfills never duplicate or re-pay.
 
 All logic lives in the `promptmill` package (include/promptmill); this file only wires it to Airflow.
 """
@@ -20,10 +30,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Asset, Param, dag, get_current_context, task
+from promptmill_airflow.labeling import LabelBatchOperator
 
 DAG_ID = "promptmill"
-STORE_CONN_ID = "promptmill_db"
+OPENAI_POOL = "openai"
+SPLITS = Asset(name="promptmill_splits", group="promptmill")
 
 PARAMS = {
     "landing_dir": Param(
@@ -54,7 +66,7 @@ PARAMS = {
         type="string",
         enum=["jaro", "token_set", "indel", "off"],
         title="Near-duplicate metric",
-        description="How similar two attempts of a user are (jaro = the original rule).",
+        description="How similar two attempts of one user are (jaro = the original rule).",
         section="Cleaning and dedupe",
     ),
     "near_dup_threshold": Param(
@@ -66,44 +78,74 @@ PARAMS = {
         description="Similarity above which the older attempt is dropped (0.6 = the original).",
         section="Cleaning and dedupe",
     ),
+    "labeling": Param(
+        True,
+        type="boolean",
+        title="Label new prompts",
+        description="Off: ingest and publish only (no API calls).",
+        section="Labeling",
+    ),
+    "label_mode": Param(
+        "sync",
+        type="string",
+        enum=["sync", "batch"],
+        title="Mode",
+        description="sync: Chat Completions now; batch: the Batch API at half price, results within 24 h.",
+        section="Labeling",
+    ),
+    "model": Param(
+        None,
+        type=["null", "string"],
+        title="Model",
+        description="Empty = the configured default (PROMPTMILL_LABEL_MODEL). A new model makes prompts pending again.",
+        section="Labeling",
+    ),
+    "pack_size": Param(
+        None,
+        type=["null", "integer"],
+        minimum=1,
+        maximum=100,
+        title="Prompts per request",
+        description="Empty = the configured default (25).",
+        section="Labeling",
+    ),
+    "prompt_limit": Param(
+        None,
+        type=["null", "integer"],
+        minimum=1,
+        title="Prompt limit",
+        description="Label at most this many prompts in this run; empty = all pending.",
+        section="Labeling",
+    ),
+    "budget_usd": Param(
+        None,
+        type=["null", "number"],
+        minimum=0,
+        title="Budget (USD)",
+        description="Stop taking new requests once this run has spent this much; empty = no cap.",
+        section="Labeling",
+    ),
+    "test_ratio": Param(
+        0.2,
+        type="number",
+        exclusiveMinimum=0,
+        exclusiveMaximum=1,
+        title="Test ratio",
+        description="Share of rows in the test split (stable: a row never moves).",
+        section="Publishing",
+    ),
+    "include_no_object": Param(
+        False,
+        type="boolean",
+        title="Include _no_object rows",
+        description="Also publish prompts labeled _no_object (the original script's -r false).",
+        section="Publishing",
+    ),
 }
 
 
-def _store_url() -> str | None:
-    """The store URL from the `promptmill_db` connection, or None for the embedded default. Never logged."""
-    from airflow.sdk import Connection
-    from airflow.sdk.exceptions import AirflowNotFoundException
-
-    try:
-        conn = Connection.get(STORE_CONN_ID)
-    except AirflowNotFoundException:
-        return None
-    from sqlalchemy.engine import URL
-
-    if conn.conn_type in ("sqlite",):
-        return f"sqlite:///{conn.host}"
-    return URL.create(
-        "postgresql+psycopg2",
-        username=conn.login or None,
-        password=conn.password or None,
-        host=conn.host or None,
-        port=conn.port or None,
-        database=conn.schema or None,
-    ).render_as_string(hide_password=False)
-
-
-def _settings():
-    from promptmill.settings import Settings
-
-    params = get_current_context()["params"]
-    return Settings.from_env(
-        database_url=_store_url(),
-        landing_dir=params.get("landing_dir") or None,
-        channels=params.get("channels") or None,
-        cleaning_profile=params.get("cleaning_profile"),
-        near_dup_metric=params.get("near_dup_metric"),
-        near_dup_threshold=params.get("near_dup_threshold"),
-    )
+def _params() -> dict:
+    return get_current_context()["params"]
 
 
 @dag(
@@ -126,37 +168,81 @@ def _settings():
 def promptmill():
     @task
     def discover_exports() -> list[dict]:
-        """Group the landing folder's files that hold new content (never payloads: paths only)."""
+        """Group the landing folder's files that hold new content (paths only, never payloads)."""
         from promptmill.pipeline import plan_ingest
+        from promptmill_airflow import config
 
         context = get_current_context()
         logical_date = context.get("logical_date")
         run_date = logical_date.date().isoformat() if logical_date else None
-        groups = plan_ingest(_settings(), run_date=run_date)
+        groups = plan_ingest(config.settings(_params()), run_date=run_date)
         return [{"group": i + 1, "of": len(groups), "paths": paths} for i, paths in enumerate(groups)]
 
     @task(multiple_outputs=False, map_index_template="{{ ingest_label }}")
     def ingest_exports(group: dict) -> dict:
         """Ingest one group of export files: every message stored with a status, bad files quarantined."""
         from promptmill.pipeline import ingest_group
+        from promptmill_airflow import config
 
         context = get_current_context()
         context["ingest_label"] = f"group {group['group']}/{group['of']}: {len(group['paths'])} files"
-        return ingest_group(_settings(), group["paths"])
+        return ingest_group(config.settings(_params()), group["paths"])
 
     @task(multiple_outputs=False, trigger_rule="none_failed")
     def dedupe_messages(reports) -> dict:
         """Apply the exact and near-duplicate rules to what changed; summarise the run."""
         from promptmill.pipeline import dedupe
+        from promptmill_airflow import config
 
         reports = list(reports or [])
-        result = dedupe(_settings())
+        result = dedupe(config.settings(_params()))
         result["ingested_files"] = sum(r["files_ingested"] for r in reports)
         result["quarantined"] = [q for r in reports for q in r["files_quarantined"]]
         return result
 
-    ingested = ingest_exports.expand(group=discover_exports())
-    dedupe_messages(ingested)
+    @task(trigger_rule="none_failed")
+    def plan_labeling(_dedupe_summary) -> list[dict]:
+        """Pending prompts -> at most 1,024 batch descriptors; [] (mapped task skipped) when nothing to do."""
+        from promptmill.pipeline import plan_labeling as plan
+        from promptmill_airflow import config
+
+        params = _params()
+        if not params.get("labeling", True):
+            return []
+        context = get_current_context()
+        return plan(
+            config.settings(params),
+            config.label_settings(params, context["run_id"]),
+            config.client_config(),
+        )
+
+    labeled = LabelBatchOperator.partial(
+        task_id="label_prompts",
+        pool=OPENAI_POOL,
+        map_index_template="{{ task.descriptor['label'] }}",
+        retries=3,
+        doc_md="Label one batch of pending prompts (sync), or submit it to the Batch API and defer.",
+    ).expand(descriptor=plan_labeling(dedupe_messages(ingest_exports.expand(group=discover_exports()))))
+
+    @task(multiple_outputs=False, outlets=[SPLITS], trigger_rule="none_failed")
+    def publish_dataset(_labels) -> dict:
+        """Publish a new split version when the labeled set changed; the asset event carries version and counts."""
+        from promptmill.pipeline import publish
+        from promptmill_airflow import config
+
+        context = get_current_context()
+        params = context["params"]
+        settings = config.settings(params)
+        extra = publish(
+            settings,
+            config.publish_settings(params, settings.data_dir),
+            config.label_settings(params, context["run_id"]),
+            run_id=context["run_id"],
+        )
+        context["outlet_events"][SPLITS].extra = extra
+        return extra
+
+    publish_dataset(labeled)
 
 
 promptmill()

@@ -113,4 +113,11 @@ def airflow_db():
     )
     if result.returncode != 0:
         pytest.fail(f"airflow db migrate failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}", pytrace=False)
+    # The pool the labeling task runs in (docker-compose's init and scripts/standalone.sh create it too).
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow", "pools", "set", "openai", "4", "OpenAI concurrency"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"airflow pools set failed:\n{result.stderr[-3000:]}", pytrace=False)
     return Path(os.environ["AIRFLOW_HOME"])

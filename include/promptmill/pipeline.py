@@ -105,3 +105,32 @@ def dedupe(settings: Settings) -> dict:
     report = run_dedupe(_engine(settings), settings)
     status = store_status(_engine(settings), settings)
     return {"dedupe": asdict(report), "status": status}
+
+
+def plan_labeling(settings: Settings, label_settings, client_config, max_batches: int = 1024) -> list[dict]:
+    """Batch descriptors for the mapped labeling task, or [] when labeling cannot or need not run."""
+    from promptmill.labeling import plan_batches
+    from promptmill.labeling.estimate import estimate
+
+    engine = _engine(settings)
+    if not (client_config.api_key or client_config.base_url):
+        est = estimate(engine, label_settings)
+        log.warning(
+            "labeling skipped: no OpenAI connection (openai_default) or OPENAI_API_KEY. Labeling the %s pending "
+            "prompts would cost about $%.4f with %s. %s",
+            est.get("pending"),
+            est.get("cost_usd", 0.0) or 0.0,
+            label_settings.model,
+            "Define the openai_default connection (password = API key, host = base URL) to label.",
+        )
+        return []
+    return plan_batches(engine, label_settings, max_batches=max_batches)
+
+
+def publish(settings: Settings, publish_settings, label_settings=None, run_id: str | None = None) -> dict:
+    """Publish the labeled rows; returns the asset event extra (version, counts, uri; never secrets)."""
+    from promptmill.publishing import publish as publish_rows
+
+    result = publish_rows(_engine(settings), publish_settings, run_id=run_id, label_settings=label_settings)
+    log.info("publish: %s %s -> %s %s", result.status, result.version, result.uri, result.counts)
+    return result.as_event_extra()

@@ -1,0 +1,103 @@
+"""The mapped labeling task: sync mode labels its batch in the worker; batch mode submits (or re-attaches to)
+Batch API jobs and defers to the triggerer while OpenAI works, so no worker slot waits for hours."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+log = logging.getLogger(__name__)
+
+
+class LabelBatchOperator(BaseOperator):
+    """Label the pending prompts of one batch descriptor (ids and counts only, never the payload)."""
+
+    ui_color = "#f2e6ff"
+
+    def __init__(self, *, descriptor: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.descriptor = descriptor
+
+    def _resolve(self, context):
+        from promptmill.store.db import connect
+
+        from promptmill_airflow import config
+
+        params = context["params"]
+        settings = config.settings(params)
+        label_settings = config.label_settings(params, context["run_id"])
+        return connect(settings.effective_database_url), label_settings, config.client_config()
+
+    def execute(self, context) -> dict[str, Any]:
+        engine, label_settings, client_config = self._resolve(context)
+        log.info("labeling %s with %s (%s mode)", self.descriptor.get("label"), label_settings.model, label_settings.mode)
+        if label_settings.mode == "batch":
+            from promptmill.labeling.batch_mode import submit_or_attach
+
+            # The job rows and batch ids are committed before we wait: a retried task re-attaches, never re-pays.
+            handle = submit_or_attach(engine, label_settings, client_config, self.descriptor)
+            if handle["batch_ids"]:
+                self.defer(
+                    trigger=BatchDoneTrigger(batch_ids=handle["batch_ids"], poll_s=label_settings.batch_poll_s),
+                    method_name="reconcile_batches",
+                    kwargs={"job_ids": handle["job_ids"]},
+                    timeout=timedelta(hours=26),  # the Batch API's 24 h window, plus finalizing
+                )
+            return self.reconcile_batches(context, event=None, job_ids=handle["job_ids"])
+        from promptmill.labeling import label_batch
+
+        return label_batch(engine, label_settings, client_config, self.descriptor)
+
+    def reconcile_batches(self, context, event: dict | None = None, job_ids: list[int] | None = None) -> dict[str, Any]:
+        from promptmill.labeling.batch_mode import reconcile
+
+        if event and not event.get("done"):
+            raise RuntimeError(f"batch wait ended without completion: {event}")
+        engine, label_settings, client_config = self._resolve(context)
+        return reconcile(engine, label_settings, client_config, list(job_ids or []))
+
+
+class BatchDoneTrigger(BaseTrigger):
+    """Polls OpenAI batch jobs from the triggerer until every one of them reached a final state."""
+
+    def __init__(self, batch_ids: list[str], poll_s: float = 60.0):
+        super().__init__()
+        self.batch_ids = list(batch_ids)
+        self.poll_s = float(poll_s)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        # Only ids and the interval are stored in the database; the API key is resolved in the triggerer.
+        return ("promptmill_airflow.labeling.BatchDoneTrigger", {"batch_ids": self.batch_ids, "poll_s": self.poll_s})
+
+    async def _client_config(self):
+        from promptmill.labeling import ClientConfig
+
+        from promptmill_airflow.config import OPENAI_CONN_ID
+
+        try:
+            from airflow.sdk import Connection
+
+            conn = await Connection.async_get(OPENAI_CONN_ID)
+        except Exception:  # not defined: fall back to the environment
+            conn = None
+        if conn is not None:
+            return ClientConfig.from_connection(password=conn.password, host=conn.host, extra=conn.extra_dejson)
+        return ClientConfig.from_env()
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from promptmill.labeling.batch_mode import apoll
+
+        client_config = await self._client_config()
+        while True:
+            status = await apoll(client_config, self.batch_ids)
+            if status["done"]:
+                yield TriggerEvent({"done": True, "states": status["states"], "counts": status.get("counts")})
+                return
+            self.log.info("batches not done yet: %s", status["states"])
+            await asyncio.sleep(self.poll_s)
