@@ -78,6 +78,8 @@ def _ms(moment: datetime) -> int:
 class SynthConfig:
     """What to generate. All fields have defaults; ``SynthConfig(messages=..., seed=...)`` is the usual call.
 
+    ``era="mixed"`` alternates the channels' eras (slash, text, slash, ...): real bots never mixed eras within a
+    channel, so a single "mixed" channel is a slash-era one.
     ``start`` None means the era's own start (slash: 2022-11-01, text: 2022-08-08); a given ``start`` applies
     to every channel. ``first_channel`` numbers the channels (``dreambot-<n>`` / ``dream-<n>``); a channel's
     id depends only on its era and number, so exports made with different configs can describe the same channel.
@@ -115,8 +117,6 @@ class SynthConfig:
             problems.append(f"users must be >= 1, got {self.users}")
         if self.era not in ERAS:
             problems.append(f"era must be one of {ERAS}, got {self.era!r}")
-        if self.era == "mixed" and self.channels < 2:
-            problems.append("era 'mixed' alternates slash and text channels, so it needs channels >= 2")
         if not self.formats or any(f not in FORMATS for f in self.formats) or len(set(self.formats)) != len(
             self.formats
         ):
@@ -253,10 +253,12 @@ ROLE_NAMES = (("Member", "#99AAB5"), ("Artist", "#E67E22"), ("Beta Tester", "#34
 # --------------------------------------------------------------------------------------------------------------
 
 # DCE JSON: fraction trimmed of trailing zeros, omitted if zero. CSV "o" format: always 7 digits.
-_JSON_FRACTIONS = tuple(("." + f"{ms:03d}".rstrip("0")) if ms else "" for ms in range(1000))
+_JSON_FRACTIONS = tuple((("." + f"{ms:03d}".rstrip("0")) if ms else "") + "+00:00" for ms in range(1000))
 _CSV_FRACTIONS = tuple(f".{ms:03d}0000" for ms in range(1000))
+_SECONDS = tuple(f"{second:02d}" for second in range(60))
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _day_prefixes: dict[int, str] = {}
+_minute_prefixes: dict[int, str] = {}  # "2022-11-01T12:00:" by minute since the epoch (timestamps are hot)
 
 
 def _day_prefix(day_number: int) -> str:
@@ -266,13 +268,21 @@ def _day_prefix(day_number: int) -> str:
     return prefix
 
 
+def _minute_prefix(minute_number: int) -> str:
+    if len(_minute_prefixes) > 200_000:
+        _minute_prefixes.clear()
+    day, minute_of_day = divmod(minute_number, 1440)
+    prefix = f"{_day_prefix(day)}T{minute_of_day // 60:02d}:{minute_of_day % 60:02d}:"
+    _minute_prefixes[minute_number] = prefix
+    return prefix
+
+
 def format_json_timestamp(ms: int) -> str:
     """A UTC time in ms as DCE JSON writes it: ``2022-11-01T12:00:03.12+00:00``."""
     seconds, fraction = divmod(ms, 1000)
-    day, second_of_day = divmod(seconds, 86400)
-    hour, rest = divmod(second_of_day, 3600)
-    minute, second = divmod(rest, 60)
-    return f"{_day_prefix(day)}T{hour:02d}:{minute:02d}:{second:02d}{_JSON_FRACTIONS[fraction]}+00:00"
+    minute, second = divmod(seconds, 60)
+    prefix = _minute_prefixes.get(minute) or _minute_prefix(minute)
+    return prefix + _SECONDS[second] + _JSON_FRACTIONS[fraction]
 
 
 def format_csv_date(ms: int, style: str = "iso") -> str:
@@ -494,100 +504,121 @@ def _day_export_time_ms(day_start_ms: int) -> int:
 # --------------------------------------------------------------------------------------------------------------
 # Prompts
 # --------------------------------------------------------------------------------------------------------------
+# The hot paths below pick from tuples with ``seq[int(random() * len(seq))]`` rather than ``rng.choice``: it is
+# several times faster and just as deterministic, and generation speed is what the benchmarks measure.
+
+
+def _split_article(subject: str) -> tuple[str, str]:
+    for article in ("a ", "an "):
+        if subject.startswith(article):
+            return article, subject[len(article):]
+    return "", subject
+
+
+_SUBJECT_PARTS = tuple(_split_article(subject) for subject in SUBJECTS)
+_ADJECTIVES_WITH_ARTICLE = tuple(("an " if adjective[0] in "aeiou" else "a ") + adjective for adjective in ADJECTIVES)
+_RESTYLES = STYLES + MODIFIERS
 
 
 class _PromptWriter:
     """Builds prompts as lists of comma-separated segments (so retries can edit them) and the junk users typed."""
 
-    def __init__(self, rng) -> None:
-        self.rng = rng
+    def __init__(self, rng: random.Random) -> None:
+        self.random = rng.random
 
     def fresh(self) -> list[str]:
-        rng = self.rng
-        roll = rng.random()
+        r = self.random
+        roll = r()
         if roll < 0.05:
-            return [rng.choice(SHORT_PROMPTS)]
+            return [SHORT_PROMPTS[int(r() * len(SHORT_PROMPTS))]]
         if roll < 0.08:
-            return rng.choice(FOREIGN_PROMPTS).split(", ")
-        subject = rng.choice(SUBJECTS)
-        if rng.random() < 0.5:
-            subject = f"{rng.choice(ADJECTIVES)} {subject.split(' ', 1)[1] if subject.startswith('a ') else subject}"
-            if rng.random() < 0.5:
-                subject = "a " + subject if subject[0] not in "aeiou" else "an " + subject
-        if rng.random() < 0.6:
-            subject = f"{subject} {rng.choice(SCENES)}"
+            return FOREIGN_PROMPTS[int(r() * len(FOREIGN_PROMPTS))].split(", ")
+        article, bare = _SUBJECT_PARTS[int(r() * len(_SUBJECT_PARTS))]
+        roll = r()
+        if roll < 0.25 and article:
+            subject = f"{_ADJECTIVES_WITH_ARTICLE[int(r() * len(ADJECTIVES))]} {bare}"
+        elif roll < 0.45:
+            subject = f"{ADJECTIVES[int(r() * len(ADJECTIVES))]} {bare}"
+        else:
+            subject = article + bare
+        if r() < 0.6:
+            subject = f"{subject} {SCENES[int(r() * len(SCENES))]}"
         segments = [subject]
-        if rng.random() < 0.7:
-            segments.append(rng.choice(STYLES))
-        if rng.random() < 0.55:
-            artists = rng.sample(ARTISTS, 1 if rng.random() < 0.6 else 2)
-            segments.append("by " + " and ".join(artists))
-        segments.extend(rng.sample(MODIFIERS, int(rng.random() * 6)))
-        return segments
+        if r() < 0.7:
+            segments.append(STYLES[int(r() * len(STYLES))])
+        roll = r()
+        if roll < 0.35:
+            segments.append("by " + ARTISTS[int(r() * len(ARTISTS))])
+        elif roll < 0.55:
+            segments.append(f"by {ARTISTS[int(r() * len(ARTISTS))]} and {ARTISTS[int(r() * len(ARTISTS))]}")
+        for _ in range(int(r() * 6)):
+            segments.append(MODIFIERS[int(r() * len(MODIFIERS))])
+        return list(dict.fromkeys(segments))
 
     def retry(self, segments: list[str]) -> list[str]:
-        """A small edit of a previous attempt: the same text re-rolled, a modifier added or dropped, a word
-        swapped. Keeps the prompt recognisable (the near-duplicate rule's job is to merge these)."""
-        rng = self.rng
-        roll = rng.random()
+        """A small edit of a previous attempt: the same text re-rolled, a modifier added or dropped, a style
+        swapped, the scene changed. Stays recognisable: merging these is the near-duplicate rule's job."""
+        r = self.random
+        roll = r()
         edited = list(segments)
         if roll < 0.35:
             return edited
         if roll < 0.6 or len(edited) == 1:
-            edited.insert(rng.randrange(1, len(edited) + 1), rng.choice(MODIFIERS))
+            edited.insert(1 + int(r() * len(edited)), MODIFIERS[int(r() * len(MODIFIERS))])
         elif roll < 0.72:
-            del edited[rng.randrange(1, len(edited))]
+            del edited[1 + int(r() * (len(edited) - 1))]
         elif roll < 0.9:
-            position = rng.randrange(len(edited))
-            words = edited[position].split(" ")
-            words[rng.randrange(len(words))] = rng.choice(ADJECTIVES)
-            edited[position] = " ".join(words)
+            edited[1 + int(r() * (len(edited) - 1))] = _RESTYLES[int(r() * len(_RESTYLES))]
         else:
-            edited[0] = edited[0] + " " + rng.choice(SCENES)
+            edited[0] = f"{edited[0]} {SCENES[int(r() * len(SCENES))]}"
         return edited
 
     def junk(self, segments: list[str], era: str) -> list[str]:
-        """The garbage that real users typed into the prompt field (see the cleaning rules)."""
-        rng = self.rng
+        """The garbage real users typed into the prompt field (what cleaning rules 9 and 14-33 deal with)."""
+        r = self.random
+
+        def pick(options: tuple[str, ...]) -> str:
+            return options[int(r() * len(options))]
+
         text = ", ".join(segments)
-        kind = rng.randrange(16)
+        kind = int(r() * 16)
         if kind == 0:
-            text += " " + rng.choice(("--ar 16:9", "--ar 2:3 --v 4", "--no text", "--q 2 --stylize 750 --ar 3:2"))
+            text += " " + pick(("--ar 16:9", "--ar 2:3 --v 4", "--no text", "--q 2 --stylize 750 --ar 3:2"))
         elif kind == 1:
-            text += ", " + rng.choice(("negative prompt ", "negative _ prompt ", "Negative prompt: ")) + ", ".join(
-                rng.sample(NEGATIVES, 3))
+            negatives = ", ".join(dict.fromkeys(pick(NEGATIVES) for _ in range(3)))
+            text += ", " + pick(("negative prompt ", "negative _ prompt ", "Negative prompt: ")) + negatives
         elif kind == 2:
             text += " seed"
         elif kind == 3:
-            text += f" cfg _ scale {rng.choice((7, 10, 12, 15))}"
+            text += f" cfg _ scale {pick(('7', '10', '12', '15'))}"
         elif kind == 4:
-            text = rng.choice(("https://i.imgur.com/Xy7bQ2a.png ", "in the style of https://www.artstation.com/artwork/"
-                               "lD8aZ4 ")) + text
+            text = pick(("https://i.imgur.com/Xy7bQ2a.png ", "in the style of https://www.artstation.com/artwork/lD8aZ4 ")
+                        ) + text
         elif kind == 5:
-            emoji = rng.choice(EMOJI)[0]
-            text = rng.choice((f"{text} {emoji}", f"{emoji} {text} {emoji}", f"{text}{emoji}{rng.choice(EMOJI)[0]}"))
+            emoji = pick(_EMOJI_CHARS)
+            text = pick((f"{text} {emoji}", f"{emoji} {text} {emoji}", f"{text}{emoji}{pick(_EMOJI_CHARS)}"))
         elif kind == 6:
             text = text.replace("a ", "á ", 1) if "a " in text else text + ", café"
         elif kind == 7:
-            text = rng.choice(("prompt ", "prompt: ", "Prompt = ", "prompt:")) + text
+            text = pick(("prompt ", "prompt: ", "Prompt = ", "prompt:")) + text
         elif kind == 8:
             text = f'"{text}"'
         elif kind == 9:
-            text = rng.choice(("(masterpiece:1.2), ", "((best quality)), ", "[cat:dog:0.5], ")) + text
+            text = pick(("(masterpiece:1.2), ", "((best quality)), ", "[cat:dog:0.5], ")) + text
         elif kind == 10:
-            text = rng.choice(("...", "1234", "???", "!!!", "--", "12 34", "ok", "æøå"))
+            text = pick(("...", "1234", "???", "!!!", "--", "12 34", "ok", "æøå", "🙂"))
         elif kind == 11:
-            text = text + rng.choice((", 1 9 9 5 s", ", 3 d", ", 4 k", " {detailed} | [sharp]"))
+            text += pick((", 1 9 9 5 s", ", 3 d", ", 4 k", " {detailed} | [sharp]"))
         elif kind == 12:
-            text = rng.choice(("dreamt in ", "Dreaming for ")) + text
+            text = pick(("dreamt in ", "Dreaming for ")) + text
         elif kind == 13:
-            text = text + " <lora:epiNoiseoffset_v2:0.8>"
+            text += " <lora:epiNoiseoffset_v2:0.8>"
         elif kind == 14:
-            text = text + ", sextant" if rng.random() < 0.5 else "sex appeal, " + text
+            text = text + ", sextant" if r() < 0.5 else "sex appeal, " + text
         elif era == "text":
-            text = text + "\nhighly detailed"  # raw newlines only survive in the text era
+            text += "\nhighly detailed"  # a raw newline: only the text-era command line allowed one
         else:
-            text = text + ", 100% detailed, <3, ~wow~, a=b"
+            text += ", 100% detailed, <3, ~wow~, a=b"
         return [text]
 
 
@@ -595,18 +626,30 @@ class _PromptWriter:
 # Messages
 # --------------------------------------------------------------------------------------------------------------
 
+_EMOJI_CHARS = tuple(char for char, _, _ in EMOJI)
 _EMOJI_BY_CHAR = {char: (code, svg) for char, code, svg in EMOJI}
-_EMOJI_RE = re.compile("|".join(re.escape(char) for char, _, _ in EMOJI))
-_SLUG_RE = re.compile(r"[^a-z0-9]+")
+_EMOJI_RE = re.compile("[" + "".join(_EMOJI_CHARS) + "]")  # all single code points: a class is fastest
+_REACTION_EMOJI = ("🔥", "😍", "👍", "❤", "😂")
+_SLUG_TABLE = str.maketrans({chr(code): " " for code in range(128) if not chr(code).isalnum()})
+_CFG_SCALES = ("7.0", "7.0", "7.0", "7.5", "8.0", "10.0", "12.5", "15.0", "5.0")
+_TEXT_COUNTS = (2, 3, 4, 4, 4, 6, 9)
+_TEXT_CFG = ("7.5", "10", "12.0", "5")
+_STEPS = (20, 30, 75, 100, 150)
+_TEXT_STEPS = (25, 30, 75, 100, 150)
+_CHATTER_FILES = ("image.png", "unknown.png", "Screenshot_2022.jpg")
 
-# Kinds of junk messages and their weights within junk_rate.
+# Kinds of junk messages and their cumulative weights within junk_rate.
 _JUNK_KINDS = ("chatter", "nsfw", "junk_prompt", "dreaming", "error", "multi_command")
-_JUNK_CUM_WEIGHTS = tuple(
-    sum((0.30, 0.24, 0.22, 0.10, 0.06, 0.08)[: i + 1]) for i in range(len(_JUNK_KINDS))
-)
-_BURST_WINDOW_MS = 10 * 60_000
+_JUNK_CUM_WEIGHTS = (0.30, 0.54, 0.76, 0.86, 0.92, 1.0)
+_BURST_WINDOW_MS = 10 * 60_000  # a retry comes seconds to minutes after the previous attempt
 _MAX_ACTIVE_BURSTS = 24
 _RECENT_PROMPTS = 256
+_EXACT_REPEAT_RATE = 0.02  # somebody re-submits a prompt another user used recently
+_REACTION_RATE = 0.04
+_OPTION_TABLE_SIZE = 1024
+
+# Depth (in spaces) of a message's keys inside the DCE document: messages sit at level 2 of the top object.
+_MESSAGE_KEY_INDENT = 6
 
 
 def _emoji_json(char: str) -> dict:
@@ -614,77 +657,119 @@ def _emoji_json(char: str) -> dict:
     return {"id": "", "name": char, "code": code, "isAnimated": False, "imageUrl": f"{TWEMOJI}/{svg}.svg"}
 
 
-class _ChannelMessages:
-    """Lazily generates one channel's messages as DCE JSON dicts, in time order.
+def _fragment(value: object, indent: int) -> orjson.Fragment:
+    """``value`` pre-serialised for a position ``indent`` spaces deep in the indented DCE document."""
+    return orjson.Fragment(orjson.dumps(value, option=orjson.OPT_INDENT_2).replace(b"\n", b"\n" + b" " * indent))
 
-    Nested author/user dicts are shared between messages (that is what keeps generation fast): treat the
-    yielded dicts as read-only.
+
+class _UserViews:
+    """How one user appears inside messages: plain dicts (public API) or pre-serialised fragments (writers).
+
+    Serialising the same author/mention objects again for every message would be most of the JSON writing cost;
+    fragments are byte-identical to what orjson would write for the dicts at that position."""
+
+    __slots__ = ("author", "interaction_user", "mention", "user")
+
+    def __init__(self, user: SynthUser, fragments: bool) -> None:
+        self.user = user
+        data = user.json_with_roles
+        if fragments:
+            self.author = _fragment(data, _MESSAGE_KEY_INDENT)
+            self.mention = _fragment([data], _MESSAGE_KEY_INDENT)
+            self.interaction_user = _fragment(data, _MESSAGE_KEY_INDENT + 2)
+        else:
+            self.author = data
+            self.mention = None  # a fresh one-element list per message
+            self.interaction_user = data
+
+    def mentions(self) -> list | orjson.Fragment:
+        return self.mention if self.mention is not None else [self.user.json_with_roles]
+
+
+class _ChannelMessages:
+    """Generates one channel's messages lazily, in time order, as ``(DCE JSON dict, author)`` pairs.
+
+    Nested user dicts are shared between messages: treat yielded dicts as read-only.
     """
 
-    def __init__(self, cfg: SynthConfig, channel: SynthChannel, users: list[SynthUser]) -> None:
+    def __init__(self, cfg: SynthConfig, channel: SynthChannel, users: list[SynthUser], *,
+                 export_time_ms: int | None, fragments: bool = False) -> None:
         self.cfg = cfg
         self.channel = channel
-        self.users = users
         self.rng = _rng(cfg.seed, "content", channel.ordinal)
+        self.random = self.rng.random
         self.prompts = _PromptWriter(self.rng)
+        self.users = users
+        self.views = {user.id: _UserViews(user, fragments) for user in users}
+        self.bot = _UserViews(channel.bot, fragments)
         # Zipf-like activity: a few regulars post most of the prompts.
         weights = [1.0 / (rank + 1) ** 0.8 for rank in range(len(users))]
-        self.cum_weights = [sum(weights[: i + 1]) for i in range(len(weights))]
-        self.total_weight = self.cum_weights[-1]
-        self.bursts: deque[list] = deque()  # [user, segments, last_ms, args]
-        self.recent: deque[str] = deque(maxlen=_RECENT_PROMPTS)
+        running = 0.0
+        self.cum_weights = []
+        for weight in weights:
+            running += weight
+            self.cum_weights.append(running)
+        self.bursts: deque[list] = deque()  # [user, segments, last attempt ms]
+        self.recent_prompts: deque[str] = deque(maxlen=_RECENT_PROMPTS)
         self.recent_ids: deque[str] = deque(maxlen=64)
         self.increment = 0
-        self.generations = 0
-        # Text-era bots did not name the user at first.
+        self.text_generations = 0
+        # The text-era bot did not name the user in its first messages.
         self.anonymous_generations = max(3, channel.message_count // 30) if channel.era == "text" else 0
-        if cfg.date_partitioned:
-            self.export_time_ms = None
+        self.export_time_ms = export_time_ms
+        self.attachment_prefix = f"{CDN}/attachments/{channel.id}/"
+        self.signature_prefixes: dict[int, str] = {}
+        self.slugs: dict[str, str] = {}
+        self.signed = cfg.cdn_signatures
+        self.getrandbits = self.rng.getrandbits
+        self.fragments = fragments
+        if channel.era == "slash":
+            self.slash_option_table = tuple(self._slash_options() for _ in range(_OPTION_TABLE_SIZE))
         else:
-            self.export_time_ms = _full_export_time_ms(cfg, channel)
+            self.text_option_table = tuple(self._text_options() for _ in range(_OPTION_TABLE_SIZE))
 
-    # -- ids, times, urls -----------------------------------------------------------------------------------
-
-    def _next_id(self, ms: int) -> int:
-        self.increment += 1
-        return snowflake(ms, self.increment)
+    # -- small pieces -----------------------------------------------------------------------------------------------
 
     def _pick_user(self) -> SynthUser:
-        index = bisect.bisect_left(self.cum_weights, self.rng.random() * self.total_weight)
+        index = bisect.bisect_left(self.cum_weights, self.random() * self.cum_weights[-1])
         return self.users[min(index, len(self.users) - 1)]
 
+    def _signature_prefix(self, day: int) -> str:
+        """CDN signature parameters (URLs in DCE >= 2.4x exports): expiry and issue times in hex, then ``hm=``."""
+        issued = (self.export_time_ms or _day_export_time_ms(day * 86_400_000)) // 1000
+        prefix = self.signature_prefixes[day] = f"?ex={issued + 86_400:08x}&is={issued:08x}&hm="
+        return prefix
+
     def _attachment(self, ms: int, file_name: str, size: int) -> dict:
-        attachment_id = self._next_id(ms)
-        url = f"{CDN}/attachments/{self.channel.id}/{attachment_id}/{file_name}"
-        if self.cfg.cdn_signatures:
-            issued = (self.export_time_ms or _day_export_time_ms(ms - ms % 86_400_000)) // 1000
-            url += f"?ex={issued + 86_400:08x}&is={issued:08x}&hm={self.rng.getrandbits(256):064x}&"
-        return {"id": str(attachment_id), "url": url, "fileName": file_name, "fileSizeBytes": size}
+        self.increment += 1
+        attachment_id = str(((ms - DISCORD_EPOCH_MS) << 22) | _SNOWFLAKE_WORKER_BITS | (self.increment & 0xFFF))
+        url = f"{self.attachment_prefix}{attachment_id}/{file_name}"
+        if self.signed:
+            day = ms // 86_400_000
+            prefix = self.signature_prefixes.get(day) or self._signature_prefix(day)
+            url = f"{url}{prefix}{self.getrandbits(256).to_bytes(32, 'big').hex()}&"  # hm: a 256-bit HMAC
+        return {"id": attachment_id, "url": url, "fileName": file_name, "fileSizeBytes": size}
 
     def _reactions(self) -> list[dict]:
-        rng = self.rng
-        if rng.random() >= 0.04:
-            return []
+        r = self.random
         reactions = []
-        for char in rng.sample(("🔥", "😍", "👍", "❤", "😂"), 1 + (rng.random() < 0.3)):
-            reactors = [self._pick_user() for _ in range(1 + int(rng.random() * 4))]
-            unique = list({user.id: user for user in reactors}.values())
-            reactions.append({"emoji": _emoji_json(char), "count": len(unique),
-                              "users": [user.json_without_roles for user in unique]})
+        first = int(r() * len(_REACTION_EMOJI))
+        for offset in range(1 + (r() < 0.3)):
+            reactors = {user.id: user for user in (self._pick_user() for _ in range(1 + int(r() * 4)))}
+            reactions.append({"emoji": _emoji_json(_REACTION_EMOJI[(first + offset) % len(_REACTION_EMOJI)]),
+                              "count": len(reactors),
+                              "users": [user.json_without_roles for user in reactors.values()]})
         return reactions
 
-    @staticmethod
-    def _inline_emojis(content: str) -> list[dict]:
-        found = _EMOJI_RE.findall(content)
-        if not found:
-            return []
-        return [_emoji_json(char) for char in dict.fromkeys(found)]
-
-    def _message(self, ms: int, message_type: str, content: str, author: dict, *, edited_ms: int | None = None,
-                 attachments: list | None = None, mentions: list | None = None, reference: dict | None = None,
-                 interaction: dict | None = None) -> dict:
+    def _message(self, ms: int, message_type: str, content: str, author: object, edited_ms: int | None = None,
+                 attachments: list | None = None, mentions: object = None, reference: dict | None = None,
+                 interaction: dict | None = None, emoji_source: str | None = None) -> dict:
+        """A DCE message dict. ``emoji_source`` is the part of the content that can hold emoji (the prompt of a
+        generation), scanned instead of the whole content for ``inlineEmojis``."""
+        self.increment += 1
+        message_id = str(((ms - DISCORD_EPOCH_MS) << 22) | _SNOWFLAKE_WORKER_BITS | (self.increment & 0xFFF))
         message = {
-            "id": str(self._next_id(ms)),
+            "id": message_id,
             "type": message_type,
             "timestamp": format_json_timestamp(ms),
             "timestampEdited": None if edited_ms is None else format_json_timestamp(edited_ms),
@@ -692,253 +777,316 @@ class _ChannelMessages:
             "isPinned": False,
             "content": content,
             "author": author,
-            "attachments": attachments if attachments is not None else [],
+            "attachments": [] if attachments is None else attachments,
             "embeds": [],
             "stickers": [],
-            "reactions": self._reactions(),
-            "mentions": mentions if mentions is not None else [],
+            "reactions": self._reactions() if self.random() < _REACTION_RATE else [],
+            "mentions": [] if mentions is None else mentions,
         }
         if reference is not None:
             message["reference"] = reference
         if interaction is not None:
             message["interaction"] = interaction
-        message["inlineEmojis"] = self._inline_emojis(content)
-        self.recent_ids.append(message["id"])
+        if emoji_source is None:
+            emoji_source = content
+        if emoji_source.isascii():
+            message["inlineEmojis"] = []
+        else:  # DCE >= 2.44 lists the emoji found in the content, deduplicated
+            message["inlineEmojis"] = [_emoji_json(char) for char in dict.fromkeys(_EMOJI_RE.findall(content))]
+        self.recent_ids.append(message_id)
         return message
 
-    # -- prompt choice --------------------------------------------------------------------------------------
+    # -- who asks for what ------------------------------------------------------------------------------------------
 
     def _choose_prompt(self, ms: int) -> tuple[SynthUser, list[str]]:
-        """Who asks for what: a retry of an active burst (near-duplicates), an exact repeat of somebody else's
-        prompt, or a fresh prompt (which may open a burst)."""
-        rng = self.rng
+        """A retry within an active burst (near-duplicates of the same user), an exact repeat of a recent prompt
+        by somebody else, or a fresh prompt (which may open a burst)."""
+        r = self.random
         bursts = self.bursts
         while bursts and ms - bursts[0][2] > _BURST_WINDOW_MS:
             bursts.popleft()
-        if bursts and rng.random() < self.cfg.near_dup_rate:
-            burst = bursts[int(rng.random() * len(bursts))]
+        if bursts and r() < self.cfg.near_dup_rate:
+            burst = bursts[int(r() * len(bursts))]
             burst[1] = self.prompts.retry(burst[1])
             burst[2] = ms
             return burst[0], burst[1]
         user = self._pick_user()
-        if self.recent and rng.random() < 0.02:
-            segments = [self.recent[int(rng.random() * len(self.recent))]]
+        if self.recent_prompts and r() < _EXACT_REPEAT_RATE:
+            segments = [self.recent_prompts[int(r() * len(self.recent_prompts))]]
         else:
             segments = self.prompts.fresh()
-        if rng.random() < 0.5:
+        if r() < 0.5:
             if len(bursts) >= _MAX_ACTIVE_BURSTS:
                 bursts.popleft()
             bursts.append([user, segments, ms])
         return user, segments
 
-    # -- the generator ----------------------------------------------------------------------------------------
-
-    def __iter__(self) -> Iterator[dict]:
-        rng = self.rng
-        junk_rate = self.cfg.junk_rate
-        slash = self.channel.era == "slash"
-        for ms in _iter_times(self.cfg, self.channel):
-            if rng.random() < junk_rate:
-                kind = _JUNK_KINDS[bisect.bisect_left(_JUNK_CUM_WEIGHTS, rng.random() * _JUNK_CUM_WEIGHTS[-1])]
-            else:
-                kind = "generation"
-            if kind == "chatter":
-                yield self._chatter(ms)
-            elif kind == "error":
-                yield self._error(ms)
-            elif kind == "dreaming" and slash:
-                yield self._dreaming(ms)
-            else:
-                user, segments = self._choose_prompt(ms)
-                if kind == "junk_prompt":
-                    segments = self.prompts.junk(segments, self.channel.era)
-                prompt = ", ".join(segments)
-                if kind == "multi_command":
-                    prompt = self._multi_command(prompt)
-                self.recent.append(prompt)
-                if slash:
-                    yield self._slash_generation(ms, user, prompt, nsfw=kind == "nsfw")
-                else:
-                    yield self._text_generation(ms, user, prompt, nsfw=kind == "nsfw")
-
     def _multi_command(self, prompt: str) -> str:
         """Prompts that make a message hold two commands or two ``for @`` (pasted commands, dedications)."""
         if self.channel.era == "text":
-            return prompt + '" !dream "' + prompt
-        other = self._pick_user().nickname
-        return self.rng.choice((f"/dream prompt:{prompt}", f"{prompt}, a gift for @{other}"))
+            return f'{prompt}" !dream "{prompt}'
+        if self.random() < 0.5:
+            return f"/dream prompt:{prompt}"
+        return f"{prompt}, a gift for @{self._pick_user().nickname}"
 
-    # -- bot messages ---------------------------------------------------------------------------------------------
+    # -- the stream -------------------------------------------------------------------------------------------------
+
+    def generate(self) -> Iterator[tuple[dict, SynthUser]]:
+        r = self.random
+        junk_rate = self.cfg.junk_rate
+        slash = self.channel.era == "slash"
+        bot = self.channel.bot
+        for ms in _iter_times(self.cfg, self.channel):
+            kind = "generation"
+            if r() < junk_rate:
+                kind = _JUNK_KINDS[bisect.bisect_left(_JUNK_CUM_WEIGHTS, r())]
+                if kind == "chatter":
+                    yield self._chatter(ms)
+                    continue
+                if kind == "error":
+                    yield self._error(ms)
+                    continue
+                if kind == "dreaming" and slash:
+                    yield self._dreaming(ms), bot
+                    continue
+            user, segments = self._choose_prompt(ms)
+            if kind == "junk_prompt":
+                segments = self.prompts.junk(segments, self.channel.era)
+            prompt = ", ".join(segments) if len(segments) > 1 else segments[0]
+            if kind == "multi_command":
+                prompt = self._multi_command(prompt)
+            self.recent_prompts.append(prompt)
+            if slash:
+                yield self._slash_generation(ms, user, prompt, nsfw=kind == "nsfw"), bot
+            else:
+                yield self._text_generation(ms, user, prompt, nsfw=kind == "nsfw"), bot
+
+    def __iter__(self) -> Iterator[dict]:
+        for message, _ in self.generate():
+            yield message
+
+    # -- bot messages -----------------------------------------------------------------------------------------------
 
     def _file_name(self, prompt: str, seed: int) -> str:
-        slug = _SLUG_RE.sub("_", prompt.lower()[:60]).strip("_")[:48] or "dream"
+        """``<prompt slug>_<seed>.png`` (ASCII letters and digits joined by ``_``); slugs are cached because
+        retries and repeats share prompt heads."""
+        head = prompt[:48]
+        slug = self.slugs.get(head)
+        if slug is None:
+            if len(self.slugs) > 50_000:
+                self.slugs.clear()
+            ascii_head = head if head.isascii() else head.encode("ascii", "ignore").decode("ascii")
+            slug = self.slugs[head] = "_".join(ascii_head.lower().translate(_SLUG_TABLE).split()) or "dream"
         return f"{slug}_{seed}.png"
 
-    def _slash_generation(self, ms: int, user: SynthUser, prompt: str, nsfw: bool) -> dict:
-        rng = self.rng
-        seed = rng.getrandbits(32)
-        args = [f"/dream prompt:{prompt}"]
-        if rng.random() < 0.15:
-            args.append("negative_prompt:" + ", ".join(rng.sample(NEGATIVES, 1 + int(rng.random() * 4))))
-        args.append(f"seed:{seed}")
-        args.append(f"cfg_scale:{rng.choice((7.0, 7.0, 7.0, 7.5, 8.0, 10.0, 12.5, 15.0, 5.0))}")
+    def _slash_options(self) -> tuple:
+        """One combination of the optional slash-command arguments, drawn once per table slot.
+
+        Returns (text before ``seed:``, text after the seed, images requested, warning lines, time factor).
+        Drawing whole combinations from a per-channel table costs one random number per message instead of a
+        dozen, with the same distribution over a channel."""
+        r = self.random
+        before_seed = ""
+        if r() < 0.15:
+            negatives = ", ".join(dict.fromkeys(NEGATIVES[int(r() * len(NEGATIVES))] for _ in range(1 + int(r() * 4))))
+            before_seed = f" negative_prompt:{negatives}"
+        after_seed = f" cfg_scale:{_CFG_SCALES[int(r() * len(_CFG_SCALES))]}"
         steps = 50
-        if rng.random() < 0.2:
-            steps = rng.choice((20, 30, 75, 100, 150))
-            args.append(f"steps:{steps}")
-        if rng.random() < 0.1:
-            args.append(f"sampler:{rng.choice(SAMPLERS_SLASH)}")
+        if r() < 0.2:
+            steps = _STEPS[int(r() * len(_STEPS))]
+            after_seed += f" steps:{steps}"
+        if r() < 0.1:
+            after_seed += f" sampler:{SAMPLERS_SLASH[int(r() * len(SAMPLERS_SLASH))]}"
         width = height = 512
-        if rng.random() < 0.2:
-            width, height = rng.choice(SIZES) if rng.random() < 0.9 else (700, 500)
-            args.append(f"width:{width} height:{height}")
+        if r() < 0.2:
+            width, height = SIZES[int(r() * len(SIZES))] if r() < 0.9 else (700, 500)
+            after_seed += f" width:{width} height:{height}"
         count = 1
-        if rng.random() < 0.1:
-            count = rng.randrange(2, 5)
-            args.append(f"count:{count}")
-        elapsed = (1.2 + rng.random() * 4.0) * count * steps / 50.0 * (width * height) / (512 * 512)
-        lines = [f"Dreamt in `{elapsed:.2f}s` for @{user.nickname}... `{' '.join(args)}`"]
+        if r() < 0.1:
+            count = 2 + int(r() * 3)
+            after_seed += f" count:{count}"
+        warnings = ""
         if steps > 50:
-            lines.append(f"**WARNING:** {SLASH_WARNINGS_STEPS}")
+            warnings += "\n**WARNING:** Requested more than 50 `steps`"
         if width % 64 or height % 64:
-            lines.append("**WARNING:** `width` was not a multiple of 64")
+            warnings += "\n**WARNING:** `width` was not a multiple of 64"
+        cost = count * steps / 50.0 * (width * height) / 262_144
+        return before_seed, after_seed, count, warnings, cost, width
+
+    def _slash_generation(self, ms: int, user: SynthUser, prompt: str, nsfw: bool) -> dict:
+        r = self.random
+        options = self.slash_option_table[int(r() * _OPTION_TABLE_SIZE)]
+        before_seed, after_seed, count, warnings, cost, width = options
+        seed = self.rng.getrandbits(32)
+        elapsed = (1.2 + r() * 4.0) * cost
+        content = (f"Dreamt in `{elapsed:.2f}s` for @{user.nickname}... "
+                   f"`/dream prompt:{prompt}{before_seed} seed:{seed}{after_seed}`{warnings}")
         if len(prompt) > 300:
-            lines.append("**WARNING:** Prompt truncated after tokenization")
+            content += "\n**WARNING:** Prompt truncated after tokenization"
         images = count
         if nsfw:
-            images = int(rng.random() * count)
-            lines.append(NAUGHTY)
+            images = int(r() * count)
+            content += "\n" + NAUGHTY
         file_name = self._file_name(prompt, seed)
-        attachments = [self._attachment(ms, file_name, 250_000 + rng.getrandbits(18) * width // 512)
-                       for _ in range(images)]
-        interaction = {"id": str(snowflake(ms - 400, self.increment)), "name": "dream", "user": user.json_with_roles}
-        return self._message(ms, "20", "\n".join(lines), self.channel.bot.json_with_roles,
-                             edited_ms=ms + int(elapsed * 1000) + 150, attachments=attachments,
-                             mentions=[user.json_with_roles], interaction=interaction)
+        size = 250_000 + int(r() * 260_000) * width // 512
+        if images == 1:
+            attachments = [self._attachment(ms, file_name, size)]
+        else:
+            attachments = [self._attachment(ms, file_name, size + index * 7_919) for index in range(images)]
+        views = self.views[user.id]
+        interaction = {"id": str(snowflake(ms - 400, self.increment)), "name": "dream",
+                       "user": views.interaction_user}
+        return self._message(ms, "20", content, self.bot.author, ms + int(elapsed * 1000) + 150, attachments,
+                             views.mentions(), None, interaction, prompt)
 
     def _dreaming(self, ms: int) -> dict:
-        """A slash-era generation the bot never finished: ``Dreaming`` with the command, no images."""
+        """A slash-era generation the bot never finished: ``Dreaming`` and the command, no images."""
         user, segments = self._choose_prompt(ms)
+        views = self.views[user.id]
         prompt = ", ".join(segments)
-        content = f"Dreaming for @{user.nickname}... `/dream prompt:{prompt} seed:{self.rng.getrandbits(32)} cfg_scale:7.0`"
-        interaction = {"id": str(snowflake(ms - 400, self.increment)), "name": "dream", "user": user.json_with_roles}
-        return self._message(ms, "20", content, self.channel.bot.json_with_roles, mentions=[user.json_with_roles],
-                             interaction=interaction)
+        content = (f"Dreaming for @{user.nickname}... `/dream prompt:{prompt} "
+                   f"seed:{self.rng.getrandbits(32)} cfg_scale:7.0`")
+        interaction = {"id": str(snowflake(ms - 400, self.increment)), "name": "dream",
+                       "user": views.interaction_user}
+        return self._message(ms, "20", content, self.bot.author, mentions=views.mentions(),
+                             interaction=interaction, emoji_source=prompt)
 
-    def _text_generation(self, ms: int, user: SynthUser, prompt: str, nsfw: bool) -> dict:
-        rng = self.rng
-        self.generations += 1
-        anonymous = self.generations <= self.anonymous_generations
+    def _text_options(self) -> tuple:
+        """One combination of ``!dream`` flags, drawn once per table slot (see ``_slash_options``).
+
+        Returns (flags before ``-S``, flags echoed in per-image commands, image count, grid, warning lines,
+        time factor, width, print tokens)."""
+        r = self.random
         flags: list[str] = []
-        per_image_flags: list[str] = []
+        repeated: list[str] = []
         width = height = 512
-        if rng.random() < 0.3:
-            width, height = rng.choice(SIZES) if rng.random() < 0.9 else (700, 500)
-            size_flags = (["-W", str(width)] if width != 512 else []) + (["-H", str(height)] if height != 512 else [])
-            if rng.random() < 0.2:
-                size_flags = [{"-W": "--width", "-H": "--height"}.get(f, f) for f in size_flags]
-            flags += size_flags
-            per_image_flags += size_flags
+        if r() < 0.3:
+            width, height = SIZES[int(r() * len(SIZES))] if r() < 0.9 else (700, 500)
+            long_form = r() < 0.2
+            if width != 512:
+                repeated += ["--width" if long_form else "-W", str(width)]
+            if height != 512:
+                repeated += ["--height" if long_form else "-H", str(height)]
+            flags += repeated
         count = 1
-        if rng.random() < 0.45:
-            count = rng.choice((2, 3, 4, 4, 4, 6, 9))
+        if r() < 0.45:
+            count = _TEXT_COUNTS[int(r() * len(_TEXT_COUNTS))]
             flags += ["-n", str(count)]
-        grid = count > 1 and rng.random() < 0.5
+        grid = count > 1 and r() < 0.5
         if grid:
             flags.append("-g")
-        if rng.random() < 0.1:
-            cfg_flag = ["-C" if rng.random() < 0.7 else "--cfg_scale", rng.choice(("7.5", "10", "12.0", "5"))]
-            flags += cfg_flag
-            per_image_flags += cfg_flag
+        if r() < 0.1:
+            option = ["-C" if r() < 0.7 else "--cfg_scale", _TEXT_CFG[int(r() * len(_TEXT_CFG))]]
+            flags += option
+            repeated += option
         steps = 50
-        if rng.random() < 0.12:
-            steps = rng.choice((25, 30, 75, 100, 150))
-            step_flag = ["-s" if rng.random() < 0.7 else "--steps", str(steps)]
-            flags += step_flag
-            per_image_flags += step_flag
-        if rng.random() < 0.08:
-            sampler_flag = ["-A", rng.choice(SAMPLERS_TEXT)]
-            flags += sampler_flag
-            per_image_flags += sampler_flag
-        tokens = rng.random() < 0.04
-        for flag, probability in (("-t", 0.0), ("-i", 0.02), ("-p", 0.01), ("-a", 0.01)):
-            if (flag == "-t" and tokens) or rng.random() < probability:
-                flags.append(flag)
-        seed = rng.getrandbits(32)
-        flag_text = " ".join(flags + ["-S", str(seed)])
+        if r() < 0.12:
+            steps = _TEXT_STEPS[int(r() * len(_TEXT_STEPS))]
+            option = ["-s" if r() < 0.7 else "--steps", str(steps)]
+            flags += option
+            repeated += option
+        if r() < 0.08:
+            option = ["-A", SAMPLERS_TEXT[int(r() * len(SAMPLERS_TEXT))]]
+            flags += option
+            repeated += option
+        tokens = r() < 0.04
+        if tokens:
+            flags.append("-t")
+        deprecated_i = r() < 0.02
+        if deprecated_i:
+            flags.append("-i")
+        if r() < 0.02:
+            flags.append("-p" if r() < 0.5 else "-a")
+        warnings = ""
+        if count > 4:
+            warnings += "\n**WARNING:** Requested more than 4 images"
+        if width % 64 or height % 64:
+            warnings += "\n**WARNING:** `width` was not a multiple of 64"
+        if steps > 50:
+            warnings += "\n**WARNING:** Requested more than 50 `steps`"
+        if deprecated_i:
+            warnings += "\n**WARNING:** `-i` flag is deprecated"
+        cost = count * steps / 50.0 * (width * height) / 262_144
+        before_seed = "".join(flag + " " for flag in flags)
+        echoed = "".join(" " + flag for flag in repeated)
+        return before_seed, echoed, count, grid, warnings, cost, width, tokens
+
+    def _text_generation(self, ms: int, user: SynthUser, prompt: str, nsfw: bool) -> dict:
+        r = self.random
+        self.text_generations += 1
+        anonymous = self.text_generations <= self.anonymous_generations
+        options = self.text_option_table[int(r() * _OPTION_TABLE_SIZE)]
+        before_seed, echoed, count, grid, warnings, cost, width, tokens = options
+        getrandbits = self.getrandbits
+        seed = getrandbits(32)
         whom = "for " if anonymous else f"for @{user.nickname}'s "
-        elapsed = (2.0 + rng.random() * 6.0) * count * steps / 50.0 * (width * height) / (512 * 512)
-        content = f'Dreamt in `{elapsed:.2f}s` {whom}`!dream "{prompt}" {flag_text}`'
-        seeds = [seed] + [rng.getrandbits(32) for _ in range(count - 1)]
+        elapsed = (2.0 + r() * 6.0) * cost
+        content = f'Dreamt in `{elapsed:.2f}s` {whom}`!dream "{prompt}" {before_seed}-S {seed}`'
         if count > 1:
-            if rng.random() < 0.5:
+            seeds = [seed] + [getrandbits(32) for _ in range(count - 1)]
+            if r() < 0.5:
                 content += f" The seeds for each individual image are: [{', '.join(map(str, seeds))}]"
             else:
-                per_image = " ".join(per_image_flags)
-                per_image = f" {per_image}" if per_image else ""
                 content += " \nThe commands for each individual image are: \n" + "\n".join(
-                    f'`!dream "{prompt}"{per_image} -S {s}`' for s in seeds)
-        warnings = []
-        if count > 4:
-            warnings.append("Requested more than 4 images")
-        if width % 64 or height % 64:
-            warnings.append("`width` was not a multiple of 64")
-        if steps > 50:
-            warnings.append("Requested more than 50 `steps`")
-        if "-i" in flags:
-            warnings.append("`-i` flag is deprecated")
-        words = prompt.split()
-        if len(words) > 60:
-            warnings.append("Prompt truncated after tokenization")
+                    f'`!dream "{prompt}"{echoed} -S {s}`' for s in seeds)
+        else:
+            seeds = [seed]
+        content += warnings
+        if len(prompt) > 300:
+            content += "\n**WARNING:** Prompt truncated after tokenization"
         if nsfw:
-            warnings.append(MITIGATION)
-        content += "".join(f"\n**WARNING:** {w}" for w in warnings)
+            content += "\n**WARNING:** " + MITIGATION
         if tokens:
-            token_list = [w.lower().strip(",") + "</w>" for w in words[:75]]
+            token_list = [word.lower().strip(",.") + "</w>" for word in prompt.split()[:75]]
             content += f"\n\n**TOKENS ({len(token_list)}/77):** `{token_list!r}`"
-        file_name = self._file_name(prompt, seed)
-        size = 250_000 + rng.getrandbits(18) * width // 512
+        size = 250_000 + int(r() * 260_000) * width // 512
         if grid:
             attachments = [self._attachment(ms, f"grid_{seed}.png", size * 3)]
         else:
-            attachments = [self._attachment(ms, file_name if i == 0 else f"{s}.png", size)
-                           for i, s in enumerate(seeds)]
-        mentions = [] if anonymous else [user.json_with_roles]
-        return self._message(ms, "Default", content, self.channel.bot.json_with_roles,
-                             edited_ms=None if rng.random() < 0.5 else ms + int(elapsed * 1000) + 90,
-                             attachments=attachments, mentions=mentions)
+            file_name = self._file_name(prompt, seed)
+            attachments = [self._attachment(ms, file_name, size)]
+            for index in range(1, count):
+                attachments.append(self._attachment(ms, f"{seeds[index]}.png", size + index * 7_919))
+        mentions = None if anonymous else self.views[user.id].mentions()
+        edited_ms = None if r() < 0.5 else ms + int(elapsed * 1000) + 90
+        return self._message(ms, "Default", content, self.bot.author, edited_ms, attachments, mentions,
+                             emoji_source=prompt)
 
-    # -- people and failures --------------------------------------------------------------------------------------
+    # -- people and failures ----------------------------------------------------------------------------------------
 
-    def _chatter(self, ms: int) -> dict:
-        rng = self.rng
+    def _chatter(self, ms: int) -> tuple[dict, SynthUser]:
+        r = self.random
         user = self._pick_user()
-        content = rng.choice(CHATTER)
-        mentions: list[dict] = []
-        if rng.random() < 0.1:
+        content = CHATTER[int(r() * len(CHATTER))]
+        mentions = None
+        if r() < 0.1:
             other = self._pick_user()
             content = f"@{other.nickname} {content}"
-            mentions = [other.json_with_roles]
+            mentions = self.views[other.id].mentions()
         attachments = None
-        if rng.random() < 0.05:
-            attachments = [self._attachment(ms, rng.choice(("image.png", "unknown.png", "Screenshot_2022.jpg")),
-                                            40_000 + rng.getrandbits(17))]
-        if self.recent_ids and rng.random() < 0.2:
-            reference = {"type": "Default", "messageId": self.recent_ids[-1 - int(rng.random() * len(self.recent_ids))],
+        if r() < 0.05:
+            attachments = [self._attachment(ms, _CHATTER_FILES[int(r() * len(_CHATTER_FILES))],
+                                            40_000 + int(r() * 900_000))]
+        author = self.views[user.id].author
+        if self.recent_ids and r() < 0.2:
+            reference = {"type": "Default", "messageId": self.recent_ids[-1 - int(r() * len(self.recent_ids))],
                          "channelId": self.channel.id, "guildId": GUILD_ID}
-            return self._message(ms, "Reply", content, user.json_with_roles, attachments=attachments,
-                                 mentions=mentions, reference=reference)
-        edited = ms + 20_000 + int(rng.random() * 60_000) if rng.random() < 0.05 else None
-        return self._message(ms, "Default", content, user.json_with_roles, edited_ms=edited,
-                             attachments=attachments, mentions=mentions)
+            message = self._message(ms, "Reply", content, author, attachments=attachments, mentions=mentions,
+                                    reference=reference)
+        else:
+            edited_ms = ms + 20_000 + int(r() * 60_000) if r() < 0.05 else None
+            message = self._message(ms, "Default", content, author, edited_ms=edited_ms, attachments=attachments,
+                                    mentions=mentions)
+        return message, user
 
-    def _error(self, ms: int) -> dict:
-        """``` ```ERROR: ``` blocks, posted by the bot or pasted by a user asking for help."""
-        rng = self.rng
-        text = rng.choice(ERROR_PASTES)
-        if rng.random() < 0.5:
-            return self._message(ms, "Default", text, self.channel.bot.json_with_roles)
-        return self._message(ms, "Default", "why does it say this? " + text, self._pick_user().json_with_roles)
+    def _error(self, ms: int) -> tuple[dict, SynthUser]:
+        """```` ```ERROR: ```` blocks, posted by the bot or pasted by a user asking for help."""
+        r = self.random
+        text = ERROR_PASTES[int(r() * len(ERROR_PASTES))]
+        if r() < 0.5:
+            return self._message(ms, "Default", text, self.bot.author), self.channel.bot
+        user = self._pick_user()
+        return self._message(ms, "Default", "why does it say this? " + text, self.views[user.id].author), user
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -946,14 +1094,23 @@ class _ChannelMessages:
 # --------------------------------------------------------------------------------------------------------------
 
 
+def _export_time_ms(cfg: SynthConfig, channel: SynthChannel) -> int | None:
+    """The one-shot export time of a channel, None for date-partitioned (daily) exports."""
+    return None if cfg.date_partitioned else _full_export_time_ms(cfg, channel)
+
+
 def iter_channel_messages(cfg: SynthConfig, channel: SynthChannel, users: list[SynthUser] | None = None
                           ) -> Iterator[dict]:
-    """One channel's messages, lazily, in time order (DCE JSON message dicts; treat as read-only)."""
-    return iter(_ChannelMessages(cfg, channel, users if users is not None else make_users(cfg.seed, cfg.users)))
+    """One channel's messages, lazily, in time order (DCE JSON message dicts; treat them as read-only)."""
+    users = users if users is not None else make_users(cfg.seed, cfg.users)
+    return iter(_ChannelMessages(cfg, channel, users, export_time_ms=_export_time_ms(cfg, channel)))
 
 
 def iter_messages(cfg: SynthConfig) -> Iterator[dict]:
-    """All messages of a config, channel after channel, each channel in time order. Generated lazily."""
+    """All messages of a config, channel after channel (see ``plan_channels``), each channel in time order.
+
+    Generated lazily: memory stays flat whatever ``cfg.messages`` is. These are exactly the ``messages`` of the
+    JSON files ``write_exports`` writes for the same config (partitions concatenated)."""
     users = make_users(cfg.seed, cfg.users)
     return chain.from_iterable(iter_channel_messages(cfg, channel, users) for channel in plan_channels(cfg))
 
@@ -963,8 +1120,10 @@ def iter_messages(cfg: SynthConfig) -> Iterator[dict]:
 # --------------------------------------------------------------------------------------------------------------
 
 # DCE (System.Text.Json, relaxed escaping) writes non-BMP characters as UTF-16 surrogate escapes; orjson writes
-# them as raw UTF-8, so astral sequences are rewritten after serialisation (a C-speed scan; rare matches).
-_ASTRAL_UTF8 = re.compile(rb"[\xf0-\xf4][\x80-\xbf]{3}")
+# them as raw UTF-8, so 4-byte sequences are rewritten after serialisation. Nearly all of them (emoji) start with
+# 0xF0; a pattern starting with that literal byte is scanned at memchr speed, the general one only when needed.
+_ASTRAL_F0 = re.compile(rb"\xf0[\x80-\xbf]{3}")
+_ASTRAL_ANY = re.compile(rb"[\xf0-\xf4][\x80-\xbf]{3}")
 _astral_escapes: dict[bytes, bytes] = {}
 
 
@@ -979,29 +1138,36 @@ def _escape_astral(match: re.Match) -> bytes:
 
 
 def to_dce_json_bytes(raw_json: bytes) -> bytes:
-    """orjson output -> DCE escaping (astral characters as ``\\uD83D\\uDE42``)."""
-    return _ASTRAL_UTF8.sub(_escape_astral, raw_json)
+    """orjson output -> DCE escaping: characters outside the BMP as ``\\uD83D\\uDE42``."""
+    if b"\xf1" in raw_json or b"\xf2" in raw_json or b"\xf3" in raw_json or b"\xf4" in raw_json:
+        return _ASTRAL_ANY.sub(_escape_astral, raw_json)
+    if b"\xf0" in raw_json:
+        return _ASTRAL_F0.sub(_escape_astral, raw_json)
+    return raw_json
 
 
 _INDENT = orjson.OPT_INDENT_2
-_JSON_FLUSH_EVERY = 512
+_JSON_FLUSH_EVERY = 64
+# Serialising a batch as [[m1, m2, ...]] puts each message at the depth it has in the DCE document (level 2), so
+# the batch text is the document's text once the two wrapper lines are cut off.
+_BATCH_HEAD = b"[\n  [\n    "
+_BATCH_TAIL = b"\n  ]\n]"
 
 
 class _JsonExportFile:
-    """Streams one DCE JSON document: header, messages (indented as DCE does), ``messageCount``."""
+    """Streams one DCE JSON document: header, messages in batches, ``messageCount``. Memory: one batch."""
 
     def __init__(self, path: Path, header: dict) -> None:
         self.path = path
         head = orjson.dumps(header, option=_INDENT)
-        assert head.endswith(b"\n}")
         self._file = open(path, "wb")  # noqa: SIM115 - closed by close()
         self._file.write(to_dce_json_bytes(head[:-2]) + b',\n  "messages": [')
-        self._pending: list[bytes] = []
+        self._pending: list[dict] = []
         self._written = 0
         self.count = 0
 
     def write(self, message: dict) -> None:
-        self._pending.append(orjson.dumps(message, option=_INDENT))
+        self._pending.append(message)
         self.count += 1
         if len(self._pending) >= _JSON_FLUSH_EVERY:
             self._flush()
@@ -1009,8 +1175,11 @@ class _JsonExportFile:
     def _flush(self) -> None:
         if not self._pending:
             return
-        chunk = b",\n".join(self._pending).replace(b"\n", b"\n    ")
-        self._file.write((b",\n    " if self._written else b"\n    ") + to_dce_json_bytes(chunk))
+        batch = orjson.dumps([self._pending], option=_INDENT)
+        if not (batch.startswith(_BATCH_HEAD) and batch.endswith(_BATCH_TAIL)):
+            raise RuntimeError(f"{self.path}: unexpected orjson batch layout {batch[:20]!r}")
+        body = to_dce_json_bytes(batch[len(_BATCH_HEAD) - 4:-len(_BATCH_TAIL)])  # keep the 4-space indent
+        self._file.write((b",\n" if self._written else b"\n") + body)
         self._written += len(self._pending)
         self._pending.clear()
 
@@ -1032,16 +1201,14 @@ class _CsvExportFile:
         self._date_format = date_format
         self.count = 0
 
-    def write(self, message: dict) -> None:
-        author = message["author"]
-        full_name = author["name"] if author["discriminator"] == "0000" else f"{author['name']}#{author['discriminator']}"
+    def write(self, message: dict, author: SynthUser) -> None:
         self._writer.writerow((
-            author["id"],
-            full_name,
+            author.id,
+            author.full_name,
             csv_date(message["timestamp"], self._date_format),
             message["content"],
             ",".join(attachment["url"] for attachment in message["attachments"]),
-            ",".join(f"{r['emoji']['name']} ({r['count']})" for r in message["reactions"]),
+            ",".join(f"{reaction['emoji']['name']} ({reaction['count']})" for reaction in message["reactions"]),
         ))
         self.count += 1
 
@@ -1072,31 +1239,34 @@ def export_file_stem(channel: SynthChannel, after: date | None = None, before: d
 
 
 class _ChannelExport:
-    """All files of one channel export: opens the next ``[part N]`` or day folder as messages arrive."""
+    """All files of one channel export: opens the next ``[part N]`` file or day folder as messages arrive."""
 
-    def __init__(self, out_dir: Path, cfg: SynthConfig, channel: SynthChannel) -> None:
+    def __init__(self, out_dir: Path, cfg: SynthConfig, channel: SynthChannel, export_time_ms: int | None) -> None:
         self.out_dir = out_dir
         self.cfg = cfg
         self.channel = channel
+        self.export_time_ms = export_time_ms
         self.files: list[Path] = []
-        self._open: list[_JsonExportFile | _CsvExportFile] = []
+        self._json: _JsonExportFile | None = None
+        self._csv: _CsvExportFile | None = None
         self._day: str | None = None
         self._part = 0
         self._in_part = 0
-        self._full_export_time = None if cfg.date_partitioned else _full_export_time_ms(cfg, channel)
+        self._part_limit = cfg.partition_size or -1
 
-    def write(self, message: dict) -> None:
-        cfg = self.cfg
-        if cfg.date_partitioned:
+    def write(self, message: dict, author: SynthUser) -> None:
+        if self.cfg.date_partitioned:
             day = message["timestamp"][:10]
             if day != self._day:
                 self._day = day
                 self._part = 0
                 self._start_part()
-        if not self._open or (cfg.partition_size is not None and self._in_part >= cfg.partition_size):
+        if self._in_part == self._part_limit or not self.files:
             self._start_part()
-        for export_file in self._open:
-            export_file.write(message)
+        if self._json is not None:
+            self._json.write(message)
+        if self._csv is not None:
+            self._csv.write(message, author)
         self._in_part += 1
 
     def _start_part(self) -> None:
@@ -1104,31 +1274,30 @@ class _ChannelExport:
         self._part += 1
         self._in_part = 0
         directory = self.out_dir
-        after = before = None
-        after_ms = before_ms = None
-        exported_ms = self._full_export_time
+        after = before = after_ms = before_ms = None
+        exported_ms = self.export_time_ms
         if self.cfg.date_partitioned:
             after = date.fromisoformat(self._day)
             before = after + timedelta(days=1)
             after_ms = _ms(datetime(after.year, after.month, after.day, tzinfo=UTC))
             before_ms = after_ms + 86_400_000
-            exported_ms = self.cfg.exported_at and _ms(self.cfg.exported_at) or _day_export_time_ms(after_ms)
+            exported_ms = _ms(self.cfg.exported_at) if self.cfg.exported_at else _day_export_time_ms(after_ms)
             directory = self.out_dir / self._day
         directory.mkdir(parents=True, exist_ok=True)
         stem = export_file_stem(self.channel, after, before, self._part)
         for fmt in self.cfg.formats:
             path = directory / f"{stem}.{fmt}"
             if fmt == "json":
-                header = channel_header(self.channel, exported_ms, after_ms, before_ms)
-                self._open.append(_JsonExportFile(path, header))
+                self._json = _JsonExportFile(path, channel_header(self.channel, exported_ms, after_ms, before_ms))
             else:
-                self._open.append(_CsvExportFile(path, self.cfg.csv_date_format, self.cfg.csv_line_terminator))
+                self._csv = _CsvExportFile(path, self.cfg.csv_date_format, self.cfg.csv_line_terminator)
             self.files.append(path)
 
     def _close_open(self) -> None:
-        for export_file in self._open:
-            export_file.close()
-        self._open = []
+        for export_file in (self._json, self._csv):
+            if export_file is not None:
+                export_file.close()
+        self._json = self._csv = None
 
     def close(self) -> None:
         if not self.files and not self.cfg.date_partitioned:
@@ -1139,18 +1308,22 @@ class _ChannelExport:
 def write_exports(out_dir: str | Path, cfg: SynthConfig) -> list[Path]:
     """Generate the config's messages and write them as DCE-named export files under ``out_dir``.
 
-    Every format in ``cfg.formats`` is written from the same message stream. Returns the written paths in
-    writing order. Existing files of the same names are overwritten (as DCE does).
+    Every format in ``cfg.formats`` is written from the same message stream, streaming (memory does not grow
+    with ``cfg.messages``). Returns the written paths in writing order. Files of the same names are overwritten,
+    as DCE does.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     users = make_users(cfg.seed, cfg.users)
     written: list[Path] = []
     for channel in plan_channels(cfg):
-        export = _ChannelExport(out_dir, cfg, channel)
+        export_time_ms = _export_time_ms(cfg, channel)
+        messages = _ChannelMessages(cfg, channel, users, export_time_ms=export_time_ms,
+                                    fragments="json" in cfg.formats)
+        export = _ChannelExport(out_dir, cfg, channel, export_time_ms)
         try:
-            for message in iter_channel_messages(cfg, channel, users):
-                export.write(message)
+            for message, author in messages.generate():
+                export.write(message, author)
         finally:
             export.close()
         written.extend(export.files)
@@ -1174,21 +1347,21 @@ def build_samples(out_dir: str | Path) -> list[Path]:
     written: list[Path] = []
     # The original pipeline's input: slash-era CSVs of two channels, an ISO-dated one (DCE >= 2.42.3, Linux)
     # and a legacy-dated one (DCE <= 2.40, Windows: CRLF, minute precision, unsigned CDN URLs).
-    written += write_exports(out_dir / "csv", replace(base, messages=700, channels=1, first_channel=1,
+    written += write_exports(out_dir / "csv", replace(base, messages=600, channels=1, first_channel=1,
                                                       formats=("csv",)))
-    written += write_exports(out_dir / "csv", replace(base, messages=600, channels=1, first_channel=2,
+    written += write_exports(out_dir / "csv", replace(base, messages=500, channels=1, first_channel=2,
                                                       formats=("csv",), csv_date_format="legacy",
                                                       csv_line_terminator="\r\n", cdn_signatures=False))
-    written += write_exports(out_dir / "json", replace(base, messages=220, first_channel=3))
-    written += write_exports(out_dir / "json", replace(base, messages=220, era="text", first_channel=7))
-    written += write_exports(out_dir / "partitioned", replace(base, messages=260, first_channel=5,
-                                                              partition_size=100))
+    written += write_exports(out_dir / "json", replace(base, messages=100, first_channel=3))
+    written += write_exports(out_dir / "json", replace(base, messages=120, era="text", first_channel=7))
+    written += write_exports(out_dir / "partitioned", replace(base, messages=120, first_channel=5,
+                                                              partition_size=50))
     # Daily scheduled exports of one channel: one file per day in <YYYY-MM-DD>/ folders.
-    written += write_exports(out_dir, replace(base, messages=240, first_channel=6, mean_gap_s=900.0,
+    written += write_exports(out_dir, replace(base, messages=90, first_channel=6, mean_gap_s=2400.0,
                                               date_partitioned=True))
     # An archive holding the same channel exported as CSV and JSON, in nested folders.
     with tempfile.TemporaryDirectory() as scratch:
-        members = write_exports(scratch, replace(base, messages=150, first_channel=4, formats=("json", "csv")))
+        members = write_exports(scratch, replace(base, messages=120, first_channel=4, formats=("json", "csv")))
         archive = out_dir / "archives" / "dreambot-4-export.zip"
         archive.parent.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(archive, "w") as bundle:
