@@ -225,7 +225,7 @@ def promptmill():
     ).expand(descriptor=plan_labeling(dedupe_messages(ingest_exports.expand(group=discover_exports()))))
 
     @task(multiple_outputs=False, outlets=[SPLITS], trigger_rule="none_failed")
-    def publish_dataset(_labels) -> dict:
+    def publish_dataset() -> dict:
         """Publish a new split version when the labeled set changed; the asset event carries version and counts."""
         from promptmill.pipeline import publish
         from promptmill_airflow import config
@@ -242,7 +242,7 @@ def promptmill():
         context["outlet_events"][SPLITS].extra = extra
         return extra
 
-    publish_dataset(labeled)
+    labeled >> publish_dataset()
 
 
 promptmill()

@@ -36,7 +36,12 @@ class LabelBatchOperator(BaseOperator):
 
     def execute(self, context) -> dict[str, Any]:
         engine, label_settings, client_config = self._resolve(context)
-        log.info("labeling %s with %s (%s mode)", self.descriptor.get("label"), label_settings.model, label_settings.mode)
+        log.info(
+            "labeling %s with %s (%s mode)",
+            self.descriptor.get("label"),
+            label_settings.model,
+            label_settings.mode,
+        )
         if label_settings.mode == "batch":
             from promptmill.labeling.batch_mode import submit_or_attach
 
@@ -44,7 +49,11 @@ class LabelBatchOperator(BaseOperator):
             handle = submit_or_attach(engine, label_settings, client_config, self.descriptor)
             if handle["batch_ids"]:
                 self.defer(
-                    trigger=BatchDoneTrigger(batch_ids=handle["batch_ids"], poll_s=label_settings.batch_poll_s),
+                    trigger=BatchDoneTrigger(
+                        batch_ids=handle["batch_ids"],
+                        job_ids=handle["job_ids"],
+                        poll_s=label_settings.batch_poll_s,
+                    ),
                     method_name="reconcile_batches",
                     kwargs={"job_ids": handle["job_ids"]},
                     timeout=timedelta(hours=26),  # the Batch API's 24 h window, plus finalizing
@@ -54,26 +63,36 @@ class LabelBatchOperator(BaseOperator):
 
         return label_batch(engine, label_settings, client_config, self.descriptor)
 
-    def reconcile_batches(self, context, event: dict | None = None, job_ids: list[int] | None = None) -> dict[str, Any]:
+    def reconcile_batches(
+        self, context, event: dict | None = None, job_ids: list[int] | None = None
+    ) -> dict[str, Any]:
         from promptmill.labeling.batch_mode import reconcile
 
         if event and not event.get("done"):
             raise RuntimeError(f"batch wait ended without completion: {event}")
+        # The event echoes the job ids too: `dag.test` resumes with the event alone, dropping the defer kwargs.
+        job_ids = job_ids or (event or {}).get("job_ids")
         engine, label_settings, client_config = self._resolve(context)
-        return reconcile(engine, label_settings, client_config, list(job_ids or []))
+        result = reconcile(engine, label_settings, client_config, list(job_ids or []))
+        log.info("reconciled batch jobs %s: %s", job_ids, result)
+        return result
 
 
 class BatchDoneTrigger(BaseTrigger):
     """Polls OpenAI batch jobs from the triggerer until every one of them reached a final state."""
 
-    def __init__(self, batch_ids: list[str], poll_s: float = 60.0):
+    def __init__(self, batch_ids: list[str], job_ids: list[int] | None = None, poll_s: float = 60.0):
         super().__init__()
         self.batch_ids = list(batch_ids)
+        self.job_ids = list(job_ids or [])
         self.poll_s = float(poll_s)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         # Only ids and the interval are stored in the database; the API key is resolved in the triggerer.
-        return ("promptmill_airflow.labeling.BatchDoneTrigger", {"batch_ids": self.batch_ids, "poll_s": self.poll_s})
+        return (
+            "promptmill_airflow.labeling.BatchDoneTrigger",
+            {"batch_ids": self.batch_ids, "job_ids": self.job_ids, "poll_s": self.poll_s},
+        )
 
     async def _client_config(self):
         from promptmill.labeling import ClientConfig
@@ -87,7 +106,9 @@ class BatchDoneTrigger(BaseTrigger):
         except Exception:  # not defined: fall back to the environment
             conn = None
         if conn is not None:
-            return ClientConfig.from_connection(password=conn.password, host=conn.host, extra=conn.extra_dejson)
+            return ClientConfig.from_connection(
+                password=conn.password, host=conn.host, extra=conn.extra_dejson
+            )
         return ClientConfig.from_env()
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -97,7 +118,14 @@ class BatchDoneTrigger(BaseTrigger):
         while True:
             status = await apoll(client_config, self.batch_ids)
             if status["done"]:
-                yield TriggerEvent({"done": True, "states": status["states"], "counts": status.get("counts")})
+                yield TriggerEvent(
+                    {
+                        "done": True,
+                        "job_ids": self.job_ids,
+                        "states": status["states"],
+                        "counts": status.get("counts"),
+                    }
+                )
                 return
             self.log.info("batches not done yet: %s", status["states"])
             await asyncio.sleep(self.poll_s)

@@ -37,8 +37,27 @@ def test_dag_conventions(dagbag):
     for task in dag.tasks:
         assert task.retries >= 2, task.task_id
         assert task.doc_md or task.doc or task.__doc__, task.task_id
-    assert {"discover_exports", "ingest_exports", "dedupe_messages"} <= set(dag.task_ids)
+    assert set(dag.task_ids) == {
+        "discover_exports", "ingest_exports", "dedupe_messages", "plan_labeling", "label_prompts", "publish_dataset",
+    }
     assert dag.get_task("dedupe_messages").upstream_task_ids == {"ingest_exports"}
+    assert dag.get_task("label_prompts").pool == "openai"
+    assert dag.get_task("label_prompts").upstream_task_ids == {"plan_labeling"}
+    assert dag.get_task("publish_dataset").upstream_task_ids == {"label_prompts"}
+    assert dag.get_task("publish_dataset").trigger_rule == "none_failed"
+    assert [o.name for o in dag.get_task("publish_dataset").outlets] == ["promptmill_splits"]
+
+
+def test_params_form_defaults_validate_and_have_sections(dagbag):
+    dag = dagbag.dags["promptmill"]
+    dag.params.validate()  # defaults must validate at parse time for a scheduled DAG
+    expected = {"landing_dir", "channels", "cleaning_profile", "near_dup_metric", "near_dup_threshold", "labeling",
+                "label_mode", "model", "pack_size", "prompt_limit", "budget_usd", "test_ratio", "include_no_object"}
+    assert set(dag.params.keys()) == expected
+    for name in expected:
+        schema = dag.params.get_param(name).schema
+        param = dag.params.get_param(name)
+        assert schema.get("title") and param.description and schema.get("section"), name
 
 
 def test_dag_file_parses_fast_without_heavy_imports():
@@ -113,3 +132,91 @@ def test_dag_run_ingests_and_dedupes_into_postgresql(airflow_db, dagbag, pg_data
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT COUNT(*) FROM messages")).scalar() == 4
     engine.dispose()
+
+
+API_KEY = "sk-dagtest-SECRET-123456"
+
+
+@pytest.fixture
+def fake_openai():
+    from tests.fake_openai.server import FakeOpenAI
+
+    server = FakeOpenAI(api_key=API_KEY, batch_delay=0.05).start()
+    yield server
+    server.stop()
+
+
+def _store_conn(pg_database) -> str:
+    url = sa.engine.make_url(pg_database)
+    return f"postgres://{url.username}@{url.host}:{url.port or 5432}/{url.database}"
+
+
+def _reset_store(pg_database):
+    engine = sa.create_engine(pg_database)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+        conn.execute(sa.text("CREATE SCHEMA public"))
+    engine.dispose()
+    from promptmill.store.db import dispose_all
+
+    dispose_all()
+
+
+@pytest.mark.airflow
+@pytest.mark.parametrize("mode", ["sync", "batch"])
+def test_dag_end_to_end_ingest_label_publish(airflow_db, dagbag, pg_database, fake_openai, tmp_path, monkeypatch, mode):
+    import json as _json
+
+    _reset_store(pg_database)
+    monkeypatch.setenv("AIRFLOW_CONN_PROMPTMILL_DB", _store_conn(pg_database))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_OPENAI_DEFAULT",
+        _json.dumps({"conn_type": "openai", "password": API_KEY, "host": fake_openai.base_url}),
+    )
+    published = tmp_path / "published"
+    monkeypatch.setenv("PROMPTMILL_PUBLISH_OUT_URI", f"file://{published}")
+    monkeypatch.setenv("PROMPTMILL_LABEL_BATCH_POLL_S", "0.2")
+    landing = _landing(tmp_path)
+    run = _run_dag(dagbag, {"landing_dir": str(landing), "label_mode": mode, "test_ratio": 0.5})
+    assert run.state == "success", run.state
+
+    engine = sa.create_engine(pg_database)
+    with engine.connect() as conn:
+        labeled = conn.execute(
+            sa.text("SELECT p.text, l.description FROM labels l JOIN prompts p ON p.id = l.prompt_id "
+                    "WHERE l.status = 'ok' ORDER BY p.text")
+        ).all()
+        kept = conn.execute(sa.text("SELECT COUNT(*) FROM prompts WHERE kept")).scalar()
+        billed = conn.execute(sa.text("SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM label_requests")).scalar()
+    engine.dispose()
+    assert len(labeled) == kept == 3
+    snap = fake_openai.snapshot()
+    server_billed = sum(snap[k] for k in ("prompt_tokens", "completion_tokens", "batch_prompt_tokens", "batch_completion_tokens"))
+    assert billed == server_billed > 0  # the ledger equals what the server billed
+
+    latest = (published / "LATEST").read_text().strip()
+    manifest = _json.loads((published / latest / "manifest.json").read_text())
+    assert manifest["version"] == latest
+    assert sum(manifest["counts"][k] for k in ("train", "test")) == 3 if "counts" in manifest else True
+
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        events = (
+            session.query(AssetEvent)
+            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            .filter(AssetModel.name == "promptmill_splits", AssetEvent.source_run_id == run.run_id)
+            .all()
+        )
+        assert len(events) == 1
+        extra = dict(events[0].extra)
+        assert extra["version"] == latest
+        assert API_KEY not in _json.dumps(extra)
+
+        from airflow.models.xcom import XComModel
+
+        values = [x.value for x in session.query(XComModel).filter(XComModel.run_id == run.run_id).all()]
+    assert values and API_KEY not in _json.dumps(values, default=str)
+    logs = "".join(p.read_text(errors="replace") for p in airflow_db.rglob("*.log") if p.is_file())
+    assert API_KEY not in logs
