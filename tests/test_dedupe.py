@@ -93,8 +93,9 @@ def test_near_duplicate_keeps_the_latest_attempt_of_a_user(engine):
 
 
 def test_cleaned_duplicates_and_prompt_rows(engine):
-    # Different raw prompts that clean to the same text: rule 34 keeps the earliest; one prompt row.
-    load(engine, [raw("x", "ann", "a cat, 4 k", 0), raw("y", "bob", "a cat, 4k", 5), raw("z", "cid", "http://x a cat", 9)])
+    # Different raw prompts that clean to the same text: rule 34 keeps the row the notebook's frame had first
+    # after its rule-13 loop, (username, date) descending; one prompt row.
+    load(engine, [raw("x", "bob", "a cat, 4 k", 0), raw("y", "ann", "a cat, 4k", 5), raw("z", "cid", "http://x a cat", 9)])
     got = statuses(engine)
     assert got == {"x": ("kept", None), "y": ("rejected", "duplicate"), "z": ("rejected", "url")}
     snap = snapshot(engine)
@@ -252,7 +253,9 @@ def oracle(msgs: list[RawMessage], window=timedelta(hours=1), threshold=0.6) -> 
             seen_raw.add(g.raw_prompt)
             survivors.append(m)
     kept13 = []
-    for m in sorted(survivors, key=lambda m: (gens[m.key].username, m.posted_at, m.key), reverse=True):
+    # the notebook's sort_values(["username", "date"], ascending=False) keeps ties in their prior order
+    by_key = sorted(survivors, key=lambda m: m.key)
+    for m in sorted(by_key, key=lambda m: (gens[m.key].username, m.posted_at), reverse=True):
         g = gens[m.key]
         if any(
             gens[k.key].username == g.username
@@ -264,7 +267,7 @@ def oracle(msgs: list[RawMessage], window=timedelta(hours=1), threshold=0.6) -> 
         else:
             kept13.append(m)
     seen_clean: set[str] = set()
-    for m in sorted(kept13, key=lambda m: (m.posted_at, m.key)):
+    for m in kept13:  # already in the walk's order: (username, date) descending, ties by key
         c = clean(gens[m.key].raw_prompt)
         if c.reject or not c.text:
             verdict[m.key] = ("rejected", c.reject or "empty")

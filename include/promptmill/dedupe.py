@@ -10,8 +10,10 @@ stored messages, so the same exports in any order, in one run or many, give the 
   A row's verdict depends only on rows after it in time, so a change at time t can only change rows in the
   chain of rows before t that are less than a window apart ("session"). Only those are recomputed; rows
   up to one window after the change are read as context. Work is proportional to the touched sessions.
-- rule 34: within a cleaned-prompt group, the earliest surviving message is ``kept``; the others
-  ``duplicate``. Each group is one row of ``prompts``: the unit that gets labeled once.
+- rule 34: within a cleaned-prompt group, one surviving message is ``kept``, the others ``duplicate``. The
+  notebook kept the first row in the order its rule-13 loop left the frame, (username, date) descending, so
+  the representative is the greatest (username, posted_at, key). Each group is one row of ``prompts``:
+  the unit that gets labeled once.
 
 Incremental: ingest marks new or changed messages ``dirty`` and queues the old values of changed ones;
 only the groups and user sessions they touch are recomputed.
@@ -45,6 +47,11 @@ FULL_RECOMPUTE_POINTS = 200_000
 _LOOKBACK = timedelta(hours=6)
 # Touched points of one user further apart than this are read as separate windows.
 _CLUSTER_GAP = timedelta(hours=6)
+
+
+def _binary_collation(dialect: str) -> str:
+    """Code-point order, as Python and pandas compare strings (PostgreSQL's default collation is the locale's)."""
+    return 'COLLATE "C"' if dialect == "postgresql" else ""
 
 
 @dataclass
@@ -170,7 +177,7 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
         sa.text(
             """
             UPDATE messages SET raw_rep = (ranked.rn = 1)
-            FROM (SELECT m.key, ROW_NUMBER() OVER (PARTITION BY m.raw_hash ORDER BY m.posted_at, m.key) AS rn
+            FROM (SELECT m.key, ROW_NUMBER() OVER (PARTITION BY m.raw_hash ORDER BY m.posted_at, m.posted_seq, m.key) AS rn
                   FROM messages m JOIN dd_raw r ON r.raw_hash = m.raw_hash
                   WHERE m.pre_reason IS NULL) ranked
             WHERE messages.key = ranked.key AND messages.raw_rep <> (ranked.rn = 1)
@@ -270,9 +277,12 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
     _temp(
         conn,
         "dd_rep",
-        """
+        f"""
         SELECT key FROM (
-            SELECT m.key, ROW_NUMBER() OVER (PARTITION BY m.clean_hash ORDER BY m.posted_at, m.key) AS rn
+            SELECT m.key, ROW_NUMBER() OVER (
+                PARTITION BY m.clean_hash
+                ORDER BY COALESCE(m.username, '') {_binary_collation(dialect)} DESC, m.posted_at DESC, m.posted_seq, m.key
+            ) AS rn
             FROM messages m JOIN dd_clean c ON c.clean_hash = m.clean_hash
             WHERE m.raw_rep AND NOT m.near_dup AND m.clean_reason IS NULL AND m.pre_reason IS NULL) ranked
         WHERE rn = 1
@@ -411,7 +421,7 @@ def _near_duplicates(conn: Connection, settings: Settings, similarity, full: boo
                 sa.text(
                     "SELECT key, posted_at, raw_prompt, near_dup, near_dup_of FROM messages "
                     "WHERE username = :u AND posted_at >= :lo AND posted_at <= :hi AND raw_rep "
-                    "ORDER BY posted_at DESC, key DESC"
+                    "ORDER BY posted_at DESC, posted_seq, key"
                 ),
                 {"u": username, "lo": timestamp_param(dialect, lo), "hi": timestamp_param(dialect, hi)},
             ):
@@ -452,7 +462,7 @@ def _near_duplicates_full(conn: Connection, similarity, threshold: float, window
     result = conn.execute(
         sa.text(
             "SELECT username, key, posted_at, raw_prompt, near_dup, near_dup_of FROM messages "
-            "WHERE raw_rep AND username IS NOT NULL ORDER BY username, posted_at DESC, key DESC"
+            "WHERE raw_rep AND username IS NOT NULL ORDER BY username, posted_at DESC, posted_seq, key"
         ),
         execution_options={"stream_results": True, "yield_per": 20_000},
     )

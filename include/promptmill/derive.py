@@ -53,4 +53,5 @@ def build_row(raw: RawMessage, file_id: int, profile: str) -> tuple:
         clean_text,
         clean_hash,
         clean_reason,
+        raw.seq,
     )

@@ -21,13 +21,15 @@ def export_cleaned(engine: Engine, out_path: str | os.PathLike) -> int:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + ".tmp")
     rows = 0
+    # Ties on the date keep the notebook's order before its stable sort: (username, date) descending.
+    collate = 'COLLATE "C"' if engine.dialect.name == "postgresql" else ""
     with engine.connect() as conn, open(tmp, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
         writer.writerow(["", "content", "attachments", "username"])
         result = conn.execute(
             sa.text(
                 "SELECT clean_text, attachments, username FROM messages WHERE status = 'kept' "
-                "ORDER BY posted_at, key"
+                f"ORDER BY posted_at, COALESCE(username, '') {collate} DESC, posted_seq, key"
             ),
             execution_options={"stream_results": True, "yield_per": 10_000},
         )

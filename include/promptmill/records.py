@@ -29,6 +29,9 @@ class RawMessage:
     edited_at: datetime | None = None
     is_bot: bool | None = None
     message_type: str | None = None
+    # Rank among rows of the same timestamp in the file, for exports whose Date has minute precision (old CSV
+    # formats): file order is the only order such ties have, and the original notebook relied on it.
+    seq: int = 0
 
 
 @dataclass(slots=True)

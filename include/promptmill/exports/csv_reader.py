@@ -222,6 +222,8 @@ def _messages(source: Source, stream: BinaryIO, lines: _Lines, reader, channel_i
     where = source.display_path
     occurrences = _OccurrenceCounter()
     record_start = lines.number + 1
+    minute_of_run: datetime | None = None  # minute-precision Date formats: rank of a row within its minute
+    index_in_minute = 0
     try:
         while True:
             record_start = lines.number + 1
@@ -237,6 +239,13 @@ def _messages(source: Source, stream: BinaryIO, lines: _Lines, reader, channel_i
             posted_at = parse_csv_date(date_text)
             if posted_at is None:
                 raise ExportError(where, f"line {record_start}: unrecognised Date value {date_text!r}")
+            seq = 0
+            if posted_at.second == 0 and posted_at.microsecond == 0 and not _ISO_DATE.match(date_text.strip()):
+                if posted_at == minute_of_run:
+                    index_in_minute += 1
+                else:
+                    minute_of_run, index_in_minute = posted_at, 0
+                seq = index_in_minute
             try:
                 occurrence = occurrences.next(posted_at, author_id, content)
             except _OutOfOrder:
@@ -251,6 +260,7 @@ def _messages(source: Source, stream: BinaryIO, lines: _Lines, reader, channel_i
                 posted_at=posted_at,
                 content=content,
                 attachments=split_attachments(attachments),
+                seq=seq,
             )
     except csv.Error as exc:
         raise ExportError(where, _csv_error_reason(exc, record_start, lines.number)) from None

@@ -35,6 +35,7 @@ MESSAGE_COLUMNS: tuple[str, ...] = (
     "clean_text",
     "clean_hash",
     "clean_reason",
+    "posted_seq",
 )
 _TS_COLUMNS = {MESSAGE_COLUMNS.index("posted_at"), MESSAGE_COLUMNS.index("edited_at")}
 _BOOL_COLUMNS = {MESSAGE_COLUMNS.index("nsfw")}
@@ -45,7 +46,7 @@ CREATE TEMP TABLE stage_messages (
     key TEXT NOT NULL, channel_id TEXT NOT NULL, author_id TEXT, author TEXT,
     posted_at {ts} NOT NULL, edited_at {ts}, content TEXT NOT NULL, attachments TEXT, source_file_id BIGINT,
     era TEXT, username TEXT, raw_prompt TEXT, raw_hash TEXT, args TEXT, nsfw BOOLEAN NOT NULL,
-    pre_reason TEXT, clean_text TEXT, clean_hash TEXT, clean_reason TEXT
+    pre_reason TEXT, clean_text TEXT, clean_hash TEXT, clean_reason TEXT, posted_seq INTEGER NOT NULL
 )"""
 
 # COPY text format escaping: backslash first, then the delimiters.

@@ -59,6 +59,8 @@ def upgrade() -> None:
         sa.Column("author", sa.Text),
         sa.Column("posted_at", TS, nullable=False),
         sa.Column("edited_at", TS),
+        # rank among same-timestamp rows of a minute-precision export (file order), see RawMessage.seq
+        sa.Column("posted_seq", sa.Integer, nullable=False, server_default="0"),
         sa.Column("content", sa.Text, nullable=False),
         sa.Column("attachments", sa.Text),
         sa.Column("source_file_id", sa.BigInteger),

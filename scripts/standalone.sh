@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# promptmill in `airflow standalone` (no Docker): scheduler, DAG processor, triggerer and API server in one command,
+# with Airflow's files in <repo>/airflow_home, this repo's dags/ and plugins/, and settings sized for a small machine.
+#
+#   scripts/standalone.sh                      # UI and the dataset page: http://127.0.0.1:8080
+#   OPENAI_API_KEY=sk-... PROMPTMILL_LABEL_MAX_USD=5 scripts/standalone.sh
+#
+# The store: PROMPTMILL_DATABASE_URL (a postgresql:// URL becomes the `promptmill_db` connection), else the embedded
+# SQLite file data/promptmill.sqlite. The UI user is `admin`; its password is printed on the first start and kept in
+# airflow_home/simple_auth_manager_passwords.json.generated. Every AIRFLOW__*/PROMPTMILL_* variable already set wins.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV_BIN="${PROMPTMILL_VENV_BIN:-$REPO/.venv/bin}"
+if [[ ! -x "$VENV_BIN/airflow" ]]; then
+  echo "standalone: $VENV_BIN/airflow not found: run 'make setup' first (or set PROMPTMILL_VENV_BIN)" >&2
+  exit 1
+fi
+export PATH="$VENV_BIN:$PATH"
+
+export AIRFLOW_HOME="${AIRFLOW_HOME:-$REPO/airflow_home}"
+export AIRFLOW__CORE__DAGS_FOLDER="${AIRFLOW__CORE__DAGS_FOLDER:-$REPO/dags}"
+export AIRFLOW__CORE__PLUGINS_FOLDER="${AIRFLOW__CORE__PLUGINS_FOLDER:-$REPO/plugins}"
+export AIRFLOW__CORE__LOAD_EXAMPLES="${AIRFLOW__CORE__LOAD_EXAMPLES:-False}"
+# LocalExecutor starts one worker process per parallelism slot: keep it small on a laptop or a 2-core box.
+export AIRFLOW__CORE__PARALLELISM="${AIRFLOW__CORE__PARALLELISM:-4}"
+export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="${AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION:-False}"
+export AIRFLOW__API__HOST="${AIRFLOW__API__HOST:-127.0.0.1}"
+export AIRFLOW__API__PORT="${AIRFLOW__API__PORT:-8080}"
+export PROMPTMILL_DATA_DIR="${PROMPTMILL_DATA_DIR:-$REPO/data}"
+export PROMPTMILL_LANDING_DIR="${PROMPTMILL_LANDING_DIR:-$PROMPTMILL_DATA_DIR/landing}"
+mkdir -p "$AIRFLOW_HOME" "$PROMPTMILL_LANDING_DIR"
+
+# Connections as JSON env vars (built by Python: no shell quoting of secrets). Never echoed.
+if [[ -n "${OPENAI_API_KEY:-}" && -z "${AIRFLOW_CONN_OPENAI_DEFAULT:-}" ]]; then
+  AIRFLOW_CONN_OPENAI_DEFAULT="$(python - <<'PY'
+import json, os
+print(json.dumps({"conn_type": "openai", "password": os.environ["OPENAI_API_KEY"],
+                  "host": os.environ.get("OPENAI_BASE_URL") or None}))
+PY
+)"
+  export AIRFLOW_CONN_OPENAI_DEFAULT
+fi
+if [[ "${PROMPTMILL_DATABASE_URL:-}" == postgres* && -z "${AIRFLOW_CONN_PROMPTMILL_DB:-}" ]]; then
+  AIRFLOW_CONN_PROMPTMILL_DB="$(python - <<'PY'
+import json, os
+from sqlalchemy.engine import make_url
+url = make_url(os.environ["PROMPTMILL_DATABASE_URL"].replace("postgres://", "postgresql://", 1))
+print(json.dumps({"conn_type": "postgres", "host": url.host, "port": url.port, "login": url.username,
+                  "password": url.password, "schema": url.database}))
+PY
+)"
+  export AIRFLOW_CONN_PROMPTMILL_DB
+fi
+
+echo "standalone: AIRFLOW_HOME=$AIRFLOW_HOME, UI on http://$AIRFLOW__API__HOST:$AIRFLOW__API__PORT"
+airflow db migrate > "$AIRFLOW_HOME/db-migrate.log" 2>&1 || {
+  echo "standalone: airflow db migrate failed; see $AIRFLOW_HOME/db-migrate.log" >&2
+  exit 1
+}
+airflow pools set openai "${PROMPTMILL_OPENAI_POOL_SLOTS:-4}" "OpenAI concurrency" > /dev/null
+exec airflow standalone
