@@ -141,6 +141,8 @@ def _temp(conn: Connection, name: str, select_sql: str, params: dict | None = No
         conn.execute(sa.text(f"CREATE TEMP TABLE {name} AS {select_sql}"), params or {})
     else:
         conn.execute(sa.text(f"CREATE TEMP TABLE {name} ON COMMIT DROP AS {select_sql}"), params or {})
+        # Temporary tables have no statistics until analysed: without them the planner guesses badly.
+        conn.execute(sa.text(f"ANALYZE {name}"))
 
 
 def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) -> DedupeReport:
@@ -164,6 +166,9 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
         report.elapsed_s = time.monotonic() - started
         return report
 
+    # Every verdict column is computed into temporary tables first and written with ONE update per row at the
+    # end: rewriting wide message rows several times was the dominant cost of a large load.
+
     # ---- rule 12: representative of each touched raw-prompt group ----------------------------------
     _temp(
         conn,
@@ -173,29 +178,22 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
     )
     q(sa.text("CREATE INDEX ix_dd_raw ON dd_raw (raw_hash)"))
     report.raw_groups = q(sa.text("SELECT COUNT(*) FROM dd_raw")).scalar()
-    q(
-        sa.text(
-            """
-            UPDATE messages SET raw_rep = (ranked.rn = 1)
-            FROM (SELECT m.key, ROW_NUMBER() OVER (PARTITION BY m.raw_hash ORDER BY m.posted_at, m.posted_seq, m.key) AS rn
-                  FROM messages m JOIN dd_raw r ON r.raw_hash = m.raw_hash
-                  WHERE m.pre_reason IS NULL) ranked
-            WHERE messages.key = ranked.key AND messages.raw_rep <> (ranked.rn = 1)
-            """
-        )
-    )
-    q(
-        sa.text(
-            "UPDATE messages SET raw_rep = FALSE WHERE raw_rep AND (raw_hash IS NULL OR pre_reason IS NOT NULL) "
-            "AND key IN (SELECT key FROM dd_msgs)"
-        )
-    )
-    # Every message of a touched raw group may have changed representative status.
     _temp(
         conn,
-        "dd_touched",
-        "SELECT key FROM dd_msgs UNION SELECT m.key FROM messages m JOIN dd_raw r ON r.raw_hash = m.raw_hash",
+        "dd_rr",
+        """
+        SELECT m.key, (ROW_NUMBER() OVER (PARTITION BY m.raw_hash ORDER BY m.posted_at, m.posted_seq, m.key) = 1)
+               AS raw_rep
+        FROM messages m JOIN dd_raw r ON r.raw_hash = m.raw_hash
+        WHERE m.pre_reason IS NULL
+        UNION ALL
+        SELECT m.key, FALSE FROM messages m JOIN dd_msgs d ON d.key = m.key
+        WHERE m.raw_hash IS NULL OR m.pre_reason IS NOT NULL
+        """,
     )
+    q(sa.text("CREATE INDEX ix_dd_rr ON dd_rr (key)"))
+    # Every message of a touched raw group may have changed representative status.
+    _temp(conn, "dd_touched", "SELECT key FROM dd_msgs UNION SELECT key FROM dd_rr")
     q(sa.text("CREATE INDEX ix_dd_touched ON dd_touched (key)"))
 
     # ---- rule 13: near-duplicate attempts, per user session -----------------------------------------
@@ -204,21 +202,14 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
     if similarity is None:
         rows = q(
             sa.text(
-                "SELECT m.key FROM messages m JOIN dd_touched t ON t.key = m.key WHERE m.near_dup"
-                if not full
-                else "SELECT key FROM messages WHERE near_dup"
+                "SELECT key FROM messages WHERE near_dup"
+                if full
+                else "SELECT m.key FROM messages m JOIN dd_touched t ON t.key = m.key WHERE m.near_dup"
             )
         )
         changes = [{"key": key, "near_dup": False, "near_dup_of": None} for (key,) in rows]
     else:
         changes, report.users = _near_duplicates(conn, settings, similarity, full, progress_emit)
-    # Non-representatives are never near-duplicates (rule 13 only sees rule 12's survivors).
-    q(
-        sa.text(
-            "UPDATE messages SET near_dup = FALSE, near_dup_of = NULL "
-            "WHERE near_dup AND NOT raw_rep AND key IN (SELECT key FROM dd_touched)"
-        )
-    )
     report.near_dup_changes = len(changes)
     nd_table = sa.Table(
         "dd_nd",
@@ -235,14 +226,22 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
         q(sa.text("CREATE TEMP TABLE dd_nd (key TEXT, near_dup BOOLEAN, near_dup_of TEXT) ON COMMIT DROP"))
     for start in range(0, len(changes), 50_000):
         q(sa.insert(nd_table), changes[start : start + 50_000])
+    q(sa.text("CREATE INDEX ix_dd_nd ON dd_nd (key)"))
+    if dialect == "postgresql":
+        q(sa.text("ANALYZE dd_nd"))
     if changes:
-        q(
-            sa.text(
-                "UPDATE messages SET near_dup = dd_nd.near_dup, near_dup_of = dd_nd.near_dup_of "
-                "FROM dd_nd WHERE messages.key = dd_nd.key"
-            )
-        )
         q(sa.text("INSERT INTO dd_touched (key) SELECT key FROM dd_nd"))
+
+    # The effective verdict columns of a message: this run's results where there are any, else the stored ones.
+    effective = """
+        SELECT m.key, m.clean_hash, m.posted_at, m.posted_seq, m.username, m.pre_reason, m.clean_reason,
+               COALESCE(rr.raw_rep, m.raw_rep) AS raw_rep,
+               CASE WHEN COALESCE(rr.raw_rep, m.raw_rep) THEN COALESCE(nd.near_dup, m.near_dup) ELSE FALSE END
+                   AS near_dup,
+               CASE WHEN NOT COALESCE(rr.raw_rep, m.raw_rep) THEN NULL
+                    WHEN nd.key IS NOT NULL THEN nd.near_dup_of ELSE m.near_dup_of END AS near_dup_of
+        FROM messages m LEFT JOIN dd_rr rr ON rr.key = m.key LEFT JOIN dd_nd nd ON nd.key = m.key
+    """
 
     # ---- rule 34 and the prompts: touched cleaned-prompt groups ---------------------------------------
     _temp(
@@ -264,66 +263,71 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
             """
         )
     )
-    q(
-        sa.text(
-            """
-            UPDATE messages SET prompt_id = p.id FROM prompts p
-            WHERE p.text_hash = messages.clean_hash
-              AND messages.clean_hash IN (SELECT clean_hash FROM dd_clean)
-              AND (messages.prompt_id IS NULL OR messages.prompt_id <> p.id)
-            """
-        )
-    )
+    collate = _binary_collation(dialect)
     _temp(
         conn,
         "dd_rep",
         f"""
         SELECT key FROM (
-            SELECT m.key, ROW_NUMBER() OVER (
-                PARTITION BY m.clean_hash
-                ORDER BY COALESCE(m.username, '') {_binary_collation(dialect)} DESC, m.posted_at DESC, m.posted_seq, m.key
+            SELECT e.key, ROW_NUMBER() OVER (
+                PARTITION BY e.clean_hash
+                ORDER BY COALESCE(e.username, '') {collate} DESC, e.posted_at DESC, e.posted_seq, e.key
             ) AS rn
-            FROM messages m JOIN dd_clean c ON c.clean_hash = m.clean_hash
-            WHERE m.raw_rep AND NOT m.near_dup AND m.clean_reason IS NULL AND m.pre_reason IS NULL) ranked
+            FROM ({effective}) e JOIN dd_clean c ON c.clean_hash = e.clean_hash
+            WHERE e.raw_rep AND NOT e.near_dup AND e.clean_reason IS NULL AND e.pre_reason IS NULL) ranked
         WHERE rn = 1
         """,
     )
     q(sa.text("CREATE INDEX ix_dd_rep ON dd_rep (key)"))
     q(sa.text("INSERT INTO dd_touched (key) SELECT m.key FROM messages m JOIN dd_clean c ON c.clean_hash = m.clean_hash"))
 
-    # ---- final verdicts of everything touched ---------------------------------------------------------
+    # ---- final verdicts of everything touched: one write per row, none when nothing changed ---------
     q(
         sa.text(
+            f"""
+            UPDATE messages SET raw_rep = v.raw_rep, near_dup = v.near_dup, near_dup_of = v.near_dup_of,
+                prompt_id = v.prompt_id, status = v.status, reason = v.reason, dirty = FALSE
+            FROM (
+                SELECT e.key, e.raw_rep, e.near_dup, e.near_dup_of, p.id AS prompt_id,
+                  CASE WHEN e.pre_reason IS NULL AND e.raw_rep AND NOT e.near_dup AND e.clean_reason IS NULL
+                        AND r.key IS NOT NULL THEN 'kept' ELSE 'rejected' END AS status,
+                  CASE
+                    WHEN e.pre_reason IS NOT NULL THEN e.pre_reason
+                    WHEN NOT e.raw_rep THEN 'duplicate'
+                    WHEN e.near_dup THEN 'near_duplicate'
+                    WHEN e.clean_reason IS NOT NULL THEN e.clean_reason
+                    WHEN r.key IS NOT NULL THEN NULL
+                    ELSE 'duplicate' END AS reason
+                FROM ({effective}) e
+                JOIN (SELECT DISTINCT key FROM dd_touched) t ON t.key = e.key
+                LEFT JOIN dd_rep r ON r.key = e.key
+                LEFT JOIN prompts p ON p.text_hash = e.clean_hash) v
+            WHERE messages.key = v.key
+              AND (messages.dirty OR messages.status IS DISTINCT FROM v.status
+                   OR messages.reason IS DISTINCT FROM v.reason
+                   OR messages.raw_rep IS DISTINCT FROM v.raw_rep
+                   OR messages.near_dup IS DISTINCT FROM v.near_dup
+                   OR messages.near_dup_of IS DISTINCT FROM v.near_dup_of
+                   OR messages.prompt_id IS DISTINCT FROM v.prompt_id)
             """
-            UPDATE messages SET
-              status = CASE WHEN pre_reason IS NULL AND raw_rep AND NOT near_dup AND clean_reason IS NULL
-                             AND key IN (SELECT key FROM dd_rep) THEN 'kept' ELSE 'rejected' END,
-              reason = CASE
-                  WHEN pre_reason IS NOT NULL THEN pre_reason
-                  WHEN NOT raw_rep THEN 'duplicate'
-                  WHEN near_dup THEN 'near_duplicate'
-                  WHEN clean_reason IS NOT NULL THEN clean_reason
-                  WHEN key IN (SELECT key FROM dd_rep) THEN NULL
-                  ELSE 'duplicate' END,
-              dirty = FALSE
-            WHERE key IN (SELECT key FROM dd_touched)
-            """
+        )
+    )
+    # dd_rep holds exactly the kept message of every touched prompt group.
+    q(
+        sa.text(
+            "UPDATE prompts SET kept = FALSE, kept_message_key = NULL "
+            "WHERE kept AND text_hash IN (SELECT clean_hash FROM dd_clean)"
         )
     )
     q(
         sa.text(
-            """
-            UPDATE prompts SET
-              kept_message_key = (SELECT m.key FROM messages m WHERE m.prompt_id = prompts.id AND m.status = 'kept'
-                                  ORDER BY m.key LIMIT 1),
-              kept = EXISTS (SELECT 1 FROM messages m WHERE m.prompt_id = prompts.id AND m.status = 'kept')
-            WHERE text_hash IN (SELECT clean_hash FROM dd_clean)
-            """
+            "UPDATE prompts SET kept = TRUE, kept_message_key = m.key FROM messages m "
+            "WHERE m.key IN (SELECT key FROM dd_rep) AND prompts.text_hash = m.clean_hash"
         )
     )
     q(sa.text("DELETE FROM dedupe_queue WHERE id <= :max_id"), {"max_id": max_queue_id})
     if dialect == "sqlite":
-        for name in ("dd_msgs", "dd_queue", "dd_raw", "dd_touched", "dd_nd", "dd_clean", "dd_rep"):
+        for name in ("dd_msgs", "dd_queue", "dd_raw", "dd_rr", "dd_touched", "dd_nd", "dd_clean", "dd_rep"):
             q(sa.text(f"DROP TABLE IF EXISTS temp.{name}"))
     report.elapsed_s = time.monotonic() - started
     log.info(
@@ -419,9 +423,10 @@ def _near_duplicates(conn: Connection, settings: Settings, similarity, full: boo
             rows = []
             for key, posted_at, raw_prompt, nd, nd_of in q(
                 sa.text(
-                    "SELECT key, posted_at, raw_prompt, near_dup, near_dup_of FROM messages "
-                    "WHERE username = :u AND posted_at >= :lo AND posted_at <= :hi AND raw_rep "
-                    "ORDER BY posted_at DESC, posted_seq, key"
+                    "SELECT m.key, m.posted_at, m.raw_prompt, m.near_dup, m.near_dup_of FROM messages m "
+                    "LEFT JOIN dd_rr rr ON rr.key = m.key "
+                    "WHERE m.username = :u AND m.posted_at >= :lo AND m.posted_at <= :hi "
+                    "AND COALESCE(rr.raw_rep, m.raw_rep) ORDER BY m.posted_at DESC, m.posted_seq, m.key"
                 ),
                 {"u": username, "lo": timestamp_param(dialect, lo), "hi": timestamp_param(dialect, hi)},
             ):
@@ -457,12 +462,13 @@ def _near_duplicates(conn: Connection, settings: Settings, similarity, full: boo
 
 def _near_duplicates_full(conn: Connection, similarity, threshold: float, window: timedelta, progress_emit):
     """One streaming pass over every representative, user by user."""
-    total = conn.execute(sa.text("SELECT COUNT(*) FROM messages WHERE raw_rep AND username IS NOT NULL")).scalar()
+    eligible = "FROM messages m LEFT JOIN dd_rr rr ON rr.key = m.key WHERE COALESCE(rr.raw_rep, m.raw_rep) AND m.username IS NOT NULL"
+    total = conn.execute(sa.text(f"SELECT COUNT(*) {eligible}")).scalar()
     progress = Progress("near-duplicates", total=total, unit="rows", emit=progress_emit)
     result = conn.execute(
         sa.text(
-            "SELECT username, key, posted_at, raw_prompt, near_dup, near_dup_of FROM messages "
-            "WHERE raw_rep AND username IS NOT NULL ORDER BY username, posted_at DESC, posted_seq, key"
+            "SELECT m.username, m.key, m.posted_at, m.raw_prompt, m.near_dup, m.near_dup_of "
+            f"{eligible} ORDER BY m.username, m.posted_at DESC, m.posted_seq, m.key"
         ),
         execution_options={"stream_results": True, "yield_per": 20_000},
     )

@@ -7,11 +7,17 @@ Dedupe (rules 12, 13, 34) runs afterwards over what changed; see dedupe.py.
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import hashlib
+import itertools
 import logging
+import multiprocessing
 import os
+import pickle
+import tempfile
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -141,90 +147,157 @@ def unchanged_files(engine: Engine) -> set[tuple[str, int, int]]:
         return {(path, size, mtime) for path, size, mtime in rows}
 
 
+@dataclass
+class Prepared:
+    """One export file parsed and derived by a worker, its rows spooled to a temporary file."""
+
+    source: Source
+    content_hash: str | None = None
+    header: object | None = None
+    spool: str | None = None
+    messages: int = 0
+    generations: int = 0
+    error: ExportError | None = None
+    not_selected: str | None = None
+    elapsed_s: float = 0.0
+
+
+_SPOOL_BATCH = 20_000
+
+
+def prepare_source(source: Source, profile: str, channels_selected: tuple[str, ...], spool_dir: str) -> Prepared:
+    """Hash, parse and derive one file (CPU work, run in a worker process): rows go to a pickle spool file.
+
+    Never raises for bad input: the ExportError is returned for the caller to quarantine the file.
+    """
+    started = time.monotonic()
+    prepared = Prepared(source)
+    try:
+        prepared.content_hash = source.content_hash()
+    except ExportError as exc:
+        prepared.error = exc
+        return prepared
+    except OSError as exc:
+        prepared.error = ExportError(source.display_path, f"cannot read: {exc.strerror or exc}")
+        return prepared
+    fd, spool = tempfile.mkstemp(prefix="promptmill-", suffix=".spool", dir=spool_dir)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            header, raw_messages = read_export(source)
+            prepared.header = header
+            if channels_selected and not (
+                header.channel_id in channels_selected or (header.channel_name or "") in channels_selected
+            ):
+                prepared.not_selected = header.channel_id
+                os.unlink(spool)
+                return prepared
+            batch: list[tuple] = []
+            for raw in raw_messages:
+                row = build_row(raw, 0, profile)
+                batch.append(row)
+                prepared.messages += 1
+                if row[PRE_REASON_INDEX] is None:
+                    prepared.generations += 1
+                if len(batch) >= _SPOOL_BATCH:
+                    pickle.dump(batch, out, protocol=pickle.HIGHEST_PROTOCOL)
+                    batch = []
+            if batch:
+                pickle.dump(batch, out, protocol=pickle.HIGHEST_PROTOCOL)
+        prepared.spool = spool
+    except ExportError as exc:
+        os.unlink(spool)
+        prepared.error = exc
+    except BaseException:
+        os.unlink(spool)
+        raise
+    prepared.elapsed_s = time.monotonic() - started
+    return prepared
+
+
+def _spooled_rows(path: str) -> Iterator[list[tuple]]:
+    with open(path, "rb") as handle:
+        while True:
+            try:
+                yield pickle.load(handle)
+            except EOFError:
+                return
+
+
+def commit_prepared(engine: Engine, prepared: Prepared) -> FileOutcome:
+    """Store one prepared file in one transaction (or record why it was refused). Removes the spool."""
+    source = prepared.source
+    try:
+        if prepared.error is not None:
+            key = prepared.content_hash or _path_key(source.display_path)
+            _record_quarantine(engine, key, source, source.display_path, prepared.error.reason)
+            log.warning("quarantined %s", prepared.error)
+            return FileOutcome(source.display_path, "quarantined", str(prepared.error))
+        if prepared.not_selected is not None:
+            # Not recorded: a later run that selects this channel must still pick the file up.
+            return FileOutcome(source.display_path, "skipped", f"channel {prepared.not_selected} not selected")
+        known = _known_hash(engine, prepared.content_hash)
+        if known is not None:
+            return FileOutcome(source.display_path, "skipped", f"already {known} (same content hash)")
+        started = time.monotonic()
+        header = prepared.header
+        try:
+            with engine.begin() as conn:
+                file_id = conn.execute(
+                    sa.insert(source_files)
+                    .values(
+                        content_hash=prepared.content_hash,
+                        path=source.display_path,
+                        format=source.format,
+                        channel_id=header.channel_id,
+                        partition_date=source.partition_date,
+                        size_bytes=source.size,
+                        file_mtime_ns=file_mtime_ns(source),
+                        message_count=prepared.messages,
+                        outcome="ingested",
+                        ingested_at=_now(),
+                    )
+                    .returning(source_files.c.id)
+                ).scalar_one()
+                stager = MessageStager(conn)
+                for batch in _spooled_rows(prepared.spool):
+                    stager.extend(batch)
+                changed = stager.merge(file_id=file_id)
+                _upsert_channel(conn, header)
+                conn.execute(
+                    sa.update(source_files)
+                    .where(source_files.c.id == file_id)
+                    .values(elapsed_s=round(prepared.elapsed_s + time.monotonic() - started, 3))
+                )
+        except IntegrityError:
+            # Another worker ingested the same content at the same time: its commit won.
+            if _known_hash(engine, prepared.content_hash) is not None:
+                return FileOutcome(source.display_path, "skipped", "ingested concurrently by another worker")
+            raise
+        return FileOutcome(
+            source.display_path, "ingested", None, prepared.messages, prepared.generations, changed, file_id
+        )
+    finally:
+        if prepared.spool:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(prepared.spool)
+
+
 def ingest_source(
     engine: Engine,
     source: Source,
     settings: Settings,
-    on_message: Callable | None = None,
     known_files: set[tuple[str, int, int]] | None = None,
 ) -> FileOutcome:
-    """Ingest one export file in one transaction. Never raises for bad input: returns a quarantined outcome."""
-    started = time.monotonic()
-    mtime = file_mtime_ns(source)
-    if known_files is not None and (source.display_path, source.size, mtime) in known_files:
+    """Ingest one export file in one transaction, in this process. Never raises for bad input."""
+    if known_files is not None and (source.display_path, source.size, file_mtime_ns(source)) in known_files:
         return FileOutcome(source.display_path, "skipped", "already ingested (same path, size and time)")
-    try:
-        content_hash = source.content_hash()
-    except ExportError as exc:
-        _record_quarantine(engine, _path_key(source.display_path), source, source.display_path, exc.reason)
-        return FileOutcome(source.display_path, "quarantined", str(exc))
-    except OSError as exc:
-        reason = f"cannot read: {exc.strerror or exc}"
-        _record_quarantine(engine, _path_key(source.display_path), source, source.display_path, reason)
-        return FileOutcome(source.display_path, "quarantined", f"{source.display_path}: {reason}")
+    prepared = prepare_source(source, settings.cleaning_profile, settings.channels, _spool_dir(settings))
+    return commit_prepared(engine, prepared)
 
-    known = _known_hash(engine, content_hash)
-    if known is not None:
-        return FileOutcome(source.display_path, "skipped", f"already {known} (same content hash)")
 
-    profile = settings.cleaning_profile
-    messages = generations = 0
-    try:
-        with engine.begin() as conn:
-            file_id = conn.execute(
-                sa.insert(source_files)
-                .values(
-                    content_hash=content_hash,
-                    path=source.display_path,
-                    format=source.format,
-                    partition_date=source.partition_date,
-                    size_bytes=source.size,
-                    file_mtime_ns=mtime,
-                    outcome="ingested",
-                    ingested_at=_now(),
-                )
-                .returning(source_files.c.id)
-            ).scalar_one()
-            header, raw_messages = read_export(source)
-            if settings.channels and not (
-                header.channel_id in settings.channels or (header.channel_name or "") in settings.channels
-            ):
-                raise _NotSelected(header.channel_id)
-            stager = MessageStager(conn)
-            for raw in raw_messages:
-                row = build_row(raw, file_id, profile)
-                stager.add(row)
-                messages += 1
-                if row[PRE_REASON_INDEX] is None:
-                    generations += 1
-                if on_message is not None and messages % 10_000 == 0:
-                    on_message(10_000)
-            changed = stager.merge()
-            if on_message is not None:
-                on_message(messages % 10_000)
-            _upsert_channel(conn, header)
-            conn.execute(
-                sa.update(source_files)
-                .where(source_files.c.id == file_id)
-                .values(
-                    channel_id=header.channel_id,
-                    message_count=messages,
-                    elapsed_s=round(time.monotonic() - started, 3),
-                )
-            )
-    except _NotSelected as exc:
-        # Not recorded: a later run that selects this channel must still pick the file up.
-        return FileOutcome(source.display_path, "skipped", f"channel {exc} not selected")
-    except ExportError as exc:
-        _record_quarantine(engine, content_hash, source, source.display_path, exc.reason)
-        log.warning("quarantined %s", exc)
-        return FileOutcome(source.display_path, "quarantined", str(exc))
-    except IntegrityError:
-        # Another worker ingested the same content at the same time: its commit won.
-        if _known_hash(engine, content_hash) is not None:
-            return FileOutcome(source.display_path, "skipped", "ingested concurrently by another worker")
-        raise
-    return FileOutcome(source.display_path, "ingested", None, messages, generations, changed, file_id)
+def _spool_dir(settings: Settings) -> str:
+    path = Path(tempfile.gettempdir())
+    return str(path)
 
 
 def _upsert_channel(conn, header) -> None:
@@ -269,15 +342,20 @@ def ingest_paths(
     progress = Progress("ingest", total=total_bytes, unit="bytes", every_s=settings.progress_every_s, emit=progress_emit)
     done_bytes = 0
     known_files = unchanged_files(engine)
+    todo: list[Source] = []
     for item in items:
         if isinstance(item, ExportError):
             _record_quarantine(engine, _path_key(item.source), None, item.source, item.reason)
             report.add(FileOutcome(item.source, "quarantined", str(item)))
             log.warning("quarantined %s", item)
-            continue
-        outcome = ingest_source(engine, item, settings, known_files=known_files)
+        elif (item.display_path, item.size, file_mtime_ns(item)) in known_files:
+            report.add(FileOutcome(item.display_path, "skipped", "already ingested (same path, size and time)"))
+            done_bytes += item.size
+        else:
+            todo.append(item)
+    for outcome, size in _prepare_and_commit(engine, todo, settings):
         report.add(outcome)
-        done_bytes += item.size
+        done_bytes += size
         progress.update(
             done_bytes,
             extra=f"files {report.files_seen}/{len(items)} | messages {report.messages:,}",
@@ -291,6 +369,45 @@ def ingest_paths(
     report.elapsed_s = time.monotonic() - started
     progress.update(done_bytes, extra=f"files {report.files_seen} | messages {report.messages:,} | done", force=True)
     return report
+
+
+def _forget_inherited_connections() -> None:
+    """In a forked worker: drop the parent's pooled connections without closing them (they are the parent's)."""
+    from promptmill.store import db
+
+    for engine in list(db._engines.values()):
+        engine.dispose(close=False)
+
+
+def _prepare_and_commit(engine: Engine, todo: list[Source], settings: Settings) -> Iterator[tuple[FileOutcome, int]]:
+    """Parse and derive files in worker processes (the CPU work) while this process loads them into the store.
+
+    Files are committed one at a time, in order, each in its own transaction; at most workers + 1 files are
+    prepared ahead, so memory and spool space stay bounded.
+    """
+    workers = min(settings.ingest_workers, len(todo))
+    spool_dir = _spool_dir(settings)
+    args = (settings.cleaning_profile, settings.channels, spool_dir)
+    if workers <= 1:
+        for source in todo:
+            yield commit_prepared(engine, prepare_source(source, *args)), source.size
+        return
+    # fork: workers start at once with everything imported, and need no `__main__` guard in the caller's script.
+    context = multiprocessing.get_context("fork")
+    with concurrent.futures.ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_forget_inherited_connections
+    ) as pool:
+        pending: deque[tuple[Source, concurrent.futures.Future]] = deque()
+        queue = iter(todo)
+        for source in itertools.islice(queue, workers + 1):
+            pending.append((source, pool.submit(prepare_source, source, *args)))
+        while pending:
+            source, future = pending.popleft()
+            prepared = future.result()
+            nxt = next(queue, None)
+            if nxt is not None:
+                pending.append((nxt, pool.submit(prepare_source, nxt, *args)))
+            yield commit_prepared(engine, prepared), source.size
 
 
 def _fill_outcome_counts(engine: Engine, report: IngestReport) -> None:

@@ -92,6 +92,8 @@ def ingest_group(settings: Settings, paths: list[str]) -> dict:
     """Ingest one group of files (a mapped task); dedupe runs once afterwards, in its own task."""
     from promptmill.ingest import ingest_paths
 
+    # Mapped tasks are the parallelism here; a worker pool inside a (possibly daemonic) task process is not.
+    settings = settings.with_overrides(ingest_workers=1)
     report = ingest_paths(_engine(settings), paths, settings, run_dedupe=False)
     return report.as_dict()
 

@@ -43,6 +43,9 @@ class Settings:
     zip_max_member_bytes: int = 8 * 1024**3
     zip_max_ratio: float = 200.0
 
+    # processes parsing and deriving export files in parallel (the store load stays in the calling process)
+    ingest_workers: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
+
     # ingest progress/log cadence
     progress_every_s: float = 5.0
 

@@ -10,13 +10,10 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from promptmill.labeling.client import ClientConfig
-from promptmill.labeling.contract import ContractError
-from promptmill.labeling.errors import LabelingError
-from promptmill.labeling.estimate import estimate
-from promptmill.labeling.pricing import PriceError
-from promptmill.labeling.runner import Progress, label_pending
 from promptmill.labeling.settings import MODES, LabelSettings
+
+# The client stack (openai, httpx2) is imported by the handlers only: `promptmill --help` and the other
+# commands start without it.
 
 log = logging.getLogger("promptmill.labeling")
 
@@ -66,6 +63,12 @@ def _print(args: argparse.Namespace, payload: dict[str, Any], human: str) -> Non
 
 
 def handle_label(args: argparse.Namespace, engine: Engine, settings: object = None) -> int:
+    from promptmill.labeling.client import ClientConfig
+    from promptmill.labeling.contract import ContractError
+    from promptmill.labeling.errors import LabelingError
+    from promptmill.labeling.pricing import PriceError
+    from promptmill.labeling.runner import Progress, label_pending
+
     try:
         settings = settings_from_args(args)
         client_config = ClientConfig.from_env(base_url=getattr(args, "base_url", None))
@@ -98,6 +101,10 @@ def handle_label(args: argparse.Namespace, engine: Engine, settings: object = No
 
 
 def handle_estimate(args: argparse.Namespace, engine: Engine, settings: object = None) -> int:
+    from promptmill.labeling.contract import ContractError
+    from promptmill.labeling.estimate import estimate
+    from promptmill.labeling.pricing import PriceError
+
     try:
         result = estimate(engine, settings_from_args(args))
     except (ContractError, PriceError, ValueError) as exc:

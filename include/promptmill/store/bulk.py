@@ -49,8 +49,27 @@ CREATE TEMP TABLE stage_messages (
     pre_reason TEXT, clean_text TEXT, clean_hash TEXT, clean_reason TEXT, posted_seq INTEGER NOT NULL
 )"""
 
-# COPY text format escaping: backslash first, then the delimiters.
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+def _copy_field(value) -> str:
+    """One field in COPY's text format. Most fields need no escaping: test before replacing (fast path)."""
+    kind = type(value)
+    if kind is str:
+        if "\\" in value:
+            value = value.replace("\\", "\\\\")
+        if "\t" in value:
+            value = value.replace("\t", "\\t")
+        if "\n" in value:
+            value = value.replace("\n", "\\n")
+        if "\r" in value:
+            value = value.replace("\r", "\\r")
+        return value
+    if value is None:
+        return "\\N"
+    if kind is bool:
+        return "t" if value else "f"
+    if kind is datetime:
+        return value.isoformat()
+    return str(value)
 
 
 def sqlite_timestamp(value: datetime) -> str:
@@ -119,19 +138,7 @@ class MessageStager:
         buf = io.StringIO()
         write = buf.write
         for row in rows:
-            fields = []
-            for i, value in enumerate(row):
-                if value is None:
-                    fields.append("\\N")
-                elif i in _TS_COLUMNS:
-                    fields.append(value.isoformat())
-                elif i in _BOOL_COLUMNS:
-                    fields.append("t" if value else "f")
-                elif isinstance(value, str):
-                    fields.append(value.translate(_COPY_ESCAPES))
-                else:
-                    fields.append(str(value))
-            write("\t".join(fields))
+            write("\t".join([_copy_field(value) for value in row]))
             write("\n")
         data = buf.getvalue()
         sql = f"COPY stage_messages ({', '.join(MESSAGE_COLUMNS)}) FROM STDIN"
@@ -163,8 +170,12 @@ class MessageStager:
         finally:
             cursor.close()
 
-    def merge(self) -> int:
-        """Upsert the staged rows into ``messages``; returns how many rows were inserted or changed."""
+    def merge(self, file_id: int | None = None) -> int:
+        """Upsert the staged rows into ``messages``; returns how many rows were inserted or changed.
+
+        ``file_id`` (the source_files row) replaces the staged source_file_id: rows are derived before the
+        file's row exists.
+        """
         self.flush()
         conn = self.conn
         lo = min_timestamp_sql(self.dialect)
@@ -194,11 +205,12 @@ class MessageStager:
             )
         )
         cols = ", ".join(MESSAGE_COLUMNS)
+        select_cols = cols if file_id is None else cols.replace("source_file_id", str(int(file_id)))
         updates = ", ".join(f"{c} = excluded.{c}" for c in MESSAGE_COLUMNS if c != "key")
         result = conn.execute(
             sa.text(
                 f"INSERT INTO messages ({cols}, status, reason, dirty) "
-                f"SELECT {cols}, 'pending', NULL, TRUE FROM stage_messages WHERE TRUE ORDER BY key "
+                f"SELECT {select_cols}, 'pending', NULL, TRUE FROM stage_messages WHERE TRUE ORDER BY key "
                 f"ON CONFLICT (key) DO UPDATE SET {updates}, status = 'pending', reason = NULL, dirty = TRUE "
                 "WHERE " + newer.format(new="excluded", old="messages", lo=lo)
             )
