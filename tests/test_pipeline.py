@@ -1,0 +1,47 @@
+"""Task bodies shared by the DAG and the CLI: planning ingest groups and date partitions."""
+
+from __future__ import annotations
+
+from promptmill.pipeline import ingest_group, partition_of, plan_ingest
+from promptmill.settings import Settings
+
+from tests.helpers import slash, write_json_export
+
+
+def _landing(tmp_path):
+    landing = tmp_path / "landing"
+    for day, n in (("2022-11-01", 1), ("2022-11-02", 2), ("2022-11-03", 3)):
+        write_json_export(landing / day / f"dreambot-1 [101] ({day}).json", "101",
+                          [slash("ann", f"a {day} fox {i}", i * 90, seq=n * 10 + i) for i in range(n)])
+    write_json_export(landing / "loose [102].json", "102", [slash("bob", "a loose owl", 0, seq=99)])
+    return landing
+
+
+def test_partition_of(tmp_path):
+    assert partition_of(tmp_path / "2022-11-01" / "x.json", tmp_path) == "2022-11-01"
+    assert partition_of(tmp_path / "a" / "x.json", tmp_path) is None
+
+
+def test_a_dated_run_takes_its_partition_and_unpartitioned_files(store_url, tmp_path):
+    landing = _landing(tmp_path)
+    settings = Settings(database_url=store_url, landing_dir=landing)
+    groups = plan_ingest(settings, run_date="2022-11-02")
+    paths = sorted(p for g in groups for p in g)
+    assert [p.rsplit("/", 2)[-2] for p in paths] == ["2022-11-02", "landing"]
+
+    report = ingest_group(settings, paths)
+    assert report["files_ingested"] == 2 and report["messages"] == 3
+    # what is ingested is not planned again; a manual run (no date) takes every remaining partition
+    assert plan_ingest(settings, run_date="2022-11-02") == []
+    rest = sorted(p.rsplit("/", 2)[-2] for g in plan_ingest(settings, run_date=None) for p in g)
+    assert rest == ["2022-11-01", "2022-11-03"]
+
+
+def test_groups_are_size_balanced_and_bounded(store_url, tmp_path):
+    landing = tmp_path / "many"
+    for i in range(12):
+        write_json_export(landing / f"c{i} [{200 + i}].json", str(200 + i),
+                          [slash("ann", f"prompt {i} {j}", j, seq=j) for j in range(1 + i)])
+    groups = plan_ingest(Settings(database_url=store_url, landing_dir=landing), max_groups=5)
+    assert len(groups) == 5
+    assert sorted(p for g in groups for p in g) == sorted(str(p) for p in landing.iterdir())
