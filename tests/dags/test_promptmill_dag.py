@@ -237,8 +237,8 @@ def test_backfill_through_the_cli_creates_dated_runs_with_conf(airflow_db, tmp_p
     out = airflow("dags", "reserialize")
     assert out.returncode == 0, out.stderr[-3000:]
     conf = {"channels": ["1032443284947075073"], "labeling": False}
-    out = airflow("backfill", "create", "--dag-id", "promptmill", "--from-date", "2022-11-01", "--to-date",
-                  "2022-11-03", "--dag-run-conf", _json.dumps(conf), "--max-active-runs", "1")
+    out = airflow("backfill", "create", "--dag-id", "promptmill", "--from-date", "2022-09-10", "--to-date",
+                  "2022-09-12", "--dag-run-conf", _json.dumps(conf), "--max-active-runs", "1")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
 
     from airflow.models.dagrun import DagRun
@@ -246,18 +246,24 @@ def test_backfill_through_the_cli_creates_dated_runs_with_conf(airflow_db, tmp_p
 
     def backfill_runs():
         with create_session() as session:
-            runs = session.query(DagRun).filter(DagRun.dag_id == "promptmill", DagRun.run_type == "backfill").all()
+            runs = (
+                session.query(DagRun)
+                .filter(DagRun.dag_id == "promptmill", DagRun.run_type == "backfill")
+                .filter(DagRun.logical_date >= datetime(2022, 9, 1, tzinfo=UTC))
+                .filter(DagRun.logical_date < datetime(2022, 10, 1, tzinfo=UTC))
+                .all()
+            )
             return sorted((r.logical_date.date().isoformat(), r.conf, str(r.state)) for r in runs)
 
     runs = backfill_runs()
-    assert [r[0] for r in runs] == ["2022-11-01", "2022-11-02", "2022-11-03"]
+    assert [r[0] for r in runs] == ["2022-09-10", "2022-09-11", "2022-09-12"]
     assert all(r[1] == conf for r in runs)
     # A second request for overlapping dates never duplicates runs (refused while one is active, or skipped).
-    airflow("backfill", "create", "--dag-id", "promptmill", "--from-date", "2022-11-02", "--to-date",
-            "2022-11-04", "--dag-run-conf", _json.dumps(conf))
+    airflow("backfill", "create", "--dag-id", "promptmill", "--from-date", "2022-09-11", "--to-date",
+            "2022-09-13", "--dag-run-conf", _json.dumps(conf))
     dates = [r[0] for r in backfill_runs()]
     assert len(dates) == len(set(dates))
     # An invalid conf is refused by the params schema.
-    out = airflow("backfill", "create", "--dag-id", "promptmill", "--from-date", "2022-10-01", "--to-date",
-                  "2022-10-02", "--dag-run-conf", _json.dumps({"test_ratio": 7}))
+    out = airflow("backfill", "create", "--dag-id", "promptmill", "--from-date", "2022-09-20", "--to-date",
+                  "2022-09-21", "--dag-run-conf", _json.dumps({"test_ratio": 7}))
     assert out.returncode != 0
