@@ -22,14 +22,12 @@ only the groups and user sessions they touch are recomputed.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -37,6 +35,7 @@ from sqlalchemy.engine import Connection, Engine
 from promptmill.progress import Progress
 from promptmill.settings import Settings
 from promptmill.store.bulk import timestamp_param, to_utc
+from promptmill.store.db import sqlite_file_lock
 
 log = logging.getLogger("promptmill.dedupe")
 
@@ -91,17 +90,8 @@ def _dedupe_lock(conn: Connection):
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_DEDUPE_LOCK})
         yield
         return
-    database = conn.engine.url.database
-    if not database or database == ":memory:":
+    with sqlite_file_lock(conn.engine, "dedupe"):
         yield
-        return
-    lock_path = Path(database).expanduser().with_name(Path(database).name + ".dedupe.lock")
-    with open(lock_path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def run_dedupe(

@@ -75,17 +75,24 @@ def _migration_lock(engine: Engine):
                 conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_MIGRATION_LOCK})
                 conn.commit()
     else:
-        database = engine.url.database
-        if not database or database == ":memory:":
+        with sqlite_file_lock(engine, "migrate"):
             yield
-            return
-        lock_path = Path(database).expanduser().with_name(Path(database).name + ".migrate.lock")
-        with open(lock_path, "a+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def sqlite_file_lock(engine: Engine, purpose: str):
+    """An exclusive lock beside a SQLite database file, across processes (no-op for in-memory databases)."""
+    database = engine.url.database
+    if not database or database == ":memory:":
+        yield
+        return
+    lock_path = Path(database).expanduser().with_name(f"{Path(database).name}.{purpose}.lock")
+    with open(lock_path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def migrate(engine: Engine) -> None:
