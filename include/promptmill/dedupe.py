@@ -15,7 +15,7 @@ stored messages, so the same exports in any order, in one run or many, give the 
   the representative is the greatest (username, posted_at, key). Each group is one row of ``prompts``:
   the unit that gets labeled once.
 
-Incremental: ingest marks new or changed messages ``dirty`` and queues the old values of changed ones;
+Incremental: ingest marks new or changed messages (``dedupe_dirty``) and queues the old values of changed ones;
 only the groups and user sessions they touch are recomputed.
 """
 
@@ -41,7 +41,7 @@ log = logging.getLogger("promptmill.dedupe")
 
 _PG_DEDUPE_LOCK = 7_142_600_002
 # Above this many touched points a full recompute (one streaming pass) is cheaper than windowed reads.
-FULL_RECOMPUTE_POINTS = 200_000
+FULL_RECOMPUTE_POINTS = 50_000
 # How far before the first touched point a windowed read starts (widened when a session reaches past it).
 _LOOKBACK = timedelta(hours=6)
 # Touched points of one user further apart than this are read as separate windows.
@@ -142,8 +142,7 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
     dialect = conn.dialect.name
 
     max_queue_id = q(sa.text("SELECT MAX(id) FROM dedupe_queue")).scalar() or 0
-    where_dirty = "TRUE" if full else "dirty"
-    _temp(conn, "dd_msgs", f"SELECT key FROM messages WHERE {where_dirty}")
+    _temp(conn, "dd_msgs", "SELECT key FROM messages" if full else "SELECT key FROM dedupe_dirty")
     _temp(
         conn,
         "dd_queue",
@@ -182,8 +181,14 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
         """,
     )
     q(sa.text("CREATE INDEX ix_dd_rr ON dd_rr (key)"))
-    # Every message of a touched raw group may have changed representative status.
-    _temp(conn, "dd_touched", "SELECT key FROM dd_msgs UNION SELECT key FROM dd_rr")
+    # Beyond the new and changed messages, only those whose representative status flips are touched: a later
+    # duplicate of a prompt leaves its group's earlier members as they were.
+    _temp(
+        conn,
+        "dd_touched",
+        "SELECT key FROM dd_msgs UNION SELECT rr.key FROM dd_rr rr JOIN messages m ON m.key = rr.key "
+        "WHERE m.raw_rep <> rr.raw_rep",
+    )
     q(sa.text("CREATE INDEX ix_dd_touched ON dd_touched (key)"))
 
     # ---- rule 13: near-duplicate attempts, per user session -----------------------------------------
@@ -276,7 +281,7 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
         sa.text(
             f"""
             UPDATE messages SET raw_rep = v.raw_rep, near_dup = v.near_dup, near_dup_of = v.near_dup_of,
-                prompt_id = v.prompt_id, status = v.status, reason = v.reason, dirty = FALSE
+                prompt_id = v.prompt_id, status = v.status, reason = v.reason
             FROM (
                 SELECT e.key, e.raw_rep, e.near_dup, e.near_dup_of, p.id AS prompt_id,
                   CASE WHEN e.pre_reason IS NULL AND e.raw_rep AND NOT e.near_dup AND e.clean_reason IS NULL
@@ -293,7 +298,7 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
                 LEFT JOIN dd_rep r ON r.key = e.key
                 LEFT JOIN prompts p ON p.text_hash = e.clean_hash) v
             WHERE messages.key = v.key
-              AND (messages.dirty OR messages.status IS DISTINCT FROM v.status
+              AND (messages.status IS DISTINCT FROM v.status
                    OR messages.reason IS DISTINCT FROM v.reason
                    OR messages.raw_rep IS DISTINCT FROM v.raw_rep
                    OR messages.near_dup IS DISTINCT FROM v.near_dup
@@ -316,6 +321,7 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
         )
     )
     q(sa.text("DELETE FROM dedupe_queue WHERE id <= :max_id"), {"max_id": max_queue_id})
+    q(sa.text("DELETE FROM dedupe_dirty WHERE key IN (SELECT key FROM dd_msgs)"))
     if dialect == "sqlite":
         for name in ("dd_msgs", "dd_queue", "dd_raw", "dd_rr", "dd_touched", "dd_nd", "dd_clean", "dd_rep"):
             q(sa.text(f"DROP TABLE IF EXISTS temp.{name}"))

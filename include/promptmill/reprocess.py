@@ -57,7 +57,7 @@ def reprocess(engine: Engine, settings: Settings, progress_emit=None) -> int:
                 conn.execute(sa.insert(tmp), batch)
                 done += len(batch)
         sets = ", ".join(f"{c} = rp_rows.{c}" for c in _DERIVED)
-        conn.execute(sa.text(f"UPDATE messages SET {sets}, dirty = TRUE FROM rp_rows WHERE messages.key = rp_rows.key"))
+        conn.execute(sa.text(f"UPDATE messages SET {sets} FROM rp_rows WHERE messages.key = rp_rows.key"))
     progress.update(done, force=True)
     run_dedupe(engine, settings, full=True, progress_emit=progress_emit)
     return done

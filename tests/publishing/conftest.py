@@ -110,7 +110,7 @@ def add_row(
         conn.execute(sa.insert(messages).values(
             key=key, channel_id=channel_id, author="bot", posted_at=posted, content=f"!dream {prompt}",
             username=username, args=json.dumps(args if args is not None else {"seed": n, "scale": 7.5}),
-            status="kept" if kept else "rejected", dirty=False))
+            status="kept" if kept else "rejected"))
         prompt_id = conn.execute(sa.insert(prompts).values(
             text=prompt, text_hash=hashlib.sha256(prompt.encode()).hexdigest(), kept=kept,
             kept_message_key=key if kept else None, first_seen=posted).returning(prompts.c.id)).scalar_one()

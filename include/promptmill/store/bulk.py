@@ -204,14 +204,24 @@ class MessageStager:
                 "JOIN messages m ON m.key = s.key WHERE " + newer.format(new="s", old="m", lo=lo)
             )
         )
+        # The keys this upsert inserts or changes, marked for dedupe. "marked" is bumped on conflict so that a
+        # dedupe running concurrently (REPEATABLE READ) cannot clear a mark it has not seen.
+        conn.execute(
+            sa.text(
+                "INSERT INTO dedupe_dirty (key, marked) SELECT s.key, 0 FROM stage_messages s "
+                "LEFT JOIN messages m ON m.key = s.key WHERE (m.key IS NULL OR "
+                + newer.format(new="s", old="m", lo=lo)
+                + ") ORDER BY s.key ON CONFLICT (key) DO UPDATE SET marked = dedupe_dirty.marked + 1"
+            )
+        )
         cols = ", ".join(MESSAGE_COLUMNS)
         select_cols = cols if file_id is None else cols.replace("source_file_id", str(int(file_id)))
         updates = ", ".join(f"{c} = excluded.{c}" for c in MESSAGE_COLUMNS if c != "key")
         result = conn.execute(
             sa.text(
-                f"INSERT INTO messages ({cols}, status, reason, dirty) "
-                f"SELECT {select_cols}, 'pending', NULL, TRUE FROM stage_messages WHERE TRUE ORDER BY key "
-                f"ON CONFLICT (key) DO UPDATE SET {updates}, status = 'pending', reason = NULL, dirty = TRUE "
+                f"INSERT INTO messages ({cols}, status, reason) "
+                f"SELECT {select_cols}, 'pending', NULL FROM stage_messages WHERE TRUE ORDER BY key "
+                f"ON CONFLICT (key) DO UPDATE SET {updates}, status = 'pending', reason = NULL "
                 "WHERE " + newer.format(new="excluded", old="messages", lo=lo)
             )
         )

@@ -87,13 +87,22 @@ messages = sa.Table(
     # rule 13: dropped as an earlier attempt of the same user (near_dup_of = the attempt kept)
     sa.Column("near_dup", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("near_dup_of", sa.Text),
-    sa.Column("dirty", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Index("ix_messages_user_time", "username", "posted_at"),
     sa.Index("ix_messages_raw_hash", "raw_hash"),
     sa.Index("ix_messages_clean_hash", "clean_hash"),
+    sa.Index("ix_messages_source_file", "source_file_id"),
     # Dedupe rewrites verdict columns; none of them is indexed and pages keep free space, so on PostgreSQL
     # those updates are HOT (no index writes).
     postgresql_with={"fillfactor": 70},
+)
+
+# Keys of messages inserted or changed since the last dedupe. A table of its own rather than a flag on the wide
+# message rows: marking and clearing never rewrites a message.
+dedupe_dirty = sa.Table(
+    "dedupe_dirty",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("marked", sa.Integer, nullable=False, server_default="0"),
 )
 
 # Old (username, time, hashes) of messages whose content changed on re-ingest: dedupe must revisit

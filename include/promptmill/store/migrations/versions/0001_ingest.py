@@ -82,7 +82,6 @@ def upgrade() -> None:
         # rule 13: dropped as an earlier attempt of the same user (near_dup_of = the attempt kept)
         sa.Column("near_dup", sa.Boolean, nullable=False, server_default=sa.false()),
         sa.Column("near_dup_of", sa.Text),
-        sa.Column("dirty", sa.Boolean, nullable=False, server_default=sa.true()),
         # Dedupe rewrites verdict columns, none of them indexed: with free space in the pages those
         # updates are HOT on PostgreSQL (no index writes).
         postgresql_with={"fillfactor": 70},
@@ -90,6 +89,12 @@ def upgrade() -> None:
     op.create_index("ix_messages_user_time", "messages", ["username", "posted_at"])
     op.create_index("ix_messages_raw_hash", "messages", ["raw_hash"])
     op.create_index("ix_messages_clean_hash", "messages", ["clean_hash"])
+    op.create_index("ix_messages_source_file", "messages", ["source_file_id"])
+    op.create_table(
+        "dedupe_dirty",
+        sa.Column("key", sa.Text, primary_key=True),
+        sa.Column("marked", sa.Integer, nullable=False, server_default="0"),
+    )
     op.create_table(
         "dedupe_queue",
         sa.Column("id", PK, primary_key=True, autoincrement=True),
@@ -101,5 +106,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("dedupe_queue", "messages", "prompts", "channels", "source_files"):
+    for table in ("dedupe_queue", "dedupe_dirty", "messages", "prompts", "channels", "source_files"):
         op.drop_table(table)
