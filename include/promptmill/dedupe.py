@@ -167,14 +167,26 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
     )
     q(sa.text("CREATE INDEX ix_dd_raw ON dd_raw (raw_hash)"))
     report.raw_groups = q(sa.text("SELECT COUNT(*) FROM dd_raw")).scalar()
+    # The representative can only move to a new or changed member, unless an edit took a message out of the
+    # group (the queue): then the whole group is ranked again. Otherwise the candidates are the group's new
+    # members and its current representative, so a popular prompt's long history is not re-read.
+    _temp(conn, "dd_rawfull", "SELECT DISTINCT raw_hash FROM dd_queue WHERE raw_hash IS NOT NULL")
     _temp(
         conn,
         "dd_rr",
         """
-        SELECT m.key, (ROW_NUMBER() OVER (PARTITION BY m.raw_hash ORDER BY m.posted_at, m.posted_seq, m.key) = 1)
+        SELECT c.key, (ROW_NUMBER() OVER (PARTITION BY c.raw_hash ORDER BY c.posted_at, c.posted_seq, c.key) = 1)
                AS raw_rep
-        FROM messages m JOIN dd_raw r ON r.raw_hash = m.raw_hash
-        WHERE m.pre_reason IS NULL
+        FROM (
+            SELECT m.key, m.raw_hash, m.posted_at, m.posted_seq FROM messages m JOIN dd_msgs d ON d.key = m.key
+            WHERE m.pre_reason IS NULL AND m.raw_hash IS NOT NULL
+            UNION
+            SELECT m.key, m.raw_hash, m.posted_at, m.posted_seq FROM messages m JOIN dd_raw r ON r.raw_hash = m.raw_hash
+            WHERE m.raw_rep
+            UNION
+            SELECT m.key, m.raw_hash, m.posted_at, m.posted_seq FROM messages m
+            JOIN dd_rawfull f ON f.raw_hash = m.raw_hash WHERE m.pre_reason IS NULL
+        ) c
         UNION ALL
         SELECT m.key, FALSE FROM messages m JOIN dd_msgs d ON d.key = m.key
         WHERE m.raw_hash IS NULL OR m.pre_reason IS NOT NULL
@@ -247,14 +259,36 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
     )
     q(sa.text("CREATE INDEX ix_dd_clean ON dd_clean (clean_hash)"))
     report.clean_groups = q(sa.text("SELECT COUNT(*) FROM dd_clean")).scalar()
+    # Groups whose current kept message is touched, or that an edit left (the queue), are ranked again in
+    # full; in the others the kept message can only change to a touched member.
+    _temp(
+        conn,
+        "dd_cleanfull",
+        "SELECT DISTINCT m.clean_hash FROM messages m JOIN dd_touched t ON t.key = m.key "
+        "WHERE m.status = 'kept' AND m.clean_hash IS NOT NULL "
+        "UNION SELECT clean_hash FROM dd_queue WHERE clean_hash IS NOT NULL",
+    )
+    q(sa.text("CREATE INDEX ix_dd_cleanfull ON dd_cleanfull (clean_hash)"))
+    _temp(
+        conn,
+        "dd_cand",
+        """
+        SELECT key FROM dd_touched
+        UNION SELECT m.key FROM messages m JOIN dd_clean c ON c.clean_hash = m.clean_hash WHERE m.status = 'kept'
+        UNION SELECT m.key FROM messages m JOIN dd_cleanfull f ON f.clean_hash = m.clean_hash
+        """,
+    )
+    q(sa.text("CREATE INDEX ix_dd_cand ON dd_cand (key)"))
     q(
         sa.text(
             """
             INSERT INTO prompts (text, text_hash, first_seen, kept)
             SELECT MIN(m.clean_text), m.clean_hash, MIN(m.posted_at), FALSE
-            FROM messages m JOIN dd_clean c ON c.clean_hash = m.clean_hash
+            FROM messages m JOIN dd_cand c ON c.key = m.key
+            WHERE m.clean_hash IS NOT NULL
             GROUP BY m.clean_hash
-            ON CONFLICT (text_hash) DO UPDATE SET first_seen = excluded.first_seen
+            ON CONFLICT (text_hash) DO UPDATE SET first_seen = CASE
+                WHEN excluded.first_seen < prompts.first_seen THEN excluded.first_seen ELSE prompts.first_seen END
             """
         )
     )
@@ -268,13 +302,14 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
                 PARTITION BY e.clean_hash
                 ORDER BY COALESCE(e.username, '') {collate} DESC, e.posted_at DESC, e.posted_seq, e.key
             ) AS rn
-            FROM ({effective}) e JOIN dd_clean c ON c.clean_hash = e.clean_hash
-            WHERE e.raw_rep AND NOT e.near_dup AND e.clean_reason IS NULL AND e.pre_reason IS NULL) ranked
+            FROM ({effective}) e JOIN dd_cand c ON c.key = e.key
+            WHERE e.clean_hash IS NOT NULL AND e.raw_rep AND NOT e.near_dup AND e.clean_reason IS NULL
+              AND e.pre_reason IS NULL) ranked
         WHERE rn = 1
         """,
     )
     q(sa.text("CREATE INDEX ix_dd_rep ON dd_rep (key)"))
-    q(sa.text("INSERT INTO dd_touched (key) SELECT m.key FROM messages m JOIN dd_clean c ON c.clean_hash = m.clean_hash"))
+    q(sa.text("INSERT INTO dd_touched (key) SELECT key FROM dd_cand"))
 
     # ---- final verdicts of everything touched: one write per row, none when nothing changed ---------
     q(
@@ -323,7 +358,8 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
     q(sa.text("DELETE FROM dedupe_queue WHERE id <= :max_id"), {"max_id": max_queue_id})
     q(sa.text("DELETE FROM dedupe_dirty WHERE key IN (SELECT key FROM dd_msgs)"))
     if dialect == "sqlite":
-        for name in ("dd_msgs", "dd_queue", "dd_raw", "dd_rr", "dd_touched", "dd_nd", "dd_clean", "dd_rep"):
+        for name in ("dd_msgs", "dd_queue", "dd_raw", "dd_rawfull", "dd_rr", "dd_touched", "dd_nd", "dd_clean",
+                     "dd_cleanfull", "dd_cand", "dd_rep"):
             q(sa.text(f"DROP TABLE IF EXISTS temp.{name}"))
     report.elapsed_s = time.monotonic() - started
     log.info(
