@@ -40,30 +40,19 @@ PROMPTMILL = [sys.executable, "-m", "promptmill.cli"]
 
 
 def run_measured(cmd: list[str]) -> tuple[float, int, str]:
-    """Run a command; return (wall seconds, peak RSS in MB of that process, stdout)."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out, err = proc.communicate()
-    elapsed = time.perf_counter() - started
-    # rusage of that one child (ru_maxrss is in KiB on Linux)
-    peak = _last_child_rss()
-    if proc.returncode != 0:
-        raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{err[-4000:]}")
-    return elapsed, peak, out
-
-
-_rss_seen = 0
-
-
-def _last_child_rss() -> int:
-    import resource
-
-    global _rss_seen
-    value = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
-    # RUSAGE_CHILDREN is a running maximum over all children: report it only when it grew.
-    peak = value if value > _rss_seen else -1
-    _rss_seen = max(_rss_seen, value)
-    return peak
+    """Run a command; return (wall seconds, peak RSS in MB of that very process, stdout)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
+        # wait4 reports the rusage of this child alone (RUSAGE_CHILDREN would be a running maximum)
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode != 0:
+            raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{err.read()[-4000:]}")
+        return elapsed, usage.ru_maxrss // 1024, out.read()
 
 
 def ingest(url: str, path: Path) -> tuple[float, int, dict]:

@@ -239,7 +239,8 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
     if changes:
         q(sa.text("INSERT INTO dd_touched (key) SELECT key FROM dd_nd"))
 
-    # The effective verdict columns of a message: this run's results where there are any, else the stored ones.
+    # The effective verdict columns of the messages listed in a driving table: this run's results where there are
+    # any, else the stored ones. Driving from the (small) key table keeps every join an index lookup.
     effective = """
         SELECT m.key, m.clean_hash, m.posted_at, m.posted_seq, m.username, m.pre_reason, m.clean_reason,
                COALESCE(rr.raw_rep, m.raw_rep) AS raw_rep,
@@ -247,7 +248,8 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
                    AS near_dup,
                CASE WHEN NOT COALESCE(rr.raw_rep, m.raw_rep) THEN NULL
                     WHEN nd.key IS NOT NULL THEN nd.near_dup_of ELSE m.near_dup_of END AS near_dup_of
-        FROM messages m LEFT JOIN dd_rr rr ON rr.key = m.key LEFT JOIN dd_nd nd ON nd.key = m.key
+        FROM {driver} drv JOIN messages m ON m.key = drv.key
+        LEFT JOIN dd_rr rr ON rr.key = m.key LEFT JOIN dd_nd nd ON nd.key = m.key
     """
 
     # ---- rule 34 and the prompts: touched cleaned-prompt groups ---------------------------------------
@@ -274,7 +276,8 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
         "dd_cand",
         """
         SELECT key FROM dd_touched
-        UNION SELECT m.key FROM messages m JOIN dd_clean c ON c.clean_hash = m.clean_hash WHERE m.status = 'kept'
+        UNION SELECT p.kept_message_key FROM prompts p JOIN dd_clean c ON c.clean_hash = p.text_hash
+              WHERE p.kept AND p.kept_message_key IS NOT NULL
         UNION SELECT m.key FROM messages m JOIN dd_cleanfull f ON f.clean_hash = m.clean_hash
         """,
     )
@@ -292,6 +295,11 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
             """
         )
     )
+    q(sa.text("INSERT INTO dd_touched (key) SELECT key FROM dd_cand"))
+    # Materialised (and analysed) once: the planner cannot estimate the effective columns inside a join, and
+    # guessed one row, turning the joins below into repeated scans.
+    _temp(conn, "dd_eff", effective.format(driver="(SELECT DISTINCT key FROM dd_touched)"))
+    q(sa.text("CREATE INDEX ix_dd_eff ON dd_eff (key)"))
     collate = _binary_collation(dialect)
     _temp(
         conn,
@@ -302,19 +310,18 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
                 PARTITION BY e.clean_hash
                 ORDER BY COALESCE(e.username, '') {collate} DESC, e.posted_at DESC, e.posted_seq, e.key
             ) AS rn
-            FROM ({effective}) e JOIN dd_cand c ON c.key = e.key
+            FROM dd_eff e JOIN dd_cand c ON c.key = e.key
             WHERE e.clean_hash IS NOT NULL AND e.raw_rep AND NOT e.near_dup AND e.clean_reason IS NULL
               AND e.pre_reason IS NULL) ranked
         WHERE rn = 1
         """,
     )
     q(sa.text("CREATE INDEX ix_dd_rep ON dd_rep (key)"))
-    q(sa.text("INSERT INTO dd_touched (key) SELECT key FROM dd_cand"))
 
     # ---- final verdicts of everything touched: one write per row, none when nothing changed ---------
     q(
         sa.text(
-            f"""
+            """
             UPDATE messages SET raw_rep = v.raw_rep, near_dup = v.near_dup, near_dup_of = v.near_dup_of,
                 prompt_id = v.prompt_id, status = v.status, reason = v.reason
             FROM (
@@ -328,8 +335,7 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
                     WHEN e.clean_reason IS NOT NULL THEN e.clean_reason
                     WHEN r.key IS NOT NULL THEN NULL
                     ELSE 'duplicate' END AS reason
-                FROM ({effective}) e
-                JOIN (SELECT DISTINCT key FROM dd_touched) t ON t.key = e.key
+                FROM dd_eff e
                 LEFT JOIN dd_rep r ON r.key = e.key
                 LEFT JOIN prompts p ON p.text_hash = e.clean_hash) v
             WHERE messages.key = v.key
@@ -359,7 +365,7 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
     q(sa.text("DELETE FROM dedupe_dirty WHERE key IN (SELECT key FROM dd_msgs)"))
     if dialect == "sqlite":
         for name in ("dd_msgs", "dd_queue", "dd_raw", "dd_rawfull", "dd_rr", "dd_touched", "dd_nd", "dd_clean",
-                     "dd_cleanfull", "dd_cand", "dd_rep"):
+                     "dd_cleanfull", "dd_cand", "dd_eff", "dd_rep"):
             q(sa.text(f"DROP TABLE IF EXISTS temp.{name}"))
     report.elapsed_s = time.monotonic() - started
     log.info(
