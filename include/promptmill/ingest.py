@@ -2,6 +2,8 @@
 
 One file is one transaction: a file that fails halfway leaves nothing behind and is recorded as
 quarantined with the reason. A file whose content hash was already ingested is skipped without parsing.
+The CPU work (parsing, the bot parser, the clean-up) runs in worker processes that spool the derived rows to
+a temporary file; this process loads each file into the store in order.
 Dedupe (rules 12, 13, 34) runs afterwards over what changed; see dedupe.py.
 """
 
@@ -296,7 +298,9 @@ def ingest_source(
 
 
 def _spool_dir(settings: Settings) -> str:
-    path = Path(tempfile.gettempdir())
+    """Where workers spool derived rows until the file is loaded: the data folder (often larger than /tmp)."""
+    path = Path(settings.data_dir) / "spool"
+    path.mkdir(parents=True, exist_ok=True)
     return str(path)
 
 
