@@ -154,6 +154,14 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
     if report.dirty_messages == 0 and max_queue_id == 0:
         report.elapsed_s = time.monotonic() - started
         return report
+    if dialect == "postgresql":
+        # Every statement below drives from a small key table into messages through an index. Right after a
+        # bulk load the planner's statistics lag (skewed hash columns, stale row counts) and it picks full
+        # scans plus JIT compilation that cost more than the work itself; for an increment, forbid both.
+        stored = q(sa.text("SELECT GREATEST(reltuples, 0) FROM pg_class WHERE oid = 'messages'::regclass")).scalar()
+        q(sa.text("SET LOCAL jit = off"))
+        if not full and report.dirty_messages < 0.2 * (stored or 0):
+            q(sa.text("SET LOCAL enable_seqscan = off"))
 
     # Every verdict column is computed into temporary tables first and written with ONE update per row at the
     # end: rewriting wide message rows several times was the dominant cost of a large load.
