@@ -178,7 +178,12 @@ def promptmill():
         groups = plan_ingest(config.settings(_params()), run_date=run_date)
         return [{"group": i + 1, "of": len(groups), "paths": paths} for i, paths in enumerate(groups)]
 
-    @task(multiple_outputs=False, map_index_template="{{ ingest_label }}")
+    @task(
+        multiple_outputs=False,
+        map_index_template="{{ ingest_label }}",
+        # a mapped TaskFlow task does not take its docstring as doc_md: say it explicitly
+        doc_md="Ingest one group of export files: every message stored with a status, bad files quarantined.",
+    )
     def ingest_exports(group: dict) -> dict:
         """Ingest one group of export files: every message stored with a status, bad files quarantined."""
         from promptmill.pipeline import ingest_group

@@ -36,7 +36,7 @@ def test_dag_conventions(dagbag):
     assert dag.doc_md and "promptmill" in dag.doc_md
     for task in dag.tasks:
         assert task.retries >= 2, task.task_id
-        assert task.doc_md or task.doc or task.__doc__, task.task_id
+        assert task.doc_md, task.task_id
     assert set(dag.task_ids) == {
         "discover_exports", "ingest_exports", "dedupe_messages", "plan_labeling", "label_prompts", "publish_dataset",
     }
