@@ -424,7 +424,6 @@ def _near_duplicates(conn: Connection, settings: Settings, similarity, full: boo
     window = timedelta(seconds=settings.near_dup_window_s)
     threshold = settings.near_dup_threshold
     q = conn.execute
-    dialect = conn.dialect.name
     n_points = 0
     if not full:
         n_points = q(
@@ -461,21 +460,19 @@ def _near_duplicates(conn: Connection, settings: Settings, similarity, full: boo
     # when a later read sees them as context: a session chain of a later cluster may reach an earlier one.
     computed: dict[str, tuple[bool, str | None]] = {}
     stored: dict[str, tuple[bool, str | None]] = {}
-    for username, first, last in sorted(clusters, key=lambda c: (c[0], c[1]), reverse=True):
+    clusters.sort(key=lambda c: (c[0], c[1]), reverse=True)
+    # Every cluster's first window in one query; only a session reaching further back is read again alone.
+    prefetched = _read_windows(conn, [(u, first - _LOOKBACK, last + window) for u, first, last in clusters])
+    for index, (username, first, last) in enumerate(clusters):
         lookback = _LOOKBACK
         while True:
             lo = first - lookback
             hi = last + window
             rows = []
-            for key, posted_at, raw_prompt, nd, nd_of in q(
-                sa.text(
-                    "SELECT m.key, m.posted_at, m.raw_prompt, m.near_dup, m.near_dup_of FROM messages m "
-                    "LEFT JOIN dd_rr rr ON rr.key = m.key "
-                    "WHERE m.username = :u AND m.posted_at >= :lo AND m.posted_at <= :hi "
-                    "AND COALESCE(rr.raw_rep, m.raw_rep) ORDER BY m.posted_at DESC, m.posted_seq, m.key"
-                ),
-                {"u": username, "lo": timestamp_param(dialect, lo), "hi": timestamp_param(dialect, hi)},
-            ):
+            window_rows = prefetched.pop(index, []) if lookback == _LOOKBACK else _read_windows(
+                conn, [(username, lo, hi)]
+            ).get(0, [])
+            for key, posted_at, raw_prompt, nd, nd_of in window_rows:
                 stored.setdefault(key, (bool(nd), nd_of))
                 nd, nd_of = computed.get(key, (bool(nd), nd_of))
                 rows.append(_Candidate(key, to_utc(posted_at), raw_prompt, nd, nd_of))
@@ -504,6 +501,46 @@ def _near_duplicates(conn: Connection, settings: Settings, similarity, full: boo
         if stored.get(key) != value
     ]
     return changes, len(points)
+
+
+def _read_windows(conn: Connection, windows: list[tuple[str, datetime, datetime]]) -> dict[int, list[tuple]]:
+    """Rule-13 candidates (effective representatives) of each (username, lo, hi) window, newest first."""
+    dialect = conn.dialect.name
+    rows: dict[int, list[tuple]] = {}
+    if not windows:
+        return rows
+    win = sa.Table(
+        "dd_win",
+        sa.MetaData(),
+        sa.Column("idx", sa.Integer),
+        sa.Column("username", sa.Text),
+        sa.Column("lo", sa.DateTime(timezone=True) if dialect == "postgresql" else sa.Text),
+        sa.Column("hi", sa.DateTime(timezone=True) if dialect == "postgresql" else sa.Text),
+        prefixes=["TEMPORARY"],
+    )
+    conn.execute(sa.text("DROP TABLE IF EXISTS dd_win"))
+    win.create(conn)
+    conn.execute(
+        sa.insert(win),
+        [
+            {"idx": i, "username": u, "lo": timestamp_param(dialect, lo), "hi": timestamp_param(dialect, hi)}
+            for i, (u, lo, hi) in enumerate(windows)
+        ],
+    )
+    if dialect == "postgresql":
+        conn.execute(sa.text("ANALYZE dd_win"))
+    result = conn.execute(
+        sa.text(
+            "SELECT w.idx, m.key, m.posted_at, m.raw_prompt, m.near_dup, m.near_dup_of FROM dd_win w "
+            "JOIN messages m ON m.username = w.username AND m.posted_at >= w.lo AND m.posted_at <= w.hi "
+            "LEFT JOIN dd_rr rr ON rr.key = m.key WHERE COALESCE(rr.raw_rep, m.raw_rep) "
+            "ORDER BY w.idx, m.posted_at DESC, m.posted_seq, m.key"
+        )
+    )
+    for idx, *row in result:
+        rows.setdefault(idx, []).append(tuple(row))
+    conn.execute(sa.text("DROP TABLE dd_win"))
+    return rows
 
 
 def _near_duplicates_full(conn: Connection, similarity, threshold: float, window: timedelta, progress_emit):
