@@ -12,8 +12,9 @@ import orjson
 from promptmill.bots import extract
 from promptmill.cleaning import clean
 from promptmill.records import RawMessage
+from promptmill.store.bulk import MESSAGE_COLUMNS
 
-PRE_REASON_INDEX = 15  # position of pre_reason in a built row (store.bulk.MESSAGE_COLUMNS)
+PRE_REASON_INDEX = MESSAGE_COLUMNS.index("pre_reason")
 
 
 def text_hash(text: str) -> str:

@@ -46,7 +46,6 @@ class FileOutcome:
     reason: str | None = None
     messages: int = 0
     generations: int = 0
-    changed: int = 0
     file_id: int | None = None
 
 
@@ -75,15 +74,6 @@ class IngestReport:
             self.files_skipped += 1
         else:
             self.files_quarantined.append({"path": outcome.path, "reason": outcome.reason})
-
-    def merge(self, other: IngestReport) -> None:
-        self.files_seen += other.files_seen
-        self.files_ingested += other.files_ingested
-        self.files_skipped += other.files_skipped
-        self.files_quarantined.extend(other.files_quarantined)
-        self.messages += other.messages
-        self.generations += other.generations
-        self.file_ids.extend(other.file_ids)
 
     def as_dict(self) -> dict:
         data = asdict(self)
@@ -263,7 +253,7 @@ def commit_prepared(engine: Engine, prepared: Prepared) -> FileOutcome:
                 stager = MessageStager(conn)
                 for batch in _spooled_rows(prepared.spool):
                     stager.extend(batch)
-                changed = stager.merge(file_id=file_id)
+                stager.merge(file_id=file_id)
                 _upsert_channel(conn, header)
                 conn.execute(
                     sa.update(source_files)
@@ -276,25 +266,12 @@ def commit_prepared(engine: Engine, prepared: Prepared) -> FileOutcome:
                 return FileOutcome(source.display_path, "skipped", "ingested concurrently by another worker")
             raise
         return FileOutcome(
-            source.display_path, "ingested", None, prepared.messages, prepared.generations, changed, file_id
+            source.display_path, "ingested", None, prepared.messages, prepared.generations, file_id
         )
     finally:
         if prepared.spool:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(prepared.spool)
-
-
-def ingest_source(
-    engine: Engine,
-    source: Source,
-    settings: Settings,
-    known_files: set[tuple[str, int, int]] | None = None,
-) -> FileOutcome:
-    """Ingest one export file in one transaction, in this process. Never raises for bad input."""
-    if known_files is not None and (source.display_path, source.size, file_mtime_ns(source)) in known_files:
-        return FileOutcome(source.display_path, "skipped", "already ingested (same path, size and time)")
-    prepared = prepare_source(source, settings.cleaning_profile, settings.channels, _spool_dir(settings))
-    return commit_prepared(engine, prepared)
 
 
 def _spool_dir(settings: Settings) -> str:

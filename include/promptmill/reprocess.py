@@ -23,8 +23,6 @@ def reprocess(engine: Engine, settings: Settings, progress_emit=None) -> int:
         total = conn.execute(sa.text("SELECT COUNT(*) FROM messages")).scalar()
     progress = Progress("reprocess", total=total, unit="messages", emit=progress_emit)
     done = 0
-    meta = sa.MetaData()
-    tmp = sa.Table("rp_rows", meta, sa.Column("key", sa.Text), *(sa.Column(c, sa.Text) for c in _DERIVED))
     with engine.begin() as conn:
         ddl = ", ".join(f"{c} {'BOOLEAN' if c == 'nsfw' else 'TEXT'}" for c in _DERIVED)
         suffix = " ON COMMIT DROP" if conn.dialect.name == "postgresql" else ""
@@ -33,10 +31,9 @@ def reprocess(engine: Engine, settings: Settings, progress_emit=None) -> int:
         conn.execute(sa.text(f"CREATE TEMP TABLE rp_rows (key TEXT, {ddl}){suffix}"))
         tmp = sa.Table(
             "rp_rows",
-            meta,
+            sa.MetaData(),
             sa.Column("key", sa.Text),
             *(sa.Column(c, sa.Boolean if c == "nsfw" else sa.Text) for c in _DERIVED),
-            extend_existing=True,
         )
         with engine.connect() as reader:
             result = reader.execute(

@@ -106,10 +106,6 @@ def _coerce(current: Any, value: Any, name: str) -> Any:
             return float(value)
         if isinstance(current, Path) or name.endswith("_dir"):
             return Path(value).expanduser()
-    if isinstance(current, tuple) and isinstance(value, str):
-        return tuple(part.strip() for part in value.split(",") if part.strip())
-    if isinstance(current, tuple) and isinstance(value, list):
-        return tuple(str(v) for v in value)
     if name.endswith("_dir") and value is not None and not isinstance(value, Path):
         return Path(value).expanduser()
     return value

@@ -38,7 +38,7 @@ MESSAGE_COLUMNS: tuple[str, ...] = (
     "posted_seq",
 )
 _TS_COLUMNS = {MESSAGE_COLUMNS.index("posted_at"), MESSAGE_COLUMNS.index("edited_at")}
-_BOOL_COLUMNS = {MESSAGE_COLUMNS.index("nsfw")}
+_NSFW = MESSAGE_COLUMNS.index("nsfw")
 
 _STAGE_DDL = """
 CREATE TEMP TABLE stage_messages (
@@ -226,6 +226,3 @@ class MessageStager:
             )
         )
         return result.rowcount or 0
-
-
-_NSFW = MESSAGE_COLUMNS.index("nsfw")
