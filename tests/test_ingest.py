@@ -120,3 +120,17 @@ def test_csv_and_zip_and_channel_selection(engine, tmp_path):
     assert report.files_ingested == 1 and report.files_skipped == 1
     with engine.connect() as conn:
         assert sorted(conn.execute(sa.text("SELECT DISTINCT channel_id FROM messages")).scalars()) == ["107", "108"]
+
+
+def test_reprocess_applies_a_changed_profile_to_stored_messages(engine, tmp_path):
+    from promptmill.reprocess import reprocess
+
+    msgs = [slash("ann", "a cottage in Sussex", 0, seq=1), slash("bob", "a red barn", 5, seq=2)]
+    ingest_paths(engine, [write_json_export(tmp_path / "in" / "x [101].json", "101", msgs)], SETTINGS)
+    with engine.connect() as conn:
+        before = dict(conn.execute(sa.text("SELECT content LIKE '%Sussex%', reason FROM messages")).all())
+    assert before == {True: "nsfw_word", False: None}  # the parity defect: "Sussex" contains "sex"
+    assert reprocess(engine, Settings(cleaning_profile="improved")) == 2
+    with engine.connect() as conn:
+        after = dict(conn.execute(sa.text("SELECT content LIKE '%Sussex%', status FROM messages")).all())
+    assert after == {True: "kept", False: "kept"}
