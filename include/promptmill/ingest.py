@@ -90,7 +90,8 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _known_hash(engine: Engine, content_hash: str) -> str | None:
+def known_outcome(engine: Engine, content_hash: str) -> str | None:
+    """The recorded outcome (ingested / quarantined) of a file with this content hash, if any."""
     with engine.connect() as conn:
         return conn.execute(
             sa.select(source_files.c.outcome).where(source_files.c.content_hash == content_hash)
@@ -227,7 +228,7 @@ def commit_prepared(engine: Engine, prepared: Prepared) -> FileOutcome:
         if prepared.not_selected is not None:
             # Not recorded: a later run that selects this channel must still pick the file up.
             return FileOutcome(source.display_path, "skipped", f"channel {prepared.not_selected} not selected")
-        known = _known_hash(engine, prepared.content_hash)
+        known = known_outcome(engine, prepared.content_hash)
         if known is not None:
             return FileOutcome(source.display_path, "skipped", f"already {known} (same content hash)")
         started = time.monotonic()
@@ -262,7 +263,7 @@ def commit_prepared(engine: Engine, prepared: Prepared) -> FileOutcome:
                 )
         except IntegrityError:
             # Another worker ingested the same content at the same time: its commit won.
-            if _known_hash(engine, prepared.content_hash) is not None:
+            if known_outcome(engine, prepared.content_hash) is not None:
                 return FileOutcome(source.display_path, "skipped", "ingested concurrently by another worker")
             raise
         return FileOutcome(

@@ -43,38 +43,34 @@ def plan_ingest(settings: Settings, *, run_date: str | None = None, max_groups: 
     Date-partitioned landing folders (``<landing>/<YYYY-MM-DD>/...``): a run for a date takes that date's
     partition (plus unpartitioned files); a run without a date (manual) takes every partition.
     """
-    import sqlalchemy as sa
-
     from promptmill.exports import ExportError
-    from promptmill.ingest import iter_sources
-    from promptmill.store.schema import source_files
+    from promptmill.ingest import file_mtime_ns, iter_sources, known_outcome, unchanged_files
 
     landing = settings.effective_landing_dir
     if not landing.exists():
         log.warning("landing folder %s does not exist: nothing to ingest", landing)
         return []
     engine = _engine(settings)
+    # The same shortcut ingest takes: a file ingested under the same path, size and mtime is not hashed again.
+    known_files = unchanged_files(engine)
     pending: dict[str, int] = {}
-    with engine.connect() as conn:
-        for item in iter_sources([landing], settings):
-            if isinstance(item, ExportError):
-                top = item.source.split("!", 1)[0]
-                pending.setdefault(top, 0)
-                continue
-            top = item.display_path.split("!", 1)[0]
-            date = partition_of(Path(top), landing)
-            if run_date and date and date != run_date:
-                continue
-            try:
-                content_hash = item.content_hash()
-            except (ExportError, OSError):
-                pending.setdefault(top, 0)
-                continue
-            known = conn.execute(
-                sa.select(source_files.c.outcome).where(source_files.c.content_hash == content_hash)
-            ).first()
-            if known is None:
-                pending[top] = pending.get(top, 0) + item.size
+    for item in iter_sources([landing], settings):
+        if isinstance(item, ExportError):
+            pending.setdefault(item.source.split("!", 1)[0], 0)
+            continue
+        top = item.display_path.split("!", 1)[0]
+        date = partition_of(Path(top), landing)
+        if run_date and date and date != run_date:
+            continue
+        if (item.display_path, item.size, file_mtime_ns(item)) in known_files:
+            continue
+        try:
+            content_hash = item.content_hash()
+        except (ExportError, OSError):
+            pending.setdefault(top, 0)
+            continue
+        if known_outcome(engine, content_hash) is None:
+            pending[top] = pending.get(top, 0) + item.size
     if not pending:
         return []
     groups_n = min(len(pending), max_groups)
