@@ -1,64 +1,23 @@
-"""Fixtures: a local fake OpenAI server, and stores on SQLite and on a throwaway PostgreSQL database."""
+"""Fixtures: a local fake OpenAI server, and stores on SQLite and on PostgreSQL (``pg_url``, a fresh schema of the
+session's throwaway database, comes from tests/conftest.py)."""
 
 from __future__ import annotations
 
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:  # for `tests.fake_openai`
     sys.path.insert(0, str(REPO_ROOT))
 
+from labeling_helpers import API_KEY  # noqa: E402
 from promptmill.labeling.client import ClientConfig  # noqa: E402
 from promptmill.labeling.settings import LabelSettings  # noqa: E402
-from promptmill.labeling.tables import (  # noqa: E402
-    label_batch_items,
-    label_batch_jobs,
-    label_requests,
-    label_versions,
-    labels,
-)
 from promptmill.store import db  # noqa: E402
-from promptmill.store.schema import prompts  # noqa: E402
 
 from tests.fake_openai.server import FakeOpenAI  # noqa: E402
-
-PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-from labeling_helpers import API_KEY  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def pg_url():
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except Exception as exc:  # a missing server must fail the run, not skip it
-        pytest.fail(f"PostgreSQL at 127.0.0.1:5432 (user postgres) is unreachable: {exc}", pytrace=False)
-    name = f"pm_lbl_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    yield url
-    db.dispose_all()
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-@pytest.fixture
-def sqlite_url(tmp_path):
-    return f"sqlite:///{tmp_path / 'store.sqlite'}"
-
-
-def _clean(engine: sa.Engine) -> None:
-    with engine.begin() as conn:
-        for table in (label_batch_items, label_batch_jobs, labels, label_requests, label_versions, prompts):
-            conn.execute(sa.delete(table))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -68,14 +27,8 @@ def store_url(request, tmp_path):
         url = f"sqlite:///{tmp_path / 'store.sqlite'}"
     else:
         url = request.getfixturevalue("pg_url")
-    engine = db.connect(url)
-    _clean(engine)
+    db.connect(url)  # migrated before the test starts
     return url
-
-
-@pytest.fixture
-def engine(store_url):
-    return db.connect(store_url)
 
 
 @pytest.fixture

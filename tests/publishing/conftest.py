@@ -1,5 +1,6 @@
-"""Publishing test setup: stores on SQLite and on a throwaway PostgreSQL database (pm_pub_<random>), and helpers
-that insert kept prompts, their messages and labels directly (no ingest, no labeling server needed)."""
+"""Publishing test setup: helpers that insert kept prompts, their messages and labels directly (no ingest, no
+labeling server needed). The stores (SQLite, and a fresh schema of the session's PostgreSQL database) come from
+tests/conftest.py: ``store_url``, ``engine``, ``pg_url``."""
 
 from __future__ import annotations
 
@@ -7,8 +8,6 @@ import datetime as dt
 import hashlib
 import itertools
 import json
-import os
-import secrets
 
 import pytest
 import sqlalchemy as sa
@@ -16,54 +15,8 @@ from promptmill.labeling.tables import label_versions, labels
 from promptmill.store import db
 from promptmill.store.schema import channels, messages, prompts
 
-PG_SERVER_URL = os.environ.get("PROMPTMILL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 LABEL_VERSION = "lv-test-1"
 SALT = "test-salt-not-a-secret"
-
-
-@pytest.fixture(scope="session")
-def publish_pg_database():
-    admin = sa.create_engine(PG_SERVER_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except Exception as exc:  # these tests must fail, never skip, without the server
-        pytest.fail(
-            f"PostgreSQL is required by the publishing tests but {db.redact_url(PG_SERVER_URL)} is unreachable: "
-            f"{str(getattr(exc, 'orig', exc)).strip()}. Start it or set PROMPTMILL_TEST_PG_URL.",
-            pytrace=False,
-        )
-    name = f"pm_pub_{secrets.token_hex(4)}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield sa.engine.make_url(PG_SERVER_URL).set(database=name).render_as_string(hide_password=False)
-    db.dispose_all()
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-@pytest.fixture
-def publish_pg_url(publish_pg_database):
-    """A fresh schema per test in the session database (selected through search_path)."""
-    schema = f"t_{secrets.token_hex(5)}"
-    engine = sa.create_engine(publish_pg_database, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    engine.dispose()
-    return f"{publish_pg_database}?options=-csearch_path%3D{schema}"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'store.sqlite'}"
-    return request.getfixturevalue("publish_pg_url")
-
-
-@pytest.fixture
-def engine(store_url):
-    return db.connect(store_url)
 
 
 @pytest.fixture

@@ -138,8 +138,8 @@ def test_same_state_publishes_byte_identical_files(engine, tmp_path):
     assert manifest_one["run_id"] != manifest_two["run_id"]
 
 
-def test_sqlite_and_postgresql_publish_the_same_bytes(tmp_path, publish_pg_url):
-    engines = [db.connect(f"sqlite:///{tmp_path / 'same.sqlite'}"), db.connect(publish_pg_url)]
+def test_sqlite_and_postgresql_publish_the_same_bytes(tmp_path, pg_url):
+    engines = [db.connect(f"sqlite:///{tmp_path / 'same.sqlite'}"), db.connect(pg_url)]
     for engine in engines:
         add_dataset(engine, 30, args={"seed": 1, "scale": 7.5, "steps": 50, "sampler": "k_euler"})
     results = [publish(engine, settings_for(tmp_path / f"pub{i}")) for i, engine in enumerate(engines)]
