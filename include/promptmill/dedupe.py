@@ -125,12 +125,18 @@ def run_dedupe(
     raise AssertionError("unreachable")
 
 
-def _temp(conn: Connection, name: str, select_sql: str, params: dict | None = None) -> None:
+def _temp(
+    conn: Connection, name: str, select_sql: str, params: dict | None = None, *, index: str | None = None
+) -> None:
+    """A temporary table holding a query's rows for this transaction, indexed on ``index`` when given."""
     if conn.dialect.name == "sqlite":
         conn.execute(sa.text(f"DROP TABLE IF EXISTS temp.{name}"))
         conn.execute(sa.text(f"CREATE TEMP TABLE {name} AS {select_sql}"), params or {})
     else:
         conn.execute(sa.text(f"CREATE TEMP TABLE {name} ON COMMIT DROP AS {select_sql}"), params or {})
+    if index:
+        conn.execute(sa.text(f"CREATE INDEX ix_{name} ON {name} ({index})"))
+    if conn.dialect.name == "postgresql":
         # Temporary tables have no statistics until analysed: without them the planner guesses badly.
         conn.execute(sa.text(f"ANALYZE {name}"))
 
@@ -142,14 +148,13 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
     dialect = conn.dialect.name
 
     max_queue_id = q(sa.text("SELECT MAX(id) FROM dedupe_queue")).scalar() or 0
-    _temp(conn, "dd_msgs", "SELECT key FROM messages" if full else "SELECT key FROM dedupe_dirty")
+    _temp(conn, "dd_msgs", "SELECT key FROM messages" if full else "SELECT key FROM dedupe_dirty", index="key")
     _temp(
         conn,
         "dd_queue",
         "SELECT username, posted_at, raw_hash, clean_hash FROM dedupe_queue WHERE id <= :max_id",
         {"max_id": max_queue_id},
     )
-    q(sa.text("CREATE INDEX ix_dd_msgs ON dd_msgs (key)"))
     report.dirty_messages = q(sa.text("SELECT COUNT(*) FROM dd_msgs")).scalar()
     if report.dirty_messages == 0 and max_queue_id == 0:
         report.elapsed_s = time.monotonic() - started
@@ -172,8 +177,8 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
         "dd_raw",
         "SELECT DISTINCT m.raw_hash FROM messages m JOIN dd_msgs d ON d.key = m.key WHERE m.raw_hash IS NOT NULL "
         "UNION SELECT raw_hash FROM dd_queue WHERE raw_hash IS NOT NULL",
+        index="raw_hash",
     )
-    q(sa.text("CREATE INDEX ix_dd_raw ON dd_raw (raw_hash)"))
     report.raw_groups = q(sa.text("SELECT COUNT(*) FROM dd_raw")).scalar()
     # The representative can only move to a new or changed member, unless an edit took a message out of the
     # group (the queue): then the whole group is ranked again. Otherwise the candidates are the group's new
@@ -199,8 +204,8 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
         SELECT m.key, FALSE FROM messages m JOIN dd_msgs d ON d.key = m.key
         WHERE m.raw_hash IS NULL OR m.pre_reason IS NOT NULL
         """,
+        index="key",
     )
-    q(sa.text("CREATE INDEX ix_dd_rr ON dd_rr (key)"))
     # Beyond the new and changed messages, only those whose representative status flips are touched: a later
     # duplicate of a prompt leaves its group's earlier members as they were.
     _temp(
@@ -208,8 +213,8 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
         "dd_touched",
         "SELECT key FROM dd_msgs UNION SELECT rr.key FROM dd_rr rr JOIN messages m ON m.key = rr.key "
         "WHERE m.raw_rep <> rr.raw_rep",
+        index="key",
     )
-    q(sa.text("CREATE INDEX ix_dd_touched ON dd_touched (key)"))
 
     # ---- rule 13: near-duplicate attempts, per user session -----------------------------------------
     similarity = similarity_function(settings.near_dup_metric)
@@ -266,8 +271,8 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
         "dd_clean",
         "SELECT DISTINCT m.clean_hash FROM messages m JOIN dd_touched t ON t.key = m.key "
         "WHERE m.clean_hash IS NOT NULL UNION SELECT clean_hash FROM dd_queue WHERE clean_hash IS NOT NULL",
+        index="clean_hash",
     )
-    q(sa.text("CREATE INDEX ix_dd_clean ON dd_clean (clean_hash)"))
     report.clean_groups = q(sa.text("SELECT COUNT(*) FROM dd_clean")).scalar()
     # Groups whose current kept message is touched, or that an edit left (the queue), are ranked again in
     # full; in the others the kept message can only change to a touched member.
@@ -277,8 +282,8 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
         "SELECT DISTINCT m.clean_hash FROM messages m JOIN dd_touched t ON t.key = m.key "
         "WHERE m.status = 'kept' AND m.clean_hash IS NOT NULL "
         "UNION SELECT clean_hash FROM dd_queue WHERE clean_hash IS NOT NULL",
+        index="clean_hash",
     )
-    q(sa.text("CREATE INDEX ix_dd_cleanfull ON dd_cleanfull (clean_hash)"))
     _temp(
         conn,
         "dd_cand",
@@ -288,8 +293,8 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
               WHERE p.kept AND p.kept_message_key IS NOT NULL
         UNION SELECT m.key FROM messages m JOIN dd_cleanfull f ON f.clean_hash = m.clean_hash
         """,
+        index="key",
     )
-    q(sa.text("CREATE INDEX ix_dd_cand ON dd_cand (key)"))
     q(
         sa.text(
             """
@@ -306,8 +311,7 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
     q(sa.text("INSERT INTO dd_touched (key) SELECT key FROM dd_cand"))
     # Materialised (and analysed) once: the planner cannot estimate the effective columns inside a join, and
     # guessed one row, turning the joins below into repeated scans.
-    _temp(conn, "dd_eff", effective.format(driver="(SELECT DISTINCT key FROM dd_touched)"))
-    q(sa.text("CREATE INDEX ix_dd_eff ON dd_eff (key)"))
+    _temp(conn, "dd_eff", effective.format(driver="(SELECT DISTINCT key FROM dd_touched)"), index="key")
     collate = _binary_collation(dialect)
     _temp(
         conn,
@@ -323,8 +327,8 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
               AND e.pre_reason IS NULL) ranked
         WHERE rn = 1
         """,
+        index="key",
     )
-    q(sa.text("CREATE INDEX ix_dd_rep ON dd_rep (key)"))
 
     # ---- final verdicts of everything touched: one write per row, none when nothing changed ---------
     q(
