@@ -297,3 +297,31 @@ def test_session_chains_reach_back_across_windows(engine, gap_minutes):
     load(engine, chain[-1:])
     fresh = chain
     assert statuses(engine) == oracle(fresh)
+
+
+@st.composite
+def long_sessions(draw):
+    """Users posting for many hours with gaps mostly under the window: sessions far longer than one read."""
+    msgs = []
+    for user in draw(st.lists(st.sampled_from(["ann", "bob"]), min_size=1, max_size=2, unique=True)):
+        minutes = 0.0
+        for i in range(draw(st.integers(min_value=2, max_value=30))):
+            minutes += draw(st.sampled_from([5, 20, 45, 59, 61, 90]))
+            prompt = f"a {draw(st.sampled_from(WORDS[:3]))}{draw(st.sampled_from(STYLES[:4]))}"
+            msgs.append(raw(f"{user}{i:02d}", user, prompt, minutes))
+    cuts = sorted(draw(st.lists(st.integers(min_value=0, max_value=len(msgs)), max_size=3)))
+    order = draw(st.permutations(range(len(msgs))))
+    return msgs, order, cuts
+
+
+@hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=long_sessions())
+def test_long_sessions_incremental_matches_the_oracle(data, tmp_path_factory):
+    """Increments into sessions spanning many hours: the walk back stops early only where nothing can change."""
+    msgs, order, cuts = data
+    engine = _fresh_engine("sqlite", tmp_path_factory)
+    shuffled = [msgs[i] for i in order]
+    for lo, hi in itertools.pairwise([0, *cuts, len(shuffled)]):
+        load(engine, shuffled[lo:hi])
+    assert statuses(engine) == oracle(msgs)
+    engine.dispose()

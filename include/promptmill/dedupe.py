@@ -424,6 +424,36 @@ def _walk(
         yield row, match is not None, match
 
 
+def _walk_until_settled(
+    region_desc: list[_Candidate],
+    context_kept_desc: list[_Candidate],
+    similarity: Callable[[str, str], float],
+    threshold: float,
+    window: timedelta,
+    first: datetime,
+    stored: dict[str, tuple[bool, str | None]],
+) -> tuple[list[tuple[_Candidate, bool, str | None]], datetime]:
+    """Walk a user's rows back from the touched ones until the change can no longer propagate.
+
+    A row's verdict depends only on which rows less than a window newer are kept. Every row from ``first``
+    (the earliest touched point) on is recomputed; going further back, the "frontier" is the oldest row whose
+    kept/dropped state differs from the stored one. A row a full window older than the frontier sees exactly
+    the kept rows it saw when its stored verdict was computed, and so does every older row: the walk stops.
+    Work is proportional to how far the change actually spreads, not to the length of the user's session.
+    Returns the walked rows and the frontier.
+    """
+    walked: list[tuple[_Candidate, bool, str | None]] = []
+    frontier = first
+    for row, is_dup, dup_of in _walk(region_desc, context_kept_desc, similarity, threshold, window):
+        if row.posted_at < first and frontier - row.posted_at >= window:
+            break
+        walked.append((row, is_dup, dup_of))
+        before = stored.get(row.key)
+        if before is not None and before[0] != is_dup and row.posted_at < frontier:
+            frontier = row.posted_at
+    return walked, frontier
+
+
 def _near_duplicates(conn: Connection, settings: Settings, similarity, full: bool, progress_emit):
     window = timedelta(seconds=settings.near_dup_window_s)
     threshold = settings.near_dup_threshold
@@ -482,22 +512,12 @@ def _near_duplicates(conn: Connection, settings: Settings, similarity, full: boo
                 rows.append(_Candidate(key, to_utc(posted_at), raw_prompt, nd, nd_of))
             region = [r for r in rows if r.posted_at <= last]
             context = [r for r in rows if r.posted_at > last and not r.near_dup]
-            # The chain of rows, going back from the earliest touched point, less than a window apart.
-            start = first
-            cut = len(region)
-            for idx, row in enumerate(region):
-                if row.posted_at >= first:
-                    continue
-                if start - row.posted_at < window:
-                    start = row.posted_at
-                else:
-                    cut = idx
-                    break
-            if cut == len(region) and start - window < lo:
-                lookback *= 4  # the session may reach further back than what was read: read more
+            walked, frontier = _walk_until_settled(region, context, similarity, threshold, window, first, stored)
+            if len(walked) == len(region) and frontier - window < lo:
+                lookback *= 4  # older rows than were read may still be affected: read further back
                 continue
             break
-        for row, is_dup, dup_of in _walk(region[:cut], context, similarity, threshold, window):
+        for row, is_dup, dup_of in walked:
             computed[row.key] = (is_dup, dup_of)
     changes = [
         {"key": key, "near_dup": value[0], "near_dup_of": value[1]}
