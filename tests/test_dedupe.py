@@ -50,7 +50,7 @@ def snapshot(engine) -> dict:
     with engine.connect() as conn:
         rows = conn.execute(
             sa.text(
-                "SELECT m.key, m.status, m.reason, m.near_dup_of, p.text, p.kept FROM messages m "
+                "SELECT m.key, m.status, m.reason, m.near_dup_of, p.text, p.kept FROM message_verdicts m "
                 "LEFT JOIN prompts p ON p.id = m.prompt_id ORDER BY m.key"
             )
         ).all()
@@ -89,7 +89,7 @@ def test_near_duplicate_keeps_the_latest_attempt_of_a_user(engine):
     assert got["4"] == ("kept", None)
     assert got["5"] == ("kept", None)
     with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT near_dup_of FROM messages WHERE key = '1'")).scalar() == "3"
+        assert conn.execute(sa.text("SELECT near_dup_of FROM message_verdicts WHERE key = '1'")).scalar() == "3"
 
 
 def test_cleaned_duplicates_and_prompt_rows(engine):

@@ -20,8 +20,8 @@ def _counts(engine) -> dict:
     with engine.connect() as conn:
         return {
             "messages": conn.execute(sa.text("SELECT COUNT(*) FROM messages")).scalar(),
-            "kept": conn.execute(sa.text("SELECT COUNT(*) FROM messages WHERE status = 'kept'")).scalar(),
-            "pending": conn.execute(sa.text("SELECT COUNT(*) FROM messages WHERE status = 'pending'")).scalar(),
+            "kept": conn.execute(sa.text("SELECT COUNT(*) FROM message_verdicts WHERE status = 'kept'")).scalar(),
+            "pending": conn.execute(sa.text("SELECT COUNT(*) FROM message_verdicts WHERE status = 'pending'")).scalar(),
         }
 
 
@@ -111,7 +111,7 @@ def test_csv_and_zip_and_channel_selection(engine, tmp_path):
     assert report.files_ingested == 1
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT DISTINCT channel_id FROM messages")).scalars().all() == ["107"]
-        rows = conn.execute(sa.text("SELECT status, reason FROM messages ORDER BY posted_at")).all()
+        rows = conn.execute(sa.text("SELECT status, reason FROM message_verdicts ORDER BY posted_at")).all()
     assert [tuple(r) for r in rows] == [("rejected", "duplicate"), ("kept", None)] or [tuple(r) for r in rows] == [
         ("kept", None),
         ("rejected", "duplicate"),
@@ -128,9 +128,11 @@ def test_reprocess_applies_a_changed_profile_to_stored_messages(engine, tmp_path
     msgs = [slash("ann", "a cottage in Sussex", 0, seq=1), slash("bob", "a red barn", 5, seq=2)]
     ingest_paths(engine, [write_json_export(tmp_path / "in" / "x [101].json", "101", msgs)], SETTINGS)
     with engine.connect() as conn:
-        before = dict(conn.execute(sa.text("SELECT content LIKE '%Sussex%', reason FROM messages")).all())
+        before = dict(conn.execute(sa.text("SELECT m.content LIKE '%Sussex%', v.reason FROM messages m "
+                                         "JOIN message_verdicts v ON v.key = m.key")).all())
     assert before == {True: "nsfw_word", False: None}  # the parity defect: "Sussex" contains "sex"
     assert reprocess(engine, Settings(cleaning_profile="improved")) == 2
     with engine.connect() as conn:
-        after = dict(conn.execute(sa.text("SELECT content LIKE '%Sussex%', status FROM messages")).all())
+        after = dict(conn.execute(sa.text("SELECT m.content LIKE '%Sussex%', v.status FROM messages m "
+                                        "JOIN message_verdicts v ON v.key = m.key")).all())
     assert after == {True: "kept", False: "kept"}

@@ -148,7 +148,7 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
     dialect = conn.dialect.name
 
     max_queue_id = q(sa.text("SELECT MAX(id) FROM dedupe_queue")).scalar() or 0
-    _temp(conn, "dd_msgs", "SELECT key FROM messages" if full else "SELECT key FROM dedupe_dirty", index="key")
+    _temp(conn, "dd_msgs", "SELECT key FROM message_verdicts" if full else "SELECT key FROM dedupe_dirty", index="key")
     _temp(
         conn,
         "dd_queue",
@@ -160,10 +160,10 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
         report.elapsed_s = time.monotonic() - started
         return report
     if dialect == "postgresql":
-        # Every statement below drives from a small key table into messages through an index. Right after a
+        # Every statement below drives from a small key table into message_verdicts through an index. Right after a
         # bulk load the planner's statistics lag (skewed hash columns, stale row counts) and it picks full
         # scans plus JIT compilation that cost more than the work itself; for an increment, forbid both.
-        stored = q(sa.text("SELECT GREATEST(reltuples, 0) FROM pg_class WHERE oid = 'messages'::regclass")).scalar()
+        stored = q(sa.text("SELECT GREATEST(reltuples, 0) FROM pg_class WHERE oid = 'message_verdicts'::regclass")).scalar()
         q(sa.text("SET LOCAL jit = off"))
         if not full and report.dirty_messages < 0.2 * (stored or 0):
             q(sa.text("SET LOCAL enable_seqscan = off"))
@@ -175,7 +175,7 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
     _temp(
         conn,
         "dd_raw",
-        "SELECT DISTINCT m.raw_hash FROM messages m JOIN dd_msgs d ON d.key = m.key WHERE m.raw_hash IS NOT NULL "
+        "SELECT DISTINCT m.raw_hash FROM message_verdicts m JOIN dd_msgs d ON d.key = m.key WHERE m.raw_hash IS NOT NULL "
         "UNION SELECT raw_hash FROM dd_queue WHERE raw_hash IS NOT NULL",
         index="raw_hash",
     )
@@ -191,17 +191,17 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
         SELECT c.key, (ROW_NUMBER() OVER (PARTITION BY c.raw_hash ORDER BY c.posted_at, c.posted_seq, c.key) = 1)
                AS raw_rep
         FROM (
-            SELECT m.key, m.raw_hash, m.posted_at, m.posted_seq FROM messages m JOIN dd_msgs d ON d.key = m.key
+            SELECT m.key, m.raw_hash, m.posted_at, m.posted_seq FROM message_verdicts m JOIN dd_msgs d ON d.key = m.key
             WHERE m.pre_reason IS NULL AND m.raw_hash IS NOT NULL
             UNION
-            SELECT m.key, m.raw_hash, m.posted_at, m.posted_seq FROM messages m JOIN dd_raw r ON r.raw_hash = m.raw_hash
+            SELECT m.key, m.raw_hash, m.posted_at, m.posted_seq FROM message_verdicts m JOIN dd_raw r ON r.raw_hash = m.raw_hash
             WHERE m.raw_rep
             UNION
-            SELECT m.key, m.raw_hash, m.posted_at, m.posted_seq FROM messages m
+            SELECT m.key, m.raw_hash, m.posted_at, m.posted_seq FROM message_verdicts m
             JOIN dd_rawfull f ON f.raw_hash = m.raw_hash WHERE m.pre_reason IS NULL
         ) c
         UNION ALL
-        SELECT m.key, FALSE FROM messages m JOIN dd_msgs d ON d.key = m.key
+        SELECT m.key, FALSE FROM message_verdicts m JOIN dd_msgs d ON d.key = m.key
         WHERE m.raw_hash IS NULL OR m.pre_reason IS NOT NULL
         """,
         index="key",
@@ -211,7 +211,7 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
     _temp(
         conn,
         "dd_touched",
-        "SELECT key FROM dd_msgs UNION SELECT rr.key FROM dd_rr rr JOIN messages m ON m.key = rr.key "
+        "SELECT key FROM dd_msgs UNION SELECT rr.key FROM dd_rr rr JOIN message_verdicts m ON m.key = rr.key "
         "WHERE m.raw_rep <> rr.raw_rep",
         index="key",
     )
@@ -222,9 +222,9 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
     if similarity is None:
         rows = q(
             sa.text(
-                "SELECT key FROM messages WHERE near_dup"
+                "SELECT key FROM message_verdicts WHERE near_dup"
                 if full
-                else "SELECT m.key FROM messages m JOIN dd_touched t ON t.key = m.key WHERE m.near_dup"
+                else "SELECT m.key FROM message_verdicts m JOIN dd_touched t ON t.key = m.key WHERE m.near_dup"
             )
         )
         changes = [{"key": key, "near_dup": False, "near_dup_of": None} for (key,) in rows]
@@ -261,7 +261,7 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
                    AS near_dup,
                CASE WHEN NOT COALESCE(rr.raw_rep, m.raw_rep) THEN NULL
                     WHEN nd.key IS NOT NULL THEN nd.near_dup_of ELSE m.near_dup_of END AS near_dup_of
-        FROM {driver} drv JOIN messages m ON m.key = drv.key
+        FROM {driver} drv JOIN message_verdicts m ON m.key = drv.key
         LEFT JOIN dd_rr rr ON rr.key = m.key LEFT JOIN dd_nd nd ON nd.key = m.key
     """
 
@@ -269,7 +269,7 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
     _temp(
         conn,
         "dd_clean",
-        "SELECT DISTINCT m.clean_hash FROM messages m JOIN dd_touched t ON t.key = m.key "
+        "SELECT DISTINCT m.clean_hash FROM message_verdicts m JOIN dd_touched t ON t.key = m.key "
         "WHERE m.clean_hash IS NOT NULL UNION SELECT clean_hash FROM dd_queue WHERE clean_hash IS NOT NULL",
         index="clean_hash",
     )
@@ -279,7 +279,7 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
     _temp(
         conn,
         "dd_cleanfull",
-        "SELECT DISTINCT m.clean_hash FROM messages m JOIN dd_touched t ON t.key = m.key "
+        "SELECT DISTINCT m.clean_hash FROM message_verdicts m JOIN dd_touched t ON t.key = m.key "
         "WHERE m.status = 'kept' AND m.clean_hash IS NOT NULL "
         "UNION SELECT clean_hash FROM dd_queue WHERE clean_hash IS NOT NULL",
         index="clean_hash",
@@ -291,7 +291,7 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
         SELECT key FROM dd_touched
         UNION SELECT p.kept_message_key FROM prompts p JOIN dd_clean c ON c.clean_hash = p.text_hash
               WHERE p.kept AND p.kept_message_key IS NOT NULL
-        UNION SELECT m.key FROM messages m JOIN dd_cleanfull f ON f.clean_hash = m.clean_hash
+        UNION SELECT m.key FROM message_verdicts m JOIN dd_cleanfull f ON f.clean_hash = m.clean_hash
         """,
         index="key",
     )
@@ -299,10 +299,15 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
         sa.text(
             """
             INSERT INTO prompts (text, text_hash, first_seen, kept)
-            SELECT MIN(m.clean_text), m.clean_hash, MIN(m.posted_at), FALSE
-            FROM messages m JOIN dd_cand c ON c.key = m.key
-            WHERE m.clean_hash IS NOT NULL
-            GROUP BY m.clean_hash
+            SELECT msg.clean_text, g.clean_hash, g.first_seen, FALSE
+            FROM (
+                SELECT m.clean_hash, MIN(m.posted_at) AS first_seen, MIN(m.key) AS any_key
+                FROM message_verdicts m JOIN dd_cand c ON c.key = m.key
+                WHERE m.clean_hash IS NOT NULL
+                GROUP BY m.clean_hash) g
+            -- every member of a group has the same cleaned text: read one wide row per group
+            JOIN messages msg ON msg.key = g.any_key
+            WHERE TRUE
             ON CONFLICT (text_hash) DO UPDATE SET first_seen = CASE
                 WHEN excluded.first_seen < prompts.first_seen THEN excluded.first_seen ELSE prompts.first_seen END
             """
@@ -334,7 +339,7 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
     q(
         sa.text(
             """
-            UPDATE messages SET raw_rep = v.raw_rep, near_dup = v.near_dup, near_dup_of = v.near_dup_of,
+            UPDATE message_verdicts SET raw_rep = v.raw_rep, near_dup = v.near_dup, near_dup_of = v.near_dup_of,
                 prompt_id = v.prompt_id, status = v.status, reason = v.reason
             FROM (
                 SELECT e.key, e.raw_rep, e.near_dup, e.near_dup_of, p.id AS prompt_id,
@@ -350,13 +355,13 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
                 FROM dd_eff e
                 LEFT JOIN dd_rep r ON r.key = e.key
                 LEFT JOIN prompts p ON p.text_hash = e.clean_hash) v
-            WHERE messages.key = v.key
-              AND (messages.status IS DISTINCT FROM v.status
-                   OR messages.reason IS DISTINCT FROM v.reason
-                   OR messages.raw_rep IS DISTINCT FROM v.raw_rep
-                   OR messages.near_dup IS DISTINCT FROM v.near_dup
-                   OR messages.near_dup_of IS DISTINCT FROM v.near_dup_of
-                   OR messages.prompt_id IS DISTINCT FROM v.prompt_id)
+            WHERE message_verdicts.key = v.key
+              AND (message_verdicts.status IS DISTINCT FROM v.status
+                   OR message_verdicts.reason IS DISTINCT FROM v.reason
+                   OR message_verdicts.raw_rep IS DISTINCT FROM v.raw_rep
+                   OR message_verdicts.near_dup IS DISTINCT FROM v.near_dup
+                   OR message_verdicts.near_dup_of IS DISTINCT FROM v.near_dup_of
+                   OR message_verdicts.prompt_id IS DISTINCT FROM v.prompt_id)
             """
         )
     )
@@ -369,7 +374,7 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
     )
     q(
         sa.text(
-            "UPDATE prompts SET kept = TRUE, kept_message_key = m.key FROM messages m "
+            "UPDATE prompts SET kept = TRUE, kept_message_key = m.key FROM message_verdicts m "
             "WHERE m.key IN (SELECT key FROM dd_rep) AND prompts.text_hash = m.clean_hash"
         )
     )
@@ -462,7 +467,7 @@ def _near_duplicates(conn: Connection, settings: Settings, similarity, full: boo
     if not full:
         n_points = q(
             sa.text(
-                "SELECT COUNT(*) FROM messages m JOIN dd_touched t ON t.key = m.key WHERE m.username IS NOT NULL"
+                "SELECT COUNT(*) FROM message_verdicts m JOIN dd_touched t ON t.key = m.key WHERE m.username IS NOT NULL"
             )
         ).scalar() + q(sa.text("SELECT COUNT(*) FROM dd_queue WHERE username IS NOT NULL")).scalar()
     if full or n_points > FULL_RECOMPUTE_POINTS:
@@ -472,7 +477,7 @@ def _near_duplicates(conn: Connection, settings: Settings, similarity, full: boo
     points: dict[str, list[datetime]] = {}
     for username, posted_at in q(
         sa.text(
-            "SELECT m.username, m.posted_at FROM messages m JOIN dd_touched t ON t.key = m.key "
+            "SELECT m.username, m.posted_at FROM message_verdicts m JOIN dd_touched t ON t.key = m.key "
             "WHERE m.username IS NOT NULL UNION ALL "
             "SELECT username, posted_at FROM dd_queue WHERE username IS NOT NULL"
         )
@@ -555,8 +560,9 @@ def _read_windows(conn: Connection, windows: list[tuple[str, datetime, datetime]
         conn.execute(sa.text("ANALYZE dd_win"))
     result = conn.execute(
         sa.text(
-            "SELECT w.idx, m.key, m.posted_at, m.raw_prompt, m.near_dup, m.near_dup_of FROM dd_win w "
-            "JOIN messages m ON m.username = w.username AND m.posted_at >= w.lo AND m.posted_at <= w.hi "
+            "SELECT w.idx, m.key, m.posted_at, msg.raw_prompt, m.near_dup, m.near_dup_of FROM dd_win w "
+            "JOIN message_verdicts m ON m.username = w.username AND m.posted_at >= w.lo AND m.posted_at <= w.hi "
+            "JOIN messages msg ON msg.key = m.key "
             "LEFT JOIN dd_rr rr ON rr.key = m.key WHERE COALESCE(rr.raw_rep, m.raw_rep) "
             "ORDER BY w.idx, m.posted_at DESC, m.posted_seq, m.key"
         )
@@ -569,13 +575,13 @@ def _read_windows(conn: Connection, windows: list[tuple[str, datetime, datetime]
 
 def _near_duplicates_full(conn: Connection, similarity, threshold: float, window: timedelta, progress_emit):
     """One streaming pass over every representative, user by user."""
-    eligible = "FROM messages m LEFT JOIN dd_rr rr ON rr.key = m.key WHERE COALESCE(rr.raw_rep, m.raw_rep) AND m.username IS NOT NULL"
+    eligible = "FROM message_verdicts m LEFT JOIN dd_rr rr ON rr.key = m.key WHERE COALESCE(rr.raw_rep, m.raw_rep) AND m.username IS NOT NULL"
     total = conn.execute(sa.text(f"SELECT COUNT(*) {eligible}")).scalar()
     progress = Progress("near-duplicates", total=total, unit="rows", emit=progress_emit)
     result = conn.execute(
         sa.text(
-            "SELECT m.username, m.key, m.posted_at, m.raw_prompt, m.near_dup, m.near_dup_of "
-            f"{eligible} ORDER BY m.username, m.posted_at DESC, m.posted_seq, m.key"
+            "SELECT m.username, m.key, m.posted_at, msg.raw_prompt, m.near_dup, m.near_dup_of "
+            f"{eligible.replace('LEFT JOIN', 'JOIN messages msg ON msg.key = m.key LEFT JOIN', 1)} ORDER BY m.username, m.posted_at DESC, m.posted_seq, m.key"
         ),
         execution_options={"stream_results": True, "yield_per": 20_000},
     )

@@ -28,8 +28,9 @@ def export_cleaned(engine: Engine, out_path: str | os.PathLike) -> int:
         writer.writerow(["", "content", "attachments", "username"])
         result = conn.execute(
             sa.text(
-                "SELECT clean_text, attachments, username FROM messages WHERE status = 'kept' "
-                f"ORDER BY posted_at, COALESCE(username, '') {collate} DESC, posted_seq, key"
+                "SELECT m.clean_text, m.attachments, m.username FROM message_verdicts v "
+                "JOIN messages m ON m.key = v.key WHERE v.status = 'kept' "
+                f"ORDER BY v.posted_at, COALESCE(v.username, '') {collate} DESC, v.posted_seq, v.key"
             ),
             execution_options={"stream_results": True, "yield_per": 10_000},
         )

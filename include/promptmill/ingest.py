@@ -2,24 +2,21 @@
 
 One file is one transaction: a file that fails halfway leaves nothing behind and is recorded as
 quarantined with the reason. A file whose content hash was already ingested is skipped without parsing.
-The CPU work (parsing, the bot parser, the clean-up) runs in worker processes that spool the derived rows to
-a temporary file; this process loads each file into the store in order.
+Worker processes each parse, derive (bot parser, clean-up) and store whole files over their own connection,
+so the CPU work and the database work of different files overlap.
 Dedupe (rules 12, 13, 34) runs afterwards over what changed; see dedupe.py.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import hashlib
 import itertools
 import logging
 import multiprocessing
 import os
-import pickle
-import tempfile
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -82,10 +79,6 @@ class IngestReport:
         return data
 
 
-class _NotSelected(Exception):
-    """The file's channel is not among the selected channels (rolls the file's transaction back)."""
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -140,146 +133,115 @@ def unchanged_files(engine: Engine) -> set[tuple[str, int, int]]:
         return {(path, size, mtime) for path, size, mtime in rows}
 
 
-@dataclass
-class Prepared:
-    """One export file parsed and derived by a worker, its rows spooled to a temporary file."""
+class _Refused(Exception):
+    """Rolls the file's transaction back: its channel is not selected, or its content was ingested meanwhile."""
 
-    source: Source
-    content_hash: str | None = None
-    header: object | None = None
-    spool: str | None = None
-    messages: int = 0
-    generations: int = 0
-    error: ExportError | None = None
-    not_selected: str | None = None
-    elapsed_s: float = 0.0
+    def __init__(self, outcome: FileOutcome):
+        super().__init__(outcome.reason)
+        self.outcome = outcome
 
 
-_SPOOL_BATCH = 20_000
+# Deadlock / serialization failure between two workers storing overlapping files: retry the file.
+_RETRYABLE_PGCODES = ("40P01", "40001")
 
 
-def prepare_source(source: Source, profile: str, channels_selected: tuple[str, ...], spool_dir: str) -> Prepared:
-    """Hash, parse and derive one file (CPU work, run in a worker process): rows go to a pickle spool file.
+def ingest_source(engine: Engine, source: Source, profile: str, channels_selected: tuple[str, ...]) -> FileOutcome:
+    """Hash, parse, derive and store one export file in one transaction (or record why it was refused).
 
-    Never raises for bad input: the ExportError is returned for the caller to quarantine the file.
+    Runs in a worker process, each with its own database connection, so that files are parsed and stored in
+    parallel. Rows stream from the parser into the staging table (bounded memory, whatever the file size); the
+    staging table is temporary, so on SQLite the database is locked for writing only for the final merge.
+    Never raises for bad input: the file is quarantined with the reason.
     """
-    started = time.monotonic()
-    prepared = Prepared(source)
+    from sqlalchemy.exc import OperationalError
+
     try:
-        prepared.content_hash = source.content_hash()
+        content_hash = source.content_hash()
     except ExportError as exc:
-        prepared.error = exc
-        return prepared
+        return _quarantine(engine, _path_key(source.display_path), source, exc)
     except OSError as exc:
-        prepared.error = ExportError(source.display_path, f"cannot read: {exc.strerror or exc}")
-        return prepared
-    fd, spool = tempfile.mkstemp(prefix="promptmill-", suffix=".spool", dir=spool_dir)
+        error = ExportError(source.display_path, f"cannot read: {exc.strerror or exc}")
+        return _quarantine(engine, _path_key(source.display_path), source, error)
+    known = known_outcome(engine, content_hash)
+    if known is not None:
+        return FileOutcome(source.display_path, "skipped", f"already {known} (same content hash)")
+    for attempt in range(1, 4):
+        try:
+            return _store_file(engine, source, content_hash, profile, channels_selected)
+        except _Refused as refused:
+            return refused.outcome
+        except ExportError as exc:
+            return _quarantine(engine, content_hash, source, exc)
+        except OperationalError as exc:
+            if getattr(getattr(exc, "orig", None), "pgcode", None) in _RETRYABLE_PGCODES and attempt < 3:
+                log.info("%s: concurrent ingest of overlapping messages, retrying (%s)", source.display_path, attempt)
+                continue
+            raise
+    raise AssertionError("unreachable")
+
+
+def _quarantine(engine: Engine, key: str, source: Source, error: ExportError) -> FileOutcome:
+    _record_quarantine(engine, key, source, source.display_path, error.reason)
+    log.warning("quarantined %s", error)
+    return FileOutcome(source.display_path, "quarantined", str(error))
+
+
+def _store_file(
+    engine: Engine, source: Source, content_hash: str, profile: str, channels_selected: tuple[str, ...]
+) -> FileOutcome:
+    started = time.monotonic()
+    messages = generations = 0
     try:
-        with os.fdopen(fd, "wb") as out:
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # A crash before the WAL is flushed loses the whole file's transaction, source_files row included,
+                # so the next run simply ingests the file again: no durability is lost that matters, and the
+                # commit does not wait for a disk flush (one per file).
+                conn.execute(sa.text("SET LOCAL synchronous_commit = off"))
+            stager = MessageStager(conn)
             header, raw_messages = read_export(source)
-            prepared.header = header
             if channels_selected and not (
                 header.channel_id in channels_selected or (header.channel_name or "") in channels_selected
             ):
-                prepared.not_selected = header.channel_id
-                os.unlink(spool)
-                return prepared
-            batch: list[tuple] = []
+                # Not recorded: a later run that selects this channel must still pick the file up.
+                raise _Refused(
+                    FileOutcome(source.display_path, "skipped", f"channel {header.channel_id} not selected")
+                )
             for raw in raw_messages:
                 row = build_row(raw, 0, profile)
-                batch.append(row)
-                prepared.messages += 1
+                stager.add(row)
+                messages += 1
                 if row[PRE_REASON_INDEX] is None:
-                    prepared.generations += 1
-                if len(batch) >= _SPOOL_BATCH:
-                    pickle.dump(batch, out, protocol=pickle.HIGHEST_PROTOCOL)
-                    batch = []
-            if batch:
-                pickle.dump(batch, out, protocol=pickle.HIGHEST_PROTOCOL)
-        prepared.spool = spool
-    except ExportError as exc:
-        os.unlink(spool)
-        prepared.error = exc
-    except BaseException:
-        os.unlink(spool)
-        raise
-    prepared.elapsed_s = time.monotonic() - started
-    return prepared
-
-
-def _spooled_rows(path: str) -> Iterator[list[tuple]]:
-    with open(path, "rb") as handle:
-        while True:
-            try:
-                yield pickle.load(handle)
-            except EOFError:
-                return
-
-
-def commit_prepared(engine: Engine, prepared: Prepared) -> FileOutcome:
-    """Store one prepared file in one transaction (or record why it was refused). Removes the spool."""
-    source = prepared.source
-    try:
-        if prepared.error is not None:
-            key = prepared.content_hash or _path_key(source.display_path)
-            _record_quarantine(engine, key, source, source.display_path, prepared.error.reason)
-            log.warning("quarantined %s", prepared.error)
-            return FileOutcome(source.display_path, "quarantined", str(prepared.error))
-        if prepared.not_selected is not None:
-            # Not recorded: a later run that selects this channel must still pick the file up.
-            return FileOutcome(source.display_path, "skipped", f"channel {prepared.not_selected} not selected")
-        known = known_outcome(engine, prepared.content_hash)
-        if known is not None:
-            return FileOutcome(source.display_path, "skipped", f"already {known} (same content hash)")
-        started = time.monotonic()
-        header = prepared.header
-        try:
-            with engine.begin() as conn:
-                file_id = conn.execute(
-                    sa.insert(source_files)
-                    .values(
-                        content_hash=prepared.content_hash,
-                        path=source.display_path,
-                        format=source.format,
-                        channel_id=header.channel_id,
-                        partition_date=source.partition_date,
-                        size_bytes=source.size,
-                        file_mtime_ns=file_mtime_ns(source),
-                        message_count=prepared.messages,
-                        outcome="ingested",
-                        ingested_at=_now(),
-                    )
-                    .returning(source_files.c.id)
-                ).scalar_one()
-                stager = MessageStager(conn)
-                for batch in _spooled_rows(prepared.spool):
-                    stager.extend(batch)
-                stager.merge(file_id=file_id)
-                _upsert_channel(conn, header)
-                conn.execute(
-                    sa.update(source_files)
-                    .where(source_files.c.id == file_id)
-                    .values(elapsed_s=round(prepared.elapsed_s + time.monotonic() - started, 3))
+                    generations += 1
+            file_id = conn.execute(
+                sa.insert(source_files)
+                .values(
+                    content_hash=content_hash,
+                    path=source.display_path,
+                    format=source.format,
+                    channel_id=header.channel_id,
+                    partition_date=source.partition_date,
+                    size_bytes=source.size,
+                    file_mtime_ns=file_mtime_ns(source),
+                    message_count=messages,
+                    outcome="ingested",
+                    ingested_at=_now(),
                 )
-        except IntegrityError:
-            # Another worker ingested the same content at the same time: its commit won.
-            if known_outcome(engine, prepared.content_hash) is not None:
-                return FileOutcome(source.display_path, "skipped", "ingested concurrently by another worker")
-            raise
-        return FileOutcome(
-            source.display_path, "ingested", None, prepared.messages, prepared.generations, file_id
-        )
-    finally:
-        if prepared.spool:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(prepared.spool)
-
-
-def _spool_dir(settings: Settings) -> str:
-    """Where workers spool derived rows until the file is loaded: the data folder (often larger than /tmp)."""
-    path = Path(settings.data_dir) / "spool"
-    path.mkdir(parents=True, exist_ok=True)
-    return str(path)
+                .returning(source_files.c.id)
+            ).scalar_one()
+            stager.merge(file_id=file_id)
+            _upsert_channel(conn, header)
+            conn.execute(
+                sa.update(source_files)
+                .where(source_files.c.id == file_id)
+                .values(elapsed_s=round(time.monotonic() - started, 3))
+            )
+    except IntegrityError:
+        # Another worker ingested the same content at the same time: its commit won.
+        if known_outcome(engine, content_hash) is not None:
+            return FileOutcome(source.display_path, "skipped", "ingested concurrently by another worker")
+        raise
+    return FileOutcome(source.display_path, "ingested", None, messages, generations, file_id)
 
 
 def _upsert_channel(conn, header) -> None:
@@ -335,7 +297,7 @@ def ingest_paths(
             done_bytes += item.size
         else:
             todo.append(item)
-    for outcome, size in _prepare_and_commit(engine, todo, settings):
+    for outcome, size in _ingest_in_workers(engine, todo, settings):
         report.add(outcome)
         done_bytes += size
         progress.update(
@@ -353,48 +315,59 @@ def ingest_paths(
     return report
 
 
-def _forget_inherited_connections() -> None:
-    """In a forked worker: drop the parent's pooled connections without closing them (they are the parent's)."""
+_worker_engine: Engine | None = None
+
+
+def _start_worker(url: str) -> None:
+    """In a forked worker: drop the parent's pooled connections (they are the parent's) and open its own engine."""
     from promptmill.store import db
 
+    global _worker_engine
     for engine in list(db._engines.values()):
         engine.dispose(close=False)
+    db._engines.clear()
+    _worker_engine = db.connect(url, run_migrations=False)
 
 
-def _prepare_and_commit(engine: Engine, todo: list[Source], settings: Settings) -> Iterator[tuple[FileOutcome, int]]:
-    """Parse and derive files in worker processes (the CPU work) while this process loads them into the store.
+def _ingest_in_worker(source: Source, profile: str, channels_selected: tuple[str, ...]) -> FileOutcome:
+    return ingest_source(_worker_engine, source, profile, channels_selected)
 
-    Files are committed one at a time, in order, each in its own transaction; at most workers + 1 files are
-    prepared ahead, so memory and spool space stay bounded.
+
+def _ingest_in_workers(engine: Engine, todo: list[Source], settings: Settings) -> Iterator[tuple[FileOutcome, int]]:
+    """Ingest files in worker processes, each storing whole files over its own connection, as they complete.
+
+    Parsing and storing overlap across workers: while one worker's file is merged by the database, another
+    parses. At most two files per worker are queued, so memory stays bounded.
     """
     workers = min(settings.ingest_workers, len(todo))
-    spool_dir = _spool_dir(settings)
-    args = (settings.cleaning_profile, settings.channels, spool_dir)
+    args = (settings.cleaning_profile, settings.channels)
     if workers <= 1:
         for source in todo:
-            yield commit_prepared(engine, prepare_source(source, *args)), source.size
+            yield ingest_source(engine, source, *args), source.size
         return
+    url = engine.url.render_as_string(hide_password=False)
     # fork: workers start at once with everything imported, and need no `__main__` guard in the caller's script.
     context = multiprocessing.get_context("fork")
     with concurrent.futures.ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_forget_inherited_connections
+        max_workers=workers, mp_context=context, initializer=_start_worker, initargs=(url,)
     ) as pool:
-        pending: deque[tuple[Source, concurrent.futures.Future]] = deque()
         queue = iter(todo)
-        for source in itertools.islice(queue, workers + 1):
-            pending.append((source, pool.submit(prepare_source, source, *args)))
-        while pending:
-            source, future = pending.popleft()
-            prepared = future.result()
-            nxt = next(queue, None)
-            if nxt is not None:
-                pending.append((nxt, pool.submit(prepare_source, nxt, *args)))
-            yield commit_prepared(engine, prepared), source.size
+        running: dict[concurrent.futures.Future, Source] = {}
+        for source in itertools.islice(queue, 2 * workers):
+            running[pool.submit(_ingest_in_worker, source, *args)] = source
+        while running:
+            done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in done:
+                source = running.pop(future)
+                nxt = next(queue, None)
+                if nxt is not None:
+                    running[pool.submit(_ingest_in_worker, nxt, *args)] = nxt
+                yield future.result(), source.size
 
 
 def _fill_outcome_counts(engine: Engine, report: IngestReport) -> None:
     """Kept/rejected counts of the messages stored from this run's files."""
-    from promptmill.store.schema import messages
+    from promptmill.store.schema import message_verdicts, messages
 
     counts: Counter[str] = Counter()
     kept = 0
@@ -402,9 +375,10 @@ def _fill_outcome_counts(engine: Engine, report: IngestReport) -> None:
         for start in range(0, len(report.file_ids), 500):
             ids = report.file_ids[start : start + 500]
             rows = conn.execute(
-                sa.select(messages.c.status, messages.c.reason, sa.func.count())
+                sa.select(message_verdicts.c.status, message_verdicts.c.reason, sa.func.count())
+                .select_from(messages.join(message_verdicts, message_verdicts.c.key == messages.c.key))
                 .where(messages.c.source_file_id.in_(ids))
-                .group_by(messages.c.status, messages.c.reason)
+                .group_by(message_verdicts.c.status, message_verdicts.c.reason)
             )
             for status, reason, n in rows:
                 if status == "kept":

@@ -9,7 +9,7 @@ from promptmill.derive import build_row
 from promptmill.progress import Progress
 from promptmill.records import RawMessage
 from promptmill.settings import Settings
-from promptmill.store.bulk import MESSAGE_COLUMNS, to_utc
+from promptmill.store.bulk import MESSAGE_COLUMNS, VERDICT_INPUT_COLUMNS, to_utc
 
 _DERIVED = ("era", "username", "raw_prompt", "raw_hash", "args", "nsfw", "pre_reason", "clean_text", "clean_hash", "clean_reason")
 
@@ -55,6 +55,10 @@ def reprocess(engine: Engine, settings: Settings, progress_emit=None) -> int:
                 done += len(batch)
         sets = ", ".join(f"{c} = rp_rows.{c}" for c in _DERIVED)
         conn.execute(sa.text(f"UPDATE messages SET {sets} FROM rp_rows WHERE messages.key = rp_rows.key"))
+        inputs = ", ".join(f"{c} = rp_rows.{c}" for c in _DERIVED if c in VERDICT_INPUT_COLUMNS)
+        conn.execute(
+            sa.text(f"UPDATE message_verdicts SET {inputs} FROM rp_rows WHERE message_verdicts.key = rp_rows.key")
+        )
     progress.update(done, force=True)
     run_dedupe(engine, settings, full=True, progress_emit=progress_emit)
     return done

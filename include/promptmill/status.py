@@ -11,22 +11,22 @@ from promptmill.settings import Settings
 def store_status(engine: Engine, settings: Settings | None = None) -> dict:
     with engine.connect() as conn:
         q = conn.execute
-        by_status = dict(q(sa.text("SELECT status, COUNT(*) FROM messages GROUP BY status")).all())
+        by_status = dict(q(sa.text("SELECT status, COUNT(*) FROM message_verdicts GROUP BY status")).all())
         rejected = dict(
             q(
-                sa.text("SELECT reason, COUNT(*) FROM messages WHERE status = 'rejected' GROUP BY reason ORDER BY reason")
+                sa.text("SELECT reason, COUNT(*) FROM message_verdicts WHERE status = 'rejected' GROUP BY reason ORDER BY reason")
             ).all()
         )
         files = dict(q(sa.text("SELECT outcome, COUNT(*) FROM source_files GROUP BY outcome")).all())
         status = {
             "messages": sum(by_status.values()),
-            "generations": q(sa.text("SELECT COUNT(*) FROM messages WHERE pre_reason IS NULL")).scalar(),
+            "generations": q(sa.text("SELECT COUNT(*) FROM message_verdicts WHERE pre_reason IS NULL")).scalar(),
             "kept": by_status.get("kept", 0),
             "near_duplicates": rejected.get("near_duplicate", 0),
             "rejected": rejected,
             "pending_dedupe": by_status.get("pending", 0),
             "unique_prompts": q(sa.text("SELECT COUNT(*) FROM prompts WHERE kept")).scalar(),
-            "channels": q(sa.text("SELECT COUNT(DISTINCT channel_id) FROM messages")).scalar(),
+            "channels": q(sa.text("SELECT COUNT(DISTINCT channel_id) FROM message_verdicts")).scalar(),
             "files_ingested": files.get("ingested", 0),
             "files_quarantined": files.get("quarantined", 0),
         }

@@ -113,7 +113,8 @@ def test_dag_run_ingests_and_dedupes_into_postgresql(airflow_db, dagbag, pg_data
     engine = sa.create_engine(pg_database)
     with engine.connect() as conn:
         statuses = dict(
-            conn.execute(sa.text("SELECT raw_prompt, status FROM messages ORDER BY raw_prompt")).all()
+            conn.execute(sa.text("SELECT m.raw_prompt, v.status FROM messages m JOIN message_verdicts v ON v.key = m.key "
+                            "ORDER BY m.raw_prompt")).all()
         )
         files = dict(conn.execute(sa.text("SELECT path, outcome FROM source_files")).all())
     assert statuses == {

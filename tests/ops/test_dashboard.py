@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from promptmill.dashboard import collect_summary, create_app
 from promptmill.dashboard.page import fmt_int, fmt_usd
 from promptmill.store.db import connect
-from promptmill.store.schema import messages, prompts
+from promptmill.store.schema import message_verdicts, prompts
 
 from tests.ops.dataset import CURRENT_VERSION, OLD_VERSION
 
@@ -25,9 +25,9 @@ def test_summary_counts_match_the_store(filled):
     engine, facts = filled
     summary = collect_summary(engine, label_version=CURRENT_VERSION)
     with engine.connect() as conn:
-        by_status = dict(conn.execute(sa.select(messages.c.status, sa.func.count()).group_by(messages.c.status)).all())
+        by_status = dict(conn.execute(sa.select(message_verdicts.c.status, sa.func.count()).group_by(message_verdicts.c.status)).all())
         reasons = dict(conn.execute(
-            sa.select(messages.c.reason, sa.func.count()).where(messages.c.status == "rejected").group_by(messages.c.reason)
+            sa.select(message_verdicts.c.reason, sa.func.count()).where(message_verdicts.c.status == "rejected").group_by(message_verdicts.c.reason)
         ).all())
         kept_prompts = conn.execute(sa.select(sa.func.count()).where(prompts.c.kept.is_(True))).scalar_one()
     msgs = summary["messages"]
@@ -148,8 +148,8 @@ def test_names_from_the_store_are_escaped(sqlite_url):
 
     with engine.begin() as conn:
         conn.execute(sa.insert(channels).values(channel_id="1", name="<script>alert(1)</script>"))
-        conn.execute(sa.insert(messages).values(
-            key="1:1", channel_id="1", posted_at=sa.func.current_timestamp(), content="x", status="rejected",
+        conn.execute(sa.insert(message_verdicts).values(
+            key="1:1", channel_id="1", posted_at=sa.func.current_timestamp(), status="rejected",
             reason="<b>odd</b>"))
     html = TestClient(create_app(lambda: sqlite_url, label_version_resolver=lambda: None)).get("/").text
     assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from promptmill.labeling.tables import label_versions, labels
 from promptmill.store import db
-from promptmill.store.schema import channels, messages, prompts
+from promptmill.store.schema import channels, message_verdicts, messages, prompts
 
 LABEL_VERSION = "lv-test-1"
 SALT = "test-salt-not-a-secret"
@@ -62,7 +62,9 @@ def add_row(
                                                     guild_name="guild"))
         conn.execute(sa.insert(messages).values(
             key=key, channel_id=channel_id, author="bot", posted_at=posted, content=f"!dream {prompt}",
-            username=username, args=json.dumps(args if args is not None else {"seed": n, "scale": 7.5}),
+            username=username, args=json.dumps(args if args is not None else {"seed": n, "scale": 7.5})))
+        conn.execute(sa.insert(message_verdicts).values(
+            key=key, channel_id=channel_id, posted_at=posted, username=username,
             status="kept" if kept else "rejected"))
         prompt_id = conn.execute(sa.insert(prompts).values(
             text=prompt, text_hash=hashlib.sha256(prompt.encode()).hexdigest(), kept=kept,

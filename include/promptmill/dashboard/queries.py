@@ -20,7 +20,7 @@ from promptmill.labeling.ledger import count_pending
 from promptmill.labeling.tables import label_batch_jobs, label_requests, label_versions, labels
 from promptmill.publishing.destination import redact_uri
 from promptmill.publishing.tables import publications
-from promptmill.store.schema import channels, messages, prompts, source_files
+from promptmill.store.schema import channels, message_verdicts, prompts, source_files
 
 log = logging.getLogger("promptmill.dashboard")
 
@@ -73,15 +73,15 @@ def collect_summary(
 
 def message_counts(conn: Connection) -> dict[str, Any]:
     by_status = {row[0]: int(row[1]) for row in conn.execute(
-        sa.select(messages.c.status, sa.func.count()).group_by(messages.c.status)
+        sa.select(message_verdicts.c.status, sa.func.count()).group_by(message_verdicts.c.status)
     )}
     rejected = {row[0] or "unknown": int(row[1]) for row in conn.execute(
-        sa.select(messages.c.reason, sa.func.count())
-        .where(messages.c.status == "rejected")
-        .group_by(messages.c.reason)
+        sa.select(message_verdicts.c.reason, sa.func.count())
+        .where(message_verdicts.c.status == "rejected")
+        .group_by(message_verdicts.c.reason)
     )}
     generations = conn.execute(
-        sa.select(sa.func.count()).select_from(messages).where(messages.c.pre_reason.is_(None))
+        sa.select(sa.func.count()).select_from(message_verdicts).where(message_verdicts.c.pre_reason.is_(None))
     ).scalar_one()
     unique_prompts = conn.execute(
         sa.select(sa.func.count()).select_from(prompts).where(prompts.c.kept.is_(True))
@@ -122,9 +122,9 @@ def file_counts(conn: Connection) -> dict[str, Any]:
 def channel_counts(conn: Connection) -> list[dict[str, Any]]:
     """Kept / rejected / pending messages per channel, the largest channels first."""
     query = (
-        sa.select(messages.c.channel_id, channels.c.name, messages.c.status, sa.func.count())
-        .select_from(messages.outerjoin(channels, channels.c.channel_id == messages.c.channel_id))
-        .group_by(messages.c.channel_id, channels.c.name, messages.c.status)
+        sa.select(message_verdicts.c.channel_id, channels.c.name, message_verdicts.c.status, sa.func.count())
+        .select_from(message_verdicts.outerjoin(channels, channels.c.channel_id == message_verdicts.c.channel_id))
+        .group_by(message_verdicts.c.channel_id, channels.c.name, message_verdicts.c.status)
     )
     per_channel: dict[str, dict[str, Any]] = {}
     for channel_id, name, status, count in conn.execute(query):

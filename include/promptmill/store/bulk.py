@@ -37,6 +37,18 @@ MESSAGE_COLUMNS: tuple[str, ...] = (
     "clean_reason",
     "posted_seq",
 )
+# Columns of a message that are also the inputs of dedupe, copied into its message_verdicts row.
+VERDICT_INPUT_COLUMNS: tuple[str, ...] = (
+    "key",
+    "channel_id",
+    "username",
+    "posted_at",
+    "posted_seq",
+    "raw_hash",
+    "clean_hash",
+    "pre_reason",
+    "clean_reason",
+)
 _TS_COLUMNS = {MESSAGE_COLUMNS.index("posted_at"), MESSAGE_COLUMNS.index("edited_at")}
 _NSFW = MESSAGE_COLUMNS.index("nsfw")
 
@@ -171,7 +183,7 @@ class MessageStager:
             cursor.close()
 
     def merge(self, file_id: int | None = None) -> int:
-        """Upsert the staged rows into ``messages``; returns how many rows were inserted or changed.
+        """Upsert the staged rows into ``messages`` and their verdict rows; returns how many were inserted or changed.
 
         ``file_id`` (the source_files row) replaces the staged source_file_id: rows are derived before the
         file's row exists.
@@ -200,29 +212,52 @@ class MessageStager:
         conn.execute(
             sa.text(
                 "INSERT INTO dedupe_queue (username, posted_at, raw_hash, clean_hash) "
-                "SELECT m.username, m.posted_at, m.raw_hash, m.clean_hash FROM stage_messages s "
-                "JOIN messages m ON m.key = s.key WHERE " + newer.format(new="s", old="m", lo=lo)
-            )
-        )
-        # The keys this upsert inserts or changes, marked for dedupe. "marked" is bumped on conflict so that a
-        # dedupe running concurrently (REPEATABLE READ) cannot clear a mark it has not seen.
-        conn.execute(
-            sa.text(
-                "INSERT INTO dedupe_dirty (key, marked) SELECT s.key, 0 FROM stage_messages s "
-                "LEFT JOIN messages m ON m.key = s.key WHERE (m.key IS NULL OR "
+                "SELECT v.username, v.posted_at, v.raw_hash, v.clean_hash FROM stage_messages s "
+                "JOIN messages m ON m.key = s.key JOIN message_verdicts v ON v.key = s.key WHERE "
                 + newer.format(new="s", old="m", lo=lo)
-                + ") ORDER BY s.key ON CONFLICT (key) DO UPDATE SET marked = dedupe_dirty.marked + 1"
             )
         )
         cols = ", ".join(MESSAGE_COLUMNS)
         select_cols = cols if file_id is None else cols.replace("source_file_id", str(int(file_id)))
         updates = ", ".join(f"{c} = excluded.{c}" for c in MESSAGE_COLUMNS if c != "key")
-        result = conn.execute(
+        upsert_messages = (
+            f"INSERT INTO messages ({cols}) SELECT {select_cols} FROM stage_messages WHERE TRUE ORDER BY key "
+            f"ON CONFLICT (key) DO UPDATE SET {updates} WHERE " + newer.format(new="excluded", old="messages", lo=lo)
+        )
+        # The verdict row follows the message: new inputs, and pending until dedupe has looked at it.
+        verdict_updates = ", ".join(f"{c} = excluded.{c}" for c in VERDICT_INPUT_COLUMNS if c != "key")
+        upsert_verdicts = (
+            f"INSERT INTO message_verdicts ({', '.join(VERDICT_INPUT_COLUMNS)}) "
+            f"SELECT {', '.join('s.' + c for c in VERDICT_INPUT_COLUMNS)} FROM stage_messages s "
+            "JOIN {changed} c ON c.key = s.key WHERE TRUE ORDER BY s.key "
+            f"ON CONFLICT (key) DO UPDATE SET {verdict_updates}, status = 'pending', reason = NULL"
+        )
+        # The keys this upsert inserts or changes, marked for dedupe. "marked" is bumped on conflict so that a
+        # dedupe running concurrently (REPEATABLE READ) cannot clear a mark it has not seen.
+        mark_dirty = (
+            "INSERT INTO dedupe_dirty (key, marked) SELECT key, 0 FROM {changed} WHERE TRUE ORDER BY key "
+            "ON CONFLICT (key) DO UPDATE SET marked = dedupe_dirty.marked + 1"
+        )
+        if self.dialect == "postgresql":
+            # One statement: the upsert returns exactly the keys it inserted or changed.
+            result = conn.execute(
+                sa.text(
+                    f"WITH changed AS ({upsert_messages} RETURNING key), "
+                    f"verdicts AS ({upsert_verdicts.format(changed='changed')}) "
+                    + mark_dirty.format(changed="changed")
+                )
+            )
+            return result.rowcount or 0
+        conn.execute(sa.text("DROP TABLE IF EXISTS temp.stage_changed"))
+        conn.execute(
             sa.text(
-                f"INSERT INTO messages ({cols}, status, reason) "
-                f"SELECT {select_cols}, 'pending', NULL FROM stage_messages WHERE TRUE ORDER BY key "
-                f"ON CONFLICT (key) DO UPDATE SET {updates}, status = 'pending', reason = NULL "
-                "WHERE " + newer.format(new="excluded", old="messages", lo=lo)
+                "CREATE TEMP TABLE stage_changed AS SELECT s.key FROM stage_messages s "
+                "LEFT JOIN messages m ON m.key = s.key WHERE m.key IS NULL OR "
+                + newer.format(new="s", old="m", lo=lo)
             )
         )
-        return result.rowcount or 0
+        conn.execute(sa.text(upsert_messages))
+        conn.execute(sa.text(upsert_verdicts.format(changed="stage_changed")))
+        changed = conn.execute(sa.text(mark_dirty.format(changed="stage_changed"))).rowcount or 0
+        conn.execute(sa.text("DROP TABLE temp.stage_changed"))
+        return changed

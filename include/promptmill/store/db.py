@@ -95,17 +95,23 @@ def sqlite_file_lock(engine: Engine, purpose: str):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision (idempotent, safe when run concurrently)."""
-    from alembic import command
+def alembic_config(conn: sa.Connection):
+    """The alembic configuration of promptmill's migrations, running on ``conn``."""
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["connection"] = conn
+    return cfg
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to ``revision``, the newest by default (idempotent, safe when run concurrently)."""
+    from alembic import command
+
     with _migration_lock(engine):
         with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            command.upgrade(alembic_config(conn), revision)
 
 
 def check_reachable(engine: Engine) -> None:

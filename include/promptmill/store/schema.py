@@ -78,22 +78,39 @@ messages = sa.Table(
     sa.Column("clean_text", sa.Text),
     sa.Column("clean_hash", sa.String(64)),
     sa.Column("clean_reason", sa.Text),  # rejection by the prompt clean-up (rules 14-33)
-    sa.Column("prompt_id", sa.BigInteger),
-    # final verdict after dedupe: pending (not deduped yet) | kept | rejected (with reason)
-    sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
-    sa.Column("reason", sa.Text),
+    sa.Index("ix_messages_source_file", "source_file_id"),
+)
+
+# The dedupe view of every message: the inputs of rules 12, 13 and 34 (copied from the message row when it is
+# stored or re-derived) and the verdict. Narrow on purpose: dedupe reads and rewrites only these small rows
+# (a verdict update never rewrites the wide message with its content), and its indexes stay small enough to be
+# cached on a store of millions of messages. One row per message, written in the same transaction.
+message_verdicts = sa.Table(
+    "message_verdicts",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("channel_id", sa.Text, nullable=False),
+    sa.Column("username", sa.Text),
+    sa.Column("posted_at", TS, nullable=False),
+    sa.Column("posted_seq", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("raw_hash", sa.String(64)),
+    sa.Column("clean_hash", sa.String(64)),
+    sa.Column("pre_reason", sa.Text),
+    sa.Column("clean_reason", sa.Text),
     # rule 12: this message is the earliest of its raw-prompt group (the one the notebook kept)
     sa.Column("raw_rep", sa.Boolean, nullable=False, server_default=sa.false()),
     # rule 13: dropped as an earlier attempt of the same user (near_dup_of = the attempt kept)
     sa.Column("near_dup", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("near_dup_of", sa.Text),
-    sa.Index("ix_messages_user_time", "username", "posted_at"),
-    sa.Index("ix_messages_raw_hash", "raw_hash"),
-    sa.Index("ix_messages_clean_hash", "clean_hash"),
-    sa.Index("ix_messages_source_file", "source_file_id"),
-    # Dedupe rewrites verdict columns; none of them is indexed and pages keep free space, so on PostgreSQL
-    # those updates are HOT (no index writes).
-    postgresql_with={"fillfactor": 70},
+    sa.Column("prompt_id", sa.BigInteger),
+    # final verdict after dedupe: pending (not deduped yet) | kept | rejected (with reason)
+    sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
+    sa.Column("reason", sa.Text),
+    sa.Index("ix_message_verdicts_user_time", "username", "posted_at"),
+    sa.Index("ix_message_verdicts_raw_hash", "raw_hash"),
+    sa.Index("ix_message_verdicts_clean_hash", "clean_hash"),
+    # None of the verdict columns is indexed and pages keep free space: on PostgreSQL dedupe's updates are HOT.
+    postgresql_with={"fillfactor": 80},
 )
 
 # Keys of messages inserted or changed since the last dedupe. A table of its own rather than a flag on the wide
