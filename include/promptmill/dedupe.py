@@ -34,7 +34,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from promptmill.progress import Progress
 from promptmill.settings import Settings
-from promptmill.store.bulk import timestamp_param, to_utc
+from promptmill.store.bulk import insert_rows, timestamp_param, to_utc
 from promptmill.store.db import sqlite_file_lock
 
 log = logging.getLogger("promptmill.dedupe")
@@ -165,6 +165,8 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
         # scans plus JIT compilation that cost more than the work itself; for an increment, forbid both.
         stored = q(sa.text("SELECT GREATEST(reltuples, 0) FROM pg_class WHERE oid = 'message_verdicts'::regclass")).scalar()
         q(sa.text("SET LOCAL jit = off"))
+        # Room for the joins of a large load to hash in one batch (a multi-batch hash join also reorders rows).
+        q(sa.text("SET LOCAL work_mem = '256MB'"))
         if not full and report.dirty_messages < 0.2 * (stored or 0):
             q(sa.text("SET LOCAL enable_seqscan = off"))
 
@@ -218,7 +220,7 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
 
     # ---- rule 13: near-duplicate attempts, per user session -----------------------------------------
     similarity = similarity_function(settings.near_dup_metric)
-    changes: list[dict] = []
+    changes: list[tuple] = []
     if similarity is None:
         rows = q(
             sa.text(
@@ -227,25 +229,16 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
                 else "SELECT m.key FROM message_verdicts m JOIN dd_touched t ON t.key = m.key WHERE m.near_dup"
             )
         )
-        changes = [{"key": key, "near_dup": False, "near_dup_of": None} for (key,) in rows]
+        changes = [(key, False, None) for (key,) in rows]
     else:
         changes, report.users = _near_duplicates(conn, settings, similarity, full, progress_emit)
     report.near_dup_changes = len(changes)
-    nd_table = sa.Table(
-        "dd_nd",
-        sa.MetaData(),
-        sa.Column("key", sa.Text),
-        sa.Column("near_dup", sa.Boolean),
-        sa.Column("near_dup_of", sa.Text),
-        prefixes=["TEMPORARY"],
-    )
     if dialect == "sqlite":
         q(sa.text("DROP TABLE IF EXISTS temp.dd_nd"))
         q(sa.text("CREATE TEMP TABLE dd_nd (key TEXT, near_dup BOOLEAN, near_dup_of TEXT)"))
     else:
         q(sa.text("CREATE TEMP TABLE dd_nd (key TEXT, near_dup BOOLEAN, near_dup_of TEXT) ON COMMIT DROP"))
-    for start in range(0, len(changes), 50_000):
-        q(sa.insert(nd_table), changes[start : start + 50_000])
+    insert_rows(conn, "dd_nd", ("key", "near_dup", "near_dup_of"), changes)
     q(sa.text("CREATE INDEX ix_dd_nd ON dd_nd (key)"))
     if dialect == "postgresql":
         q(sa.text("ANALYZE dd_nd"))
@@ -316,7 +309,10 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
     q(sa.text("INSERT INTO dd_touched (key) SELECT key FROM dd_cand"))
     # Materialised (and analysed) once: the planner cannot estimate the effective columns inside a join, and
     # guessed one row, turning the joins below into repeated scans.
-    _temp(conn, "dd_eff", effective.format(driver="(SELECT DISTINCT key FROM dd_touched)"), index="key")
+    # On PostgreSQL in the physical order of the verdict rows: the final update then writes each page once, in
+    # order, instead of visiting a table larger than the buffer cache at random (a 10x difference at 1M rows).
+    order = " ORDER BY m.ctid" if dialect == "postgresql" else ""
+    _temp(conn, "dd_eff", effective.format(driver="(SELECT DISTINCT key FROM dd_touched)") + order, index="key")
     collate = _binary_collation(dialect)
     _temp(
         conn,
@@ -525,7 +521,7 @@ def _near_duplicates(conn: Connection, settings: Settings, similarity, full: boo
         for row, is_dup, dup_of in walked:
             computed[row.key] = (is_dup, dup_of)
     changes = [
-        {"key": key, "near_dup": value[0], "near_dup_of": value[1]}
+        (key, value[0], value[1])
         for key, value in computed.items()
         if stored.get(key) != value
     ]
@@ -585,7 +581,7 @@ def _near_duplicates_full(conn: Connection, similarity, threshold: float, window
         ),
         execution_options={"stream_results": True, "yield_per": 20_000},
     )
-    changes: list[dict] = []
+    changes: list[tuple] = []
     users = 0
     done = 0
     current_user = None
@@ -594,7 +590,7 @@ def _near_duplicates_full(conn: Connection, similarity, threshold: float, window
     def flush():
         for row, is_dup, dup_of in _walk(batch, [], similarity, threshold, window):
             if row.near_dup != is_dup or row.near_dup_of != dup_of:
-                changes.append({"key": row.key, "near_dup": is_dup, "near_dup_of": dup_of})
+                changes.append((row.key, is_dup, dup_of))
 
     for username, key, posted_at, raw_prompt, nd, nd_of in result:
         if username != current_user:

@@ -57,7 +57,9 @@ def string_format_problem(row: PublishRow) -> str | None:
     for token in STRING_TOKENS:
         if token in row.prompt or token in row.description:
             return "separator_token"
-    if TXT_EQUALS in row.description:  # the reader splits on the first " = "; the prompt may contain it
+    # The reader splits on the first " = ", so the description must not contain it, nor form it with the
+    # separator itself (a description ending in " =" would: " = = prompt"). The prompt may contain it.
+    if (row.description + TXT_EQUALS).find(TXT_EQUALS) != len(row.description):
         return "separator_token"
     return None
 

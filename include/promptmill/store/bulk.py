@@ -111,6 +111,32 @@ def timestamp_param(dialect: str, value: datetime | None):
     return value.astimezone(UTC) if dialect == "postgresql" else sqlite_timestamp(value)
 
 
+def insert_rows(conn: Connection, table: str, columns: Sequence[str], rows: Sequence[Sequence]) -> None:
+    """Bulk insert of plain rows: COPY on PostgreSQL, one executemany on SQLite (values already in its types)."""
+    if not rows:
+        return
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        if conn.dialect.name != "postgresql":
+            placeholders = ", ".join("?" for _ in columns)
+            cursor.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})", rows)
+            return
+        buf = io.StringIO()
+        write = buf.write
+        for row in rows:
+            write("\t".join([_copy_field(value) for value in row]))
+            write("\n")
+        sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+        if hasattr(cursor, "copy_expert"):  # psycopg2
+            buf.seek(0)
+            cursor.copy_expert(sql, buf)
+        else:  # psycopg 3
+            with cursor.copy(sql) as copy:
+                copy.write(buf.getvalue())
+    finally:
+        cursor.close()
+
+
 class MessageStager:
     """Collects message rows of one file in a temporary table inside the caller's transaction."""
 
@@ -147,22 +173,7 @@ class MessageStager:
         self._pending = []
 
     def _copy_postgres(self, rows: list[Sequence]) -> None:
-        buf = io.StringIO()
-        write = buf.write
-        for row in rows:
-            write("\t".join([_copy_field(value) for value in row]))
-            write("\n")
-        data = buf.getvalue()
-        sql = f"COPY stage_messages ({', '.join(MESSAGE_COLUMNS)}) FROM STDIN"
-        cursor = self.conn.connection.dbapi_connection.cursor()
-        try:
-            if hasattr(cursor, "copy_expert"):  # psycopg2
-                cursor.copy_expert(sql, io.StringIO(data))
-            else:  # psycopg 3
-                with cursor.copy(sql) as copy:
-                    copy.write(data)
-        finally:
-            cursor.close()
+        insert_rows(self.conn, "stage_messages", MESSAGE_COLUMNS, rows)
 
     def _insert_sqlite(self, rows: list[Sequence]) -> None:
         converted = []
@@ -173,14 +184,7 @@ class MessageStager:
                     row[i] = sqlite_timestamp(row[i])
             row[_NSFW] = 1 if row[_NSFW] else 0
             converted.append(row)
-        placeholders = ", ".join("?" for _ in MESSAGE_COLUMNS)
-        cursor = self.conn.connection.dbapi_connection.cursor()
-        try:
-            cursor.executemany(
-                f"INSERT INTO stage_messages ({', '.join(MESSAGE_COLUMNS)}) VALUES ({placeholders})", converted
-            )
-        finally:
-            cursor.close()
+        insert_rows(self.conn, "stage_messages", MESSAGE_COLUMNS, converted)
 
     def merge(self, file_id: int | None = None) -> int:
         """Upsert the staged rows into ``messages`` and their verdict rows; returns how many were inserted or changed.

@@ -59,7 +59,18 @@ def create_engine_for(url: str) -> Engine:
 
         return engine
     if backend == "postgresql":
-        return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+        engine = sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+        @sa.event.listens_for(engine, "connect")
+        def _session_settings(dbapi_conn, _record):
+            # Dedupe's temporary tables of a large load far exceed the default 8 MB of local buffers; this is a
+            # ceiling, allocated only as used, and can only be set before a session's first temporary table.
+            cur = dbapi_conn.cursor()
+            cur.execute("SET temp_buffers = '256MB'")
+            cur.close()
+            dbapi_conn.commit()
+
+        return engine
     raise StoreError(f"unsupported database {redact_url(url)!r}: use a postgresql:// or sqlite:// URL")
 
 

@@ -43,7 +43,7 @@ def upgrade() -> None:
         sa.Column("prompt_id", sa.BigInteger),
         sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
         sa.Column("reason", sa.Text),
-        postgresql_with={"fillfactor": 80},
+        postgresql_with={"fillfactor": 45},
     )
     op.execute(
         "INSERT INTO message_verdicts (key, channel_id, username, posted_at, posted_seq, raw_hash, clean_hash, "
