@@ -173,8 +173,12 @@ def ingest_source(engine: Engine, source: Source, profile: str, channels_selecte
         except ExportError as exc:
             return _quarantine(engine, content_hash, source, exc)
         except OperationalError as exc:
-            if getattr(getattr(exc, "orig", None), "pgcode", None) in _RETRYABLE_PGCODES and attempt < 3:
-                log.info("%s: concurrent ingest of overlapping messages, retrying (%s)", source.display_path, attempt)
+            retryable = getattr(getattr(exc, "orig", None), "pgcode", None) in _RETRYABLE_PGCODES or (
+                # SQLite has one writer: another worker's merge of a very large file can outlast the busy timeout
+                "database is locked" in str(exc)
+            )
+            if retryable and attempt < 3:
+                log.info("%s: concurrent ingest by another worker, retrying (%s)", source.display_path, attempt)
                 continue
             raise
     raise AssertionError("unreachable")
