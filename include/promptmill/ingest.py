@@ -91,22 +91,26 @@ def known_outcome(engine: Engine, content_hash: str) -> str | None:
         ).scalar_one_or_none()
 
 
-def _record_quarantine(engine: Engine, content_hash: str, source: Source | None, path: str, reason: str) -> None:
+def _quarantine(engine: Engine, key: str, source: Source | None, error: ExportError) -> FileOutcome:
+    """Record a refused file (replacing any earlier record under the same key), log it, and report it."""
+    path = source.display_path if source else error.source
     with engine.begin() as conn:
-        conn.execute(sa.delete(source_files).where(source_files.c.content_hash == content_hash))
+        conn.execute(sa.delete(source_files).where(source_files.c.content_hash == key))
         conn.execute(
             sa.insert(source_files).values(
-                content_hash=content_hash,
+                content_hash=key,
                 path=path,
                 format=source.format if source else None,
                 partition_date=source.partition_date if source else None,
                 size_bytes=source.size if source else None,
                 message_count=0,
                 outcome="quarantined",
-                reason=reason,
+                reason=error.reason,
                 ingested_at=_now(),
             )
         )
+    log.warning("quarantined %s", error)
+    return FileOutcome(path, "quarantined", str(error))
 
 
 def _path_key(path: str) -> str:
@@ -182,12 +186,6 @@ def ingest_source(engine: Engine, source: Source, profile: str, channels_selecte
                 continue
             raise
     raise AssertionError("unreachable")
-
-
-def _quarantine(engine: Engine, key: str, source: Source, error: ExportError) -> FileOutcome:
-    _record_quarantine(engine, key, source, source.display_path, error.reason)
-    log.warning("quarantined %s", error)
-    return FileOutcome(source.display_path, "quarantined", str(error))
 
 
 def _store_file(
@@ -293,9 +291,7 @@ def ingest_paths(
     todo: list[Source] = []
     for item in items:
         if isinstance(item, ExportError):
-            _record_quarantine(engine, _path_key(item.source), None, item.source, item.reason)
-            report.add(FileOutcome(item.source, "quarantined", str(item)))
-            log.warning("quarantined %s", item)
+            report.add(_quarantine(engine, _path_key(item.source), None, item))
         elif (item.display_path, item.size, file_mtime_ns(item)) in known_files:
             report.add(FileOutcome(item.display_path, "skipped", "already ingested (same path, size and time)"))
             done_bytes += item.size

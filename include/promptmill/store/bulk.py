@@ -8,7 +8,7 @@ so loading files in any order gives the same rows.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -137,6 +137,16 @@ def insert_rows(conn: Connection, table: str, columns: Sequence[str], rows: Sequ
         cursor.close()
 
 
+def _sqlite_row(row: Sequence) -> list:
+    """A staged row in SQLite's storage types: timestamps as SQLAlchemy's UTC strings, booleans as 0/1."""
+    row = list(row)
+    for i in _TS_COLUMNS:
+        if row[i] is not None:
+            row[i] = sqlite_timestamp(row[i])
+    row[_NSFW] = 1 if row[_NSFW] else 0
+    return row
+
+
 class MessageStager:
     """Collects message rows of one file in a temporary table inside the caller's transaction."""
 
@@ -158,33 +168,13 @@ class MessageStager:
         if len(self._pending) >= self.chunk_rows:
             self.flush()
 
-    def extend(self, rows: Iterable[Sequence]) -> None:
-        for row in rows:
-            self.add(row)
-
     def flush(self) -> None:
         if not self._pending:
             return
-        if self.dialect == "postgresql":
-            self._copy_postgres(self._pending)
-        else:
-            self._insert_sqlite(self._pending)
+        rows = self._pending if self.dialect == "postgresql" else [_sqlite_row(row) for row in self._pending]
+        insert_rows(self.conn, "stage_messages", MESSAGE_COLUMNS, rows)
         self.staged += len(self._pending)
         self._pending = []
-
-    def _copy_postgres(self, rows: list[Sequence]) -> None:
-        insert_rows(self.conn, "stage_messages", MESSAGE_COLUMNS, rows)
-
-    def _insert_sqlite(self, rows: list[Sequence]) -> None:
-        converted = []
-        for row in rows:
-            row = list(row)
-            for i in _TS_COLUMNS:
-                if row[i] is not None:
-                    row[i] = sqlite_timestamp(row[i])
-            row[_NSFW] = 1 if row[_NSFW] else 0
-            converted.append(row)
-        insert_rows(self.conn, "stage_messages", MESSAGE_COLUMNS, converted)
 
     def merge(self, file_id: int | None = None) -> int:
         """Upsert the staged rows into ``messages`` and their verdict rows; returns how many were inserted or changed.
