@@ -171,7 +171,7 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
             q(sa.text("SET LOCAL enable_seqscan = off"))
 
     # Every verdict column is computed into temporary tables first and written with ONE update per row at the
-    # end: rewriting wide message rows several times was the dominant cost of a large load.
+    # end: updating each row once per rule was the dominant cost of a large load.
 
     # ---- rule 12: representative of each touched raw-prompt group ----------------------------------
     _temp(
