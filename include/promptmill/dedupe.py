@@ -522,6 +522,9 @@ def _recompute_touched(
         _RANK_KEPT.format(collate=collate, candidates="JOIN dd_cand c ON c.key = e.key"),
         index="key",
     )
+    # The new prompt rows look their kept message up by hash: without this index the planner, expecting
+    # (from the hash statistics) hardly any new group, scanned dd_rep once per new prompt (2.4 s for 6,400).
+    q(sa.text("CREATE INDEX ix_dd_rep_clean_hash ON dd_rep (clean_hash)"))
     _upsert_prompt_rows(conn)
 
     _write_verdicts(conn)

@@ -4,8 +4,11 @@ import json
 import logging
 from datetime import UTC, datetime, timedelta, timezone
 
+import orjson
 import pytest
 from promptmill.exports import ExportError, Source, discover, read_export
+from promptmill.exports.json_reader import _message, _messages_of_batch
+from promptmill.synth import SynthConfig, write_exports
 
 from .dce import BOT, CHANNEL_ID, GUILD_ID, USER, dumps_dce, export_doc, message_218, message_247, write_json
 
@@ -231,3 +234,38 @@ def test_message_missing_required_keys(tmp_path, layout, damage, reason):
     path = write_json(tmp_path / "e.json", messages, compact=layout == "compact")
     error = read_error(path)
     assert error.reason.startswith("message #1") and reason in error.reason, error.reason
+
+
+# --- the two conversions of the fast path: msgspec (fields read only) and orjson + _message (anything JSON allows)
+
+def _general_conversion(batch_json: bytes) -> list:
+    return [_message(doc, CHANNEL_ID) for doc in orjson.loads(batch_json)]
+
+
+def test_msgspec_conversion_equals_the_general_one_on_generated_exports(tmp_path):
+    paths = write_exports(tmp_path, SynthConfig(messages=3000, seed=11, channels=2, era="mixed"))
+    checked = 0
+    for path in paths:
+        batch_json = orjson.dumps(orjson.loads(path.read_bytes())["messages"])
+        assert _messages_of_batch(batch_json, CHANNEL_ID) == _general_conversion(batch_json)
+        checked += 1
+    assert checked == len(paths) >= 2
+
+
+@pytest.mark.parametrize("oddity", [
+    lambda m: m["author"].update(isBot="yes"),          # not a boolean
+    lambda m: m["author"].update(discriminator=357),    # a number
+    lambda m: m.update(type=19),                        # a number
+    lambda m: m.update(attachments=[{"url": 5}]),       # not a string
+    lambda m: m["author"].update(name=42),              # a number
+])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_values_msgspec_refuses_are_read_as_before(tmp_path, layout, oddity):
+    messages = [message_247(i) for i in range(3)]
+    oddity(messages[1])
+    batch_json = orjson.dumps(messages)
+    with pytest.raises((ValueError, TypeError)):  # msgspec.ValidationError is a ValueError
+        _messages_of_batch(batch_json, CHANNEL_ID)
+    path = write_json(tmp_path / "e.json", messages, compact=layout == "compact")
+    _, read = read_all(path)
+    assert read == _general_conversion(batch_json)

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import BinaryIO
 
 import ijson
+import msgspec
 import orjson
 from ijson import JSONError, ObjectBuilder
 
@@ -149,6 +150,67 @@ def _message(doc: dict, channel_id: str) -> RawMessage:
         author.get("isBot"),
         doc.get("type"),
     )
+
+
+class _DceAuthor(msgspec.Struct):
+    id: str
+    name: str
+    discriminator: str | None = None
+    isBot: bool | None = None  # noqa: N815 - DCE's key
+
+
+class _DceAttachment(msgspec.Struct):
+    url: str
+
+
+class _DceMessage(msgspec.Struct):
+    """The fields of a DCE message object that promptmill reads; msgspec skips the rest (reactions, embeds,
+    mentions...) without building Python objects for them."""
+
+    id: str
+    timestamp: str
+    content: str
+    author: _DceAuthor
+    timestampEdited: str | None = None  # noqa: N815 - DCE's key
+    attachments: list[_DceAttachment] | None = None
+    type: str | None = None
+
+
+_decode_dce_messages = msgspec.json.Decoder(list[_DceMessage]).decode
+
+
+def _messages_of_batch(batch_json: bytes, channel_id: str) -> list[RawMessage]:
+    """A JSON array of DCE message objects -> RawMessages, as _message would convert the same objects.
+
+    Raises msgspec.DecodeError (a subclass: ValidationError) or ValueError for anything unusual: a wrong type,
+    an unparsable timestamp, invalid JSON. The caller then converts the batch with orjson and _message, which
+    accept what they accept and name the culprit of what they do not.
+    """
+    converted = []
+    append = converted.append
+    for doc in _decode_dce_messages(batch_json):
+        author = doc.author
+        name = author.name
+        discriminator = author.discriminator
+        if discriminator and discriminator != "0000" and discriminator != "0":
+            name = f"{name}#{discriminator}"
+        edited = doc.timestampEdited
+        attachments = doc.attachments
+        append(
+            RawMessage(
+                doc.id,
+                channel_id,
+                author.id,
+                name,
+                _utc(doc.timestamp),
+                doc.content,
+                tuple([attachment.url for attachment in attachments]) if attachments else (),
+                _utc(edited) if edited is not None else None,
+                author.isBot,
+                doc.type,
+            )
+        )
+    return converted
 
 
 def _message_problem(doc: object, index: int) -> str:
@@ -278,18 +340,14 @@ class _FastReader:
                         if len(self._buffer) - self._pos > _MAX_MESSAGE_BYTES or not self._more():
                             raise _SlowPathNeeded
                     start, end = self._pos, end + len(_DCE_MESSAGE_END)
-                    try:
-                        batch = orjson.loads(b"[" + self._buffer[start:end] + b"]")
-                    except orjson.JSONDecodeError:
-                        raise _SlowPathNeeded from None
+                    batch_json = b"[" + self._buffer[start:end] + b"]"
                     batch_offset = self._base + start
-                    self._pos = end
                     try:
-                        converted = [_message(doc, channel_id) for doc in batch]
-                    except _MESSAGE_ERRORS:
-                        for index, doc in enumerate(batch, start=count):  # find the culprit, off the hot path
-                            _convert(source, doc, index, channel_id, batch_offset)
-                        raise  # pragma: no cover - _convert raised for the same document
+                        # msgspec decodes only the fields read, about twice as fast as orjson building them all
+                        converted = _messages_of_batch(batch_json, channel_id)
+                    except (msgspec.DecodeError, ValueError):
+                        converted = self._convert_with_orjson(batch_json, count, channel_id, batch_offset)
+                    self._pos = end
                     count += len(converted)
                     yield from converted
                     token = self._next_token()
@@ -310,6 +368,21 @@ class _FastReader:
             raise ExportError(source.display_path, f"read failed: {exc.strerror or exc}") from None
         finally:
             self._stream.close()
+
+    def _convert_with_orjson(
+        self, batch_json: bytes, count: int, channel_id: str, batch_offset: int
+    ) -> list[RawMessage]:
+        """The general conversion of a batch (anything JSON allows), or the precise reason it is refused."""
+        try:
+            batch = orjson.loads(batch_json)
+        except orjson.JSONDecodeError:
+            raise _SlowPathNeeded from None
+        try:
+            return [_message(doc, channel_id) for doc in batch]
+        except _MESSAGE_ERRORS:
+            for index, doc in enumerate(batch, start=count):  # find the culprit, off the hot path
+                _convert(self._source, doc, index, channel_id, batch_offset)
+            raise  # pragma: no cover - _convert raised for the same document
 
     def _trailer(self) -> object:
         """Parse what follows the messages array; returns messageCount (or None)."""
