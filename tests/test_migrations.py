@@ -9,8 +9,22 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from promptmill.store.db import alembic_config, connect, create_engine_for, migrate
+from promptmill.store.db import HEAD_REVISION, alembic_config, connect, create_engine_for, is_at_head, migrate
 from promptmill.store.schema import load_all_tables
+
+
+def test_head_revision_is_the_newest_migration_script(store_url):
+    from alembic.script import ScriptDirectory
+
+    engine = create_engine_for(store_url)
+    with engine.connect() as conn:
+        assert ScriptDirectory.from_config(alembic_config(conn)).get_current_head() == HEAD_REVISION
+    # connect() skips alembic only for a store at that revision
+    assert not is_at_head(engine)  # nothing migrated yet
+    migrate(engine, "0003_publishing")
+    assert not is_at_head(engine)
+    migrate(engine)
+    assert is_at_head(engine)
 
 
 def test_migrated_schema_matches_the_declared_tables(store_url):

@@ -19,10 +19,11 @@ The steps avoid pandas and precompile their regexes: this runs on millions of pr
 
 from __future__ import annotations
 
-import importlib.resources
+import importlib.util
 import json
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import NamedTuple
 
 from promptmill.records import Cleaned
@@ -119,7 +120,9 @@ class _EmojiRemover:
     _VARIATION_SELECTORS = re.compile("[\ufe0e\ufe0f]")
 
     def __init__(self) -> None:
-        codes = json.loads(importlib.resources.files("demoji").joinpath("codes.json").read_text("utf-8"))
+        # The table file without importing demoji: its import compiles the 5000-way regex (0.2 s per process).
+        package_dir = importlib.util.find_spec("demoji").submodule_search_locations[0]
+        codes = json.loads(Path(package_dir, "codes.json").read_text("utf-8"))
         by_first: dict[str, tuple[list[int], set[str]]] = {}
         for code in codes:
             if not code:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 
 from promptmill.publishing.errors import PublishError
-from promptmill.publishing.publish import PublishResult, publish
 from promptmill.publishing.settings import SPLIT_KEYS, PublishSettings
+
+if TYPE_CHECKING:
+    from promptmill.publishing.publish import PublishResult
 
 
 def add_commands(subparsers: argparse._SubParsersAction, common_parent: argparse.ArgumentParser | None = None) -> None:
@@ -70,6 +72,9 @@ def describe(result: PublishResult) -> str:
 def handle_publish(args: argparse.Namespace, engine: Engine, settings: Any = None) -> int:
     publish_settings = settings_from_args(args, data_dir=getattr(settings, "data_dir", None))
     try:
+        # Imported here: the writers (pandas, pyarrow) would add half a second to every other command.
+        from promptmill.publishing.publish import publish
+
         result = publish(engine, publish_settings)
     except PublishError as exc:
         print(f"promptmill: error: {exc}", file=sys.stderr)

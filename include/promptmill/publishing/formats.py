@@ -12,13 +12,12 @@ left out of BOTH string formats (kept in the others) and counted in the manifest
 from __future__ import annotations
 
 import csv
+import functools
 import io
 from collections.abc import Iterable, Sequence
 from typing import BinaryIO
 
 import orjson
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from promptmill.publishing.rows import NO_OBJECT, PublishRow, format_timestamp
 
@@ -205,21 +204,27 @@ def read_jsonl(data: bytes) -> list[dict]:
     return records
 
 
-PARQUET_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("prompt", pa.string()),
-        ("description", pa.string()),
-        ("no_object", pa.bool_()),
-        ("split", pa.string()),
-        ("channel_id", pa.string()),
-        ("channel_name", pa.string()),
-        ("username_hash", pa.string()),
-        ("posted_at", pa.timestamp("us", tz="UTC")),
-        ("args", pa.string()),  # JSON text: the bots' argument sets differ too much for one struct type
-        ("label_version", pa.string()),
-    ]
-)
+@functools.cache
+def parquet_schema():
+    """The Parquet columns. pyarrow is imported when Parquet is written or read, not by every command that
+    imports the publishing package (it costs a fifth of a second)."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("id", pa.string()),
+            ("prompt", pa.string()),
+            ("description", pa.string()),
+            ("no_object", pa.bool_()),
+            ("split", pa.string()),
+            ("channel_id", pa.string()),
+            ("channel_name", pa.string()),
+            ("username_hash", pa.string()),
+            ("posted_at", pa.timestamp("us", tz="UTC")),
+            ("args", pa.string()),  # JSON text: the bots' argument sets differ too much for one struct type
+            ("label_version", pa.string()),
+        ]
+    )
 
 
 def write_parquet(rows: Sequence[PublishRow], split: str, out: BinaryIO) -> int:
@@ -236,7 +241,10 @@ def write_parquet(rows: Sequence[PublishRow], split: str, out: BinaryIO) -> int:
         "args": [orjson.dumps(r.args, option=orjson.OPT_SORT_KEYS).decode() for r in rows],
         "label_version": [r.label_version for r in rows],
     }
-    table = pa.Table.from_pydict(columns, schema=PARQUET_SCHEMA)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pydict(columns, schema=parquet_schema())
     # no wall-clock in Parquet metadata; pinned options keep the bytes a function of the rows
     pq.write_table(table, out, compression="zstd", compression_level=3, use_dictionary=True,
                    write_statistics=True, row_group_size=100_000)
@@ -244,6 +252,8 @@ def write_parquet(rows: Sequence[PublishRow], split: str, out: BinaryIO) -> int:
 
 
 def read_parquet(data: bytes) -> list[dict]:
+    import pyarrow.parquet as pq
+
     table = pq.read_table(io.BytesIO(data))
     records = table.to_pylist()
     for record in records:
