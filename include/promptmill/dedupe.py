@@ -725,7 +725,7 @@ def _near_duplicates_full(
 ):
     """One streaming pass over every representative (the rows ``eligible`` selects as ``m``), user by user."""
     total = conn.execute(sa.text(f"SELECT COUNT(*) {eligible}")).scalar()
-    progress = Progress("near-duplicates", total=total, unit="rows", emit=progress_emit)
+    progress: Progress | None = None  # started with the first row: the server sorts everything before sending it
     rows = iter_rows(
         conn,
         "SELECT m.username, m.key, m.posted_at, msg.raw_prompt, m.near_dup, m.near_dup_of "
@@ -750,6 +750,10 @@ def _near_duplicates_full(
                 flush()
                 done += len(batch)
                 progress.update(done)
+            elif progress is None:
+                progress = Progress(
+                    "near-duplicates", total=total, unit="rows", emit=progress_emit, first_line_at_once=False
+                )
             batch = []
             current_user = username
             users += 1
@@ -759,5 +763,6 @@ def _near_duplicates_full(
     if batch:
         flush()
         done += len(batch)
-    progress.update(done, force=total > 100_000)
+    if progress is not None:
+        progress.update(done, force=total > 100_000)
     return changes, users

@@ -25,6 +25,7 @@ class Progress:
         every_s: float = 5.0,
         emit: Callable[[str], None] | None = None,
         logger: logging.Logger | None = None,
+        first_line_at_once: bool = True,
     ):
         self.what = what
         self.total = total
@@ -33,7 +34,8 @@ class Progress:
         self.logger = logger or logging.getLogger("promptmill")
         self.emit = emit or self.logger.info
         self.started = time.monotonic()
-        self._last = 0.0
+        # False: the first line waits for a full period of work, so that its rate and ETA mean something
+        self._last = 0.0 if first_line_at_once else self.started
         self.done = 0.0
         self.extra = ""
 
