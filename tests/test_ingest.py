@@ -25,6 +25,19 @@ def _counts(engine) -> dict:
         }
 
 
+def test_report_counts_only_the_messages_of_this_runs_files(engine, tmp_path):
+    # first load: every stored message is this run's (counted from the verdicts alone)
+    write_json_export(tmp_path / "a" / CHANNEL, "101", [slash("ann", f"a fox number {i}", i * 90, seq=i) for i in range(4)])
+    first = ingest_paths(engine, [tmp_path / "a"], SETTINGS)
+    assert (first.kept, first.rejected) == (4, {})
+    # a later run: only its own file's messages, although the store holds the first run's too
+    later = [slash("bob", f"an owl number {i}", 10_000 + i * 90, seq=i) for i in range(2)]
+    later.append(slash("bob", "an owl number 0", 10_500, seq=9))  # the same prompt again: a duplicate
+    write_json_export(tmp_path / "b" / "Stable Diffusion - Bots - dreambot-2 [102].json", "102", later)
+    second = ingest_paths(engine, [tmp_path / "b"], SETTINGS)
+    assert (second.messages, second.kept, second.rejected) == (3, 2, {"duplicate": 1})
+
+
 def test_ingest_then_rerun_skips_everything(engine, tmp_path):
     msgs = [slash("ann", f"a fox number {i}", i * 90, seq=i) for i in range(10)]
     msgs.append(Msg("hello everyone", EPOCH + timedelta(minutes=3), seq=99,

@@ -371,15 +371,28 @@ def _fill_outcome_counts(engine: Engine, report: IngestReport) -> None:
 
     counts: Counter[str] = Counter()
     kept = 0
+    by_verdict = (message_verdicts.c.status, message_verdicts.c.reason)
     with engine.connect() as conn:
-        for start in range(0, len(report.file_ids), 500):
-            ids = report.file_ids[start : start + 500]
-            rows = conn.execute(
-                sa.select(message_verdicts.c.status, message_verdicts.c.reason, sa.func.count())
+        # When every stored message came from this run's files (a first load), count the verdicts alone instead of
+        # joining every message row to its verdict (seconds on a million messages). One statement, so the test
+        # and the counts see the same files even while another process ingests.
+        ingested_files = (
+            sa.select(sa.func.count()).select_from(source_files).where(source_files.c.outcome == "ingested")
+        ).scalar_subquery()
+        whole_store = conn.execute(
+            sa.select(*by_verdict, sa.func.count()).where(ingested_files == len(report.file_ids)).group_by(*by_verdict)
+        ).all()
+        # (no rows: other files' messages are stored too, or there are no messages at all)
+        batches = [whole_store] if whole_store else (
+            conn.execute(
+                sa.select(*by_verdict, sa.func.count())
                 .select_from(messages.join(message_verdicts, message_verdicts.c.key == messages.c.key))
-                .where(messages.c.source_file_id.in_(ids))
-                .group_by(message_verdicts.c.status, message_verdicts.c.reason)
+                .where(messages.c.source_file_id.in_(report.file_ids[start : start + 500]))
+                .group_by(*by_verdict)
             )
+            for start in range(0, len(report.file_ids), 500)
+        )
+        for rows in batches:
             for status, reason, n in rows:
                 if status == "kept":
                     kept += n
