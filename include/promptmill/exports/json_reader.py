@@ -123,6 +123,13 @@ def _optional_str(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _full_name(name, discriminator) -> str:
+    """DCE's FullName: "name#1234" for legacy and bot accounts, the bare name for new-system users ("0000"/"0")."""
+    if discriminator and discriminator != "0000" and discriminator != "0":
+        return f"{name}#{discriminator}"
+    return name
+
+
 def _message(doc: dict, channel_id: str) -> RawMessage:
     """One message object -> RawMessage. Raises KeyError/TypeError/ValueError/AttributeError on bad input;
     the caller turns that into a precise reason with _message_problem (kept off the hot path)."""
@@ -130,10 +137,7 @@ def _message(doc: dict, channel_id: str) -> RawMessage:
     author_id, name = author["id"], author["name"]
     if key.__class__ is not str or content.__class__ is not str or author_id.__class__ is not str:
         raise TypeError
-    discriminator = author.get("discriminator")
-    # DCE's FullName: "name#1234" for legacy and bot accounts, bare name for new-system users ("0000"/"0").
-    if discriminator and discriminator != "0000" and discriminator != "0":
-        name = f"{name}#{discriminator}"
+    name = _full_name(name, author.get("discriminator"))
     edited = doc.get("timestampEdited")
     attachments = doc.get("attachments")
     # Positional (hot path): key, channel_id, author_id, author, posted_at, content, attachments, edited_at,
@@ -190,10 +194,6 @@ def _messages_of_batch(batch_json: bytes, channel_id: str) -> list[RawMessage]:
     append = converted.append
     for doc in _decode_dce_messages(batch_json):
         author = doc.author
-        name = author.name
-        discriminator = author.discriminator
-        if discriminator and discriminator != "0000" and discriminator != "0":
-            name = f"{name}#{discriminator}"
         edited = doc.timestampEdited
         attachments = doc.attachments
         append(
@@ -201,7 +201,7 @@ def _messages_of_batch(batch_json: bytes, channel_id: str) -> list[RawMessage]:
                 doc.id,
                 channel_id,
                 author.id,
-                name,
+                _full_name(author.name, author.discriminator),
                 _utc(doc.timestamp),
                 doc.content,
                 tuple([attachment.url for attachment in attachments]) if attachments else (),
