@@ -149,3 +149,48 @@ def test_reprocess_applies_a_changed_profile_to_stored_messages(engine, tmp_path
         after = dict(conn.execute(sa.text("SELECT m.content LIKE '%Sussex%', v.status FROM messages m "
                                         "JOIN message_verdicts v ON v.key = m.key")).all())
     assert after == {True: "kept", False: "kept"}
+
+
+def test_a_message_stored_concurrently_after_the_key_check_makes_the_file_retry_with_the_upsert(pg_url, tmp_path):
+    """The direct COPY of new keys meets a key another transaction inserted meanwhile: the file is stored anyway."""
+    import threading
+    import time
+
+    from promptmill.derive import build_row
+    from promptmill.exports import discover, read_export
+    from promptmill.ingest import ingest_source
+    from promptmill.store.bulk import MessageStager
+    from promptmill.store.db import connect
+
+    engine = connect(pg_url)
+    msgs = [slash("ann", f"a lighthouse number {i}", i * 90, seq=i) for i in range(6)]
+    write_json_export(tmp_path / "a" / CHANNEL, "101", msgs)
+    write_json_export(tmp_path / "b" / "Stable Diffusion - Bots - dreambot-1 [101] [part 2].json", "101", msgs[3:4])
+    (source_a,) = discover([tmp_path / "a"])
+    (source_b,) = discover([tmp_path / "b"])
+    outcome = {}
+    with engine.connect() as blocker:
+        with blocker.begin():
+            # another transaction holds message 3, not committed yet: the file's key check cannot see it
+            stager = MessageStager(blocker)
+            _, rows = read_export(source_b)
+            for message in rows:
+                stager.add(build_row(message, 0, "parity"))
+            stager.merge()
+            worker = threading.Thread(
+                target=lambda: outcome.update(result=ingest_source(engine, source_a, "parity", ()))
+            )
+            worker.start()
+            deadline = time.monotonic() + 30
+            with engine.connect() as probe:
+                # the file's COPY waits on message 3's unique index entry
+                while not probe.execute(sa.text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar():
+                    assert time.monotonic() < deadline, "the file's COPY never waited for the other transaction"
+                    time.sleep(0.05)
+        worker.join(30)
+    assert outcome["result"].outcome == "ingested"
+    assert outcome["result"].messages == 6
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM messages")).scalar() == 6
+        assert conn.execute(sa.text("SELECT count(*) FROM message_verdicts")).scalar() == 6
+        assert conn.execute(sa.text("SELECT count(*) FROM dedupe_dirty")).scalar() == 6

@@ -30,7 +30,7 @@ from promptmill.derive import PRE_REASON_INDEX, build_row
 from promptmill.exports import ExportError, Source, discover, read_export
 from promptmill.progress import Progress
 from promptmill.settings import Settings
-from promptmill.store.bulk import MessageStager
+from promptmill.store.bulk import KeyStoredConcurrently, MessageStager
 from promptmill.store.schema import channels, source_files
 
 log = logging.getLogger("promptmill.ingest")
@@ -145,6 +145,10 @@ class _Refused(Exception):
         self.outcome = outcome
 
 
+class _StoreDirectlyFailed(Exception):
+    """A message key stored directly collided with a concurrent transaction's: store the file with the upsert."""
+
+
 # Deadlock / serialization failure between two workers storing overlapping files: retry the file.
 _RETRYABLE_PGCODES = ("40P01", "40001")
 
@@ -169,9 +173,14 @@ def ingest_source(engine: Engine, source: Source, profile: str, channels_selecte
     known = known_outcome(engine, content_hash)
     if known is not None:
         return FileOutcome(source.display_path, "skipped", f"already {known} (same content hash)")
+    direct = True
     for attempt in range(1, 4):
         try:
-            return _store_file(engine, source, content_hash, profile, channels_selected)
+            return _store_file(engine, source, content_hash, profile, channels_selected, direct)
+        except _StoreDirectlyFailed:
+            log.info("%s: messages stored concurrently by another worker, retrying with an upsert", source.display_path)
+            direct = False
+            continue
         except _Refused as refused:
             return refused.outcome
         except ExportError as exc:
@@ -183,13 +192,20 @@ def ingest_source(engine: Engine, source: Source, profile: str, channels_selecte
             )
             if retryable and attempt < 3:
                 log.info("%s: concurrent ingest by another worker, retrying (%s)", source.display_path, attempt)
+                # a deadlock between two files inserting the same new keys directly: the upsert orders its writes
+                direct = False
                 continue
             raise
     raise AssertionError("unreachable")
 
 
 def _store_file(
-    engine: Engine, source: Source, content_hash: str, profile: str, channels_selected: tuple[str, ...]
+    engine: Engine,
+    source: Source,
+    content_hash: str,
+    profile: str,
+    channels_selected: tuple[str, ...],
+    direct: bool = True,
 ) -> FileOutcome:
     started = time.monotonic()
     messages = generations = 0
@@ -200,7 +216,6 @@ def _store_file(
                 # so the next run simply ingests the file again: no durability is lost that matters, and the
                 # commit does not wait for a disk flush (one per file).
                 conn.execute(sa.text("SET LOCAL synchronous_commit = off"))
-            stager = MessageStager(conn)
             header, raw_messages = read_export(source)
             if channels_selected and not (
                 header.channel_id in channels_selected or (header.channel_name or "") in channels_selected
@@ -209,12 +224,8 @@ def _store_file(
                 raise _Refused(
                     FileOutcome(source.display_path, "skipped", f"channel {header.channel_id} not selected")
                 )
-            for raw in raw_messages:
-                row = build_row(raw, 0, profile)
-                stager.add(row)
-                messages += 1
-                if row[PRE_REASON_INDEX] is None:
-                    generations += 1
+            # The file's row comes first so that its messages can point to it as they are stored; a second
+            # worker storing the same content waits on its unique hash and then skips the file.
             file_id = conn.execute(
                 sa.insert(source_files)
                 .values(
@@ -225,19 +236,29 @@ def _store_file(
                     partition_date=source.partition_date,
                     size_bytes=source.size,
                     file_mtime_ns=file_mtime_ns(source),
-                    message_count=messages,
+                    message_count=0,
                     outcome="ingested",
                     ingested_at=_now(),
                 )
                 .returning(source_files.c.id)
             ).scalar_one()
-            stager.merge(file_id=file_id)
+            stager = MessageStager(conn, file_id=file_id, direct=direct)
+            for raw in raw_messages:
+                row = build_row(raw, file_id, profile)
+                stager.add(row)
+                messages += 1
+                if row[PRE_REASON_INDEX] is None:
+                    generations += 1
+            stager.merge()
             _upsert_channel(conn, header)
             conn.execute(
                 sa.update(source_files)
                 .where(source_files.c.id == file_id)
-                .values(elapsed_s=round(time.monotonic() - started, 3))
+                .values(message_count=messages, elapsed_s=round(time.monotonic() - started, 3))
             )
+    except KeyStoredConcurrently as exc:
+        # A concurrent file stored some of the same messages after this one checked their keys.
+        raise _StoreDirectlyFailed from exc
     except IntegrityError:
         # Another worker ingested the same content at the same time: its commit won.
         if known_outcome(engine, content_hash) is not None:
