@@ -111,6 +111,10 @@ def run_dedupe(
     """Recompute the statuses of everything touched since the last dedupe (or everything with ``full``)."""
     from sqlalchemy.exc import OperationalError
 
+    from promptmill.store.lookup_indexes import ensure_lookup_indexes
+
+    # the lookups of the incremental path need them; a stopped bulk load may have left them dropped
+    ensure_lookup_indexes(engine)
     for attempt in range(1, attempts + 1):
         try:
             options = {}

@@ -31,6 +31,7 @@ from promptmill.exports import ExportError, Source, discover, read_export
 from promptmill.progress import Progress
 from promptmill.settings import Settings
 from promptmill.store.bulk import KeyStoredConcurrently, MessageStager
+from promptmill.store.lookup_indexes import drop_lookup_indexes, ensure_lookup_indexes, is_bulk_load
 from promptmill.store.schema import channels, source_files
 
 log = logging.getLogger("promptmill.ingest")
@@ -300,8 +301,14 @@ def ingest_paths(
     *,
     run_dedupe: bool = True,
     progress_emit: Callable[[str], None] | None = None,
+    defer_indexes: bool = True,
 ) -> IngestReport:
-    """Ingest every export under ``paths`` (files or folders), then dedupe what changed."""
+    """Ingest every export under ``paths`` (files or folders), then dedupe what changed.
+
+    A bulk load (see Settings.bulk_load_min_bytes) is stored without the dedupe lookup indexes, which are built
+    again before this returns; ``defer_indexes=False`` keeps them (callers that ingest concurrently, as the
+    DAG's mapped tasks do, must not drop each other's indexes).
+    """
     started = time.monotonic()
     report = IngestReport()
     items = list(iter_sources(paths, settings))
@@ -318,13 +325,24 @@ def ingest_paths(
             done_bytes += item.size
         else:
             todo.append(item)
-    for outcome, size in _ingest_in_workers(engine, todo, settings):
-        report.add(outcome)
-        done_bytes += size
-        progress.update(
-            done_bytes,
-            extra=f"files {report.files_seen}/{len(items)} | messages {report.messages:,}",
-        )
+    deferred = False
+    if defer_indexes:
+        if is_bulk_load(engine, sum(source.size for source in todo), settings.bulk_load_min_bytes):
+            deferred = drop_lookup_indexes(engine)
+        else:
+            ensure_lookup_indexes(engine)  # an earlier bulk load may have been stopped before building them
+    try:
+        for outcome, size in _ingest_in_workers(engine, todo, settings):
+            report.add(outcome)
+            done_bytes += size
+            progress.update(
+                done_bytes,
+                extra=f"files {report.files_seen}/{len(items)} | messages {report.messages:,}",
+            )
+    finally:
+        if deferred:
+            built = ensure_lookup_indexes(engine)
+            progress.update(done_bytes, extra=f"built {len(built)} lookup indexes", force=True)
     if run_dedupe:
         from promptmill.dedupe import run_dedupe as dedupe
 

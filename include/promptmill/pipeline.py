@@ -90,7 +90,8 @@ def ingest_group(settings: Settings, paths: list[str]) -> dict:
 
     # Mapped tasks are the parallelism here; a worker pool inside a (possibly daemonic) task process is not.
     settings = settings.with_overrides(ingest_workers=1)
-    report = ingest_paths(_engine(settings), paths, settings, run_dedupe=False)
+    # mapped tasks run side by side: none may drop the lookup indexes the others are writing to
+    report = ingest_paths(_engine(settings), paths, settings, run_dedupe=False, defer_indexes=False)
     return report.as_dict()
 
 

@@ -46,6 +46,10 @@ class Settings:
     # processes parsing and deriving export files in parallel (the store load stays in the calling process)
     ingest_workers: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
 
+    # a load of at least this many bytes that also at least doubles the store is a bulk load on PostgreSQL:
+    # the dedupe lookup indexes are dropped while it is stored and built again afterwards (store/lookup_indexes.py)
+    bulk_load_min_bytes: int = 64 * 1024**2
+
     # ingest progress/log cadence
     progress_every_s: float = 5.0
 
