@@ -223,18 +223,21 @@ def _recompute_whole_store(conn: Connection, settings: Settings, report: DedupeR
     q = conn.execute
     dialect = conn.dialect.name
     collate = _binary_collation(dialect)
-    # Rule 12: the representatives. PARTITION BY in binary order: equality is the same in any collation, and
-    # sorting a million hashes by the locale's rules costs twice as much.
+    # Rule 12: the representatives, with what the near-duplicate pass reads of them (so that it reads this table
+    # alone, not its join with the verdicts). PARTITION BY in binary order: equality is the same in any
+    # collation, and sorting a million hashes by the locale's rules costs twice as much.
     _temp(
         conn,
         "dd_reps",
         f"""
-        SELECT key FROM (
-            SELECT key, ROW_NUMBER() OVER (PARTITION BY raw_hash {collate} ORDER BY posted_at, posted_seq, key) AS rn
+        SELECT key, username, posted_at, posted_seq, near_dup, near_dup_of FROM (
+            SELECT key, username, posted_at, posted_seq, near_dup, near_dup_of,
+                   ROW_NUMBER() OVER (PARTITION BY raw_hash {collate} ORDER BY posted_at, posted_seq, key) AS rn
             FROM message_verdicts WHERE pre_reason IS NULL AND raw_hash IS NOT NULL) ranked
         WHERE rn = 1
         """,
-        index="key",
+        # PostgreSQL hash-joins it whole (building the index took longer than the join); SQLite needs it.
+        index="key" if dialect == "sqlite" else None,
     )
     report.raw_groups = q(sa.text("SELECT COUNT(*) FROM dd_reps")).scalar()
 
@@ -248,7 +251,7 @@ def _recompute_whole_store(conn: Connection, settings: Settings, report: DedupeR
             settings.near_dup_threshold,
             timedelta(seconds=settings.near_dup_window_s),
             progress_emit,
-            eligible="FROM dd_reps r JOIN message_verdicts m ON m.key = r.key WHERE m.username IS NOT NULL",
+            eligible="FROM dd_reps m WHERE m.username IS NOT NULL",
         )
     report.near_dup_changes = len(changes)
     _store_near_dup_changes(conn, changes)
