@@ -194,3 +194,46 @@ def test_a_message_stored_concurrently_after_the_key_check_makes_the_file_retry_
         assert conn.execute(sa.text("SELECT count(*) FROM messages")).scalar() == 6
         assert conn.execute(sa.text("SELECT count(*) FROM message_verdicts")).scalar() == 6
         assert conn.execute(sa.text("SELECT count(*) FROM dedupe_dirty")).scalar() == 6
+
+
+def test_keys_repeated_within_and_across_chunks_of_a_file_keep_the_newest_version(pg_url):
+    """Direct COPY of new keys, in chunks of 2: repeats (edits) within a chunk and in later chunks go through the
+    upsert, and the newest edit wins whatever its position in the file."""
+    from datetime import UTC, datetime
+
+    from promptmill.derive import build_row
+    from promptmill.records import RawMessage
+    from promptmill.store.bulk import MessageStager
+    from promptmill.store.db import connect
+
+    engine = connect(pg_url)
+    t0 = datetime(2022, 11, 1, 12, 0, tzinfo=UTC)
+
+    def message(key: str, prompt: str, edited_minutes: int | None) -> RawMessage:
+        edited = t0.replace(minute=edited_minutes) if edited_minutes is not None else None
+        return RawMessage(key=key, channel_id="101", author_id="bot", author="DreamBot#6958", posted_at=t0,
+                          content=slash_content("ann", prompt), edited_at=edited)
+
+    rows = [
+        message("k1", "first version", None),
+        message("k1", "second version", 5),  # same chunk as its first version
+        message("k2", "a fox", None),
+        message("k3", "an owl", None),
+        message("k1", "stale version", 1),  # a later chunk, but an older edit: loses
+        message("k2", "a fox, edited", 9),  # a later chunk, newer: wins
+    ]
+    with engine.begin() as conn:
+        file_id = conn.execute(
+            sa.text("INSERT INTO source_files (content_hash, path, outcome, ingested_at) "
+                    "VALUES ('h', 'f.json', 'ingested', now()) RETURNING id")
+        ).scalar_one()
+        stager = MessageStager(conn, chunk_rows=2, file_id=file_id, direct=True)
+        for raw_message in rows:
+            stager.add(build_row(raw_message, file_id, "parity"))
+        stager.merge()
+        assert stager.inserted_directly == 3 and stager.staged == 3
+    with engine.connect() as conn:
+        stored = dict(conn.execute(sa.text("SELECT key, raw_prompt FROM messages")).all())
+        verdict_keys = conn.execute(sa.text("SELECT count(*) FROM message_verdicts")).scalar()
+    assert stored == {"k1": "second version", "k2": "a fox, edited", "k3": "an owl"}
+    assert verdict_keys == 3

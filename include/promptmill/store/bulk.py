@@ -200,7 +200,6 @@ class MessageStager:
         self.file_id = file_id
         self.direct = direct and self.dialect == "postgresql" and file_id is not None
         self._pending: list[Sequence] = []
-        self._direct_keys: set[str] = set()  # keys this file inserted directly
         self._stage_created = False
         self.staged = 0
         self.inserted_directly = 0
@@ -243,7 +242,10 @@ class MessageStager:
             stored = {key for (key,) in cursor.fetchall()}
         finally:
             cursor.close()
-        seen = self._direct_keys
+        # The check sees this transaction's own rows, so a key repeated in an earlier chunk of the file is in
+        # ``stored``; only repeats within this chunk need remembering (memory bounded by the chunk, whatever
+        # the file's size).
+        seen: set[str] = set()
         new: list[Sequence] = []
         rest: list[Sequence] = []
         for row in rows:
