@@ -45,3 +45,37 @@ def test_groups_are_size_balanced_and_bounded(store_url, tmp_path):
     groups = plan_ingest(Settings(database_url=store_url, landing_dir=landing), max_groups=5)
     assert len(groups) == 5
     assert sorted(p for g in groups for p in g) == sorted(str(p) for p in landing.iterdir())
+
+
+def test_a_backfill_is_stored_without_the_lookup_indexes_and_the_dedupe_task_builds_them(pg_url, tmp_path):
+    from promptmill.pipeline import dedupe
+    from promptmill.store.db import connect
+    from promptmill.store.lookup_indexes import LOOKUP_INDEXES, missing_lookup_indexes
+
+    landing = _landing(tmp_path)
+    settings = Settings(database_url=pg_url, landing_dir=landing, bulk_load_min_bytes=1)
+    engine = connect(pg_url)
+    groups = plan_ingest(settings, run_date=None)
+    assert {index.name for index in missing_lookup_indexes(engine)} == {index.name for index in LOOKUP_INDEXES}
+    reports = [ingest_group(settings, paths) for paths in groups]
+    assert sum(r["messages"] for r in reports) == 7
+    assert len(missing_lookup_indexes(engine)) == 3  # the mapped tasks leave them alone
+    result = dedupe(settings)
+    assert missing_lookup_indexes(engine) == []
+    assert result["dedupe"]["full"] and result["status"]["messages"] == 7, result["status"]
+    # the same verdicts as the ordinary path (SQLite, indexes never dropped)
+    from promptmill.ingest import ingest_paths
+    from promptmill.status import store_status
+
+    plain_settings = Settings(database_url=f"sqlite:///{tmp_path / 'plain.sqlite'}")
+    plain = connect(plain_settings.database_url)
+    ingest_paths(plain, [landing], plain_settings)
+    compared = ("messages", "kept", "near_duplicates", "rejected", "unique_prompts")
+    assert {k: result["status"][k] for k in compared} == {k: store_status(plain, plain_settings)[k] for k in compared}
+    assert result["status"]["near_duplicates"] > 0
+
+    # a later, small run is no bulk load: the indexes stay
+    write_json_export(landing / "2022-11-04" / "dreambot-1 [101] (2022-11-04).json", "101",
+                      [slash("cid", "a late heron", 0, seq=1)])
+    assert plan_ingest(Settings(database_url=pg_url, landing_dir=landing), run_date=None)
+    assert missing_lookup_indexes(engine) == []

@@ -45,6 +45,7 @@ def plan_ingest(settings: Settings, *, run_date: str | None = None, max_groups: 
     """
     from promptmill.exports import ExportError
     from promptmill.ingest import file_mtime_ns, iter_sources, known_outcome, unchanged_files
+    from promptmill.store.lookup_indexes import drop_lookup_indexes, is_bulk_load
 
     landing = settings.effective_landing_dir
     if not landing.exists():
@@ -81,6 +82,11 @@ def plan_ingest(settings: Settings, *, run_date: str | None = None, max_groups: 
         groups[i].append(path)
         sizes[i] += size
     log.info("plan: %s files with new content in %s groups (%s bytes)", len(pending), groups_n, sum(sizes))
+    # A backfill that at least doubles the store is stored without the dedupe lookup indexes, as
+    # `promptmill ingest` does: dropped here, before the mapped tasks start, and built again by the dedupe task
+    # (or, should it never run, by the next ingest or dedupe).
+    if is_bulk_load(engine, sum(sizes), settings.bulk_load_min_bytes) and drop_lookup_indexes(engine):
+        log.info("plan: a bulk load; the dedupe task builds the lookup indexes again")
     return [sorted(g) for g in groups]
 
 
