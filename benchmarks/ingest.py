@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -79,7 +80,7 @@ class Database:
                 conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-def generate(out: Path, messages: int, files: int, seed: int, first_channel: int = 1) -> float:
+def generate(out: Path, messages: int, files: int, seed: int, first_channel: int = 1, start=None) -> float:
     started = time.perf_counter()
     channels = 8
     per_format = max(1, messages // 2)
@@ -93,6 +94,7 @@ def generate(out: Path, messages: int, files: int, seed: int, first_channel: int
             formats=(fmt,),
             partition_size=max(100, messages // max(files, 1)),
             first_channel=first_channel + offset,
+            start=start,
         )
         write_exports(out / fmt, cfg)
     return time.perf_counter() - started
@@ -160,6 +162,17 @@ def main(argv: list[str] | None = None) -> int:
         full_s, _, _ = ingest(url, extra)
         empty_s, _, _ = ingest(dbs.new(), extra)
         rows.append(("add 10,000 messages to the full store / to an empty store",
+                     f"{full_s:.2f} s / {empty_s:.2f} s = {full_s / empty_s:.2f}x", "<= 2x"))
+        rows.append(("  (new channels' history, in the same hours as the stored messages of the same users)", "", ""))
+        # The daily case: the next export of the same channels, after everything stored.
+        with sa.create_engine(url).connect() as conn:
+            last = conn.execute(sa.text("SELECT MAX(posted_at) FROM messages")).scalar()
+        next_day = (last + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+        daily = workdir / "daily"
+        generate(daily, 10_000, 10, seed=778, start=next_day)
+        full_s, _, _ = ingest(url, daily)
+        empty_s, _, _ = ingest(dbs.new(), daily)
+        rows.append(("add the next day's 10,000 messages of the same channels: full store / empty store",
                      f"{full_s:.2f} s / {empty_s:.2f} s = {full_s / empty_s:.2f}x", "<= 2x"))
 
         big = workdir / "big"

@@ -107,7 +107,8 @@ message_verdicts = sa.Table(
     sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
     sa.Column("reason", sa.Text),
     sa.Index("ix_message_verdicts_user_time", "username", "posted_at"),
-    sa.Index("ix_message_verdicts_raw_hash", "raw_hash"),
+    # in representative order (rule 12): a group's current representative is its first entry
+    sa.Index("ix_message_verdicts_raw_rank", "raw_hash", "posted_at", "posted_seq", "key"),
     sa.Index("ix_message_verdicts_clean_hash", "clean_hash"),
     # None of the verdict columns is indexed and pages keep more than half their space free, so on PostgreSQL
     # dedupe's updates are HOT (no index writes) even when one transaction updates every row of a page: the old
