@@ -81,7 +81,12 @@ def pg_url(pg_database):
     with engine.connect() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     engine.dispose()
-    return f"{pg_database}?options=-csearch_path%3D{schema}"
+    yield f"{pg_database}?options=-csearch_path%3D{schema}"
+    # Close this test's pooled connections: kept open until the session ends, a few hundred tests' pools
+    # exhausted the server's max_connections (100).
+    from promptmill.store.db import dispose_all
+
+    dispose_all()
 
 
 @pytest.fixture

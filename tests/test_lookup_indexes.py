@@ -68,6 +68,7 @@ def test_a_bulk_load_gives_the_same_verdicts_and_ends_with_every_index(pg_url, t
     finally:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}_plain" CASCADE'))
+        admin.dispose()
 
 
 def test_indexes_left_dropped_by_a_stopped_load_are_built_by_the_next_ingest_and_by_dedupe(pg_url, tmp_path):

@@ -201,7 +201,7 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
             q(sa.text(f"ANALYZE {table}"))
     if dialect == "sqlite":
         for name in ("dd_msgs", "dd_queue", "dd_raw", "dd_rawfull", "dd_rr", "dd_reps", "dd_touched", "dd_nd",
-                     "dd_clean", "dd_cleanfull", "dd_cand", "dd_groups", "dd_eff", "dd_rep"):
+                     "dd_clean", "dd_cleanfull", "dd_cand", "dd_groups", "dd_eff", "dd_rep", "dd_known"):
             q(sa.text(f"DROP TABLE IF EXISTS temp.{name}"))
     report.elapsed_s = time.monotonic() - started
     log.info(
@@ -328,17 +328,18 @@ def _upsert_prompt_rows(conn: Connection, *, text_in_groups: bool = False) -> No
     for each group new to the store, inserted in hash order (the unique index then fills front to back) and
     already marked with its kept message from dd_rep (so that a first load writes each prompt row once).
 
-    The text of a new group comes from dd_groups when ``text_in_groups``, else from one of its (wide) message
-    rows, read by key: cheap for the few new groups of an increment.
+    The text of a new group comes from dd_groups when ``text_in_groups`` (every group of the store: hash joins
+    throughout), else from one of its (wide) message rows, read by key: cheap for the few new groups of an
+    increment, whose groups are looked up in the prompt index one by one.
     """
-    conn.execute(
-        sa.text(
-            "UPDATE prompts SET first_seen = g.first_seen FROM dd_groups g "
-            "WHERE prompts.text_hash = g.clean_hash AND g.first_seen < prompts.first_seen"
-        )
-    )
+    q = conn.execute
     if text_in_groups:
-        # every group: one hash join with the kept messages
+        q(
+            sa.text(
+                "UPDATE prompts SET first_seen = g.first_seen FROM dd_groups g "
+                "WHERE prompts.text_hash = g.clean_hash AND g.first_seen < prompts.first_seen"
+            )
+        )
         select = """
             SELECT g.text, g.clean_hash, g.first_seen, r.key IS NOT NULL, r.key
             FROM dd_groups g LEFT JOIN dd_rep r ON r.clean_hash = g.clean_hash
@@ -346,6 +347,20 @@ def _upsert_prompt_rows(conn: Connection, *, text_in_groups: bool = False) -> No
             ORDER BY g.clean_hash
         """
     else:
+        # The stored prompt rows of the touched groups, found by index. Joined with the prompt table instead,
+        # the planner hashed all of it (0.5 s at 650,000 prompts for 20,000 groups): it costs a few thousand
+        # index lookups like a scan.
+        if conn.dialect.name == "postgresql":
+            known = "SELECT p.id, p.text_hash, p.first_seen FROM prompts p WHERE p.text_hash = ANY(ARRAY(SELECT clean_hash FROM dd_groups))"
+        else:
+            known = "SELECT p.id, p.text_hash, p.first_seen FROM prompts p JOIN dd_groups g ON g.clean_hash = p.text_hash"
+        _temp(conn, "dd_known", known, index="text_hash")
+        q(
+            sa.text(
+                "UPDATE prompts SET first_seen = g.first_seen FROM dd_known k JOIN dd_groups g ON g.clean_hash = k.text_hash "
+                "WHERE prompts.id = k.id AND g.first_seen < k.first_seen"
+            )
+        )
         # The kept message of each new group looked up by hash (ix_dd_rep_clean_hash). As a join, the planner,
         # expecting from the hash statistics hardly any new group, scanned all of dd_rep once per new group
         # (0.5 s of a 10,000-message increment with 6,300 new prompts).
@@ -354,10 +369,10 @@ def _upsert_prompt_rows(conn: Connection, *, text_in_groups: bool = False) -> No
                 SELECT msg.clean_text AS text, g.clean_hash, g.first_seen,
                        (SELECT r.key FROM dd_rep r WHERE r.clean_hash = g.clean_hash) AS rep_key
                 FROM dd_groups g JOIN messages msg ON msg.key = g.any_key
-                WHERE NOT EXISTS (SELECT 1 FROM prompts p WHERE p.text_hash = g.clean_hash)) n
+                WHERE NOT EXISTS (SELECT 1 FROM dd_known k WHERE k.text_hash = g.clean_hash)) n
             ORDER BY n.clean_hash
         """
-    conn.execute(
+    q(
         sa.text(
             "INSERT INTO prompts (text, text_hash, first_seen, kept, kept_message_key) "
             + select
