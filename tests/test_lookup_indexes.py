@@ -100,3 +100,30 @@ def test_a_busy_verdict_table_keeps_its_indexes_and_the_load_goes_on(pg_url, tmp
     assert any("busy" in record.getMessage() for record in caplog.records)
     assert report.files_ingested == 2
     assert _index_names(engine) == {index.name for index in LOOKUP_INDEXES}
+
+
+def test_two_processes_building_the_missing_indexes_at_once_both_succeed(pg_url, tmp_path):
+    import threading
+
+    from promptmill.store.lookup_indexes import ensure_lookup_indexes
+
+    engine = connect(pg_url)
+    ingest_paths(engine, [_exports(tmp_path / "in")], NEVER_BULK)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DROP INDEX {', '.join(index.name for index in LOOKUP_INDEXES)}"))
+    errors: list[BaseException] = []
+    built: list[list[str]] = []
+
+    def build():
+        try:
+            built.append(ensure_lookup_indexes(connect(pg_url)))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=build) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert _index_names(engine) == {index.name for index in LOOKUP_INDEXES}

@@ -22,6 +22,8 @@ from sqlalchemy.exc import OperationalError
 from promptmill.store.schema import message_verdicts
 
 log = logging.getLogger("promptmill.store")
+# Any constant works; it only has to be the same for every promptmill process building these indexes.
+_BUILD_LOCK = 7_142_600_003
 
 LOOKUP_INDEXES: tuple[sa.Index, ...] = tuple(
     sorted((index for index in message_verdicts.indexes), key=lambda index: index.name)
@@ -80,6 +82,9 @@ def ensure_lookup_indexes(engine: Engine) -> list[str]:
     missing = missing_lookup_indexes(engine)
     for index in missing:
         with engine.begin() as conn:
+            # Two processes building the same index at once would both pass IF NOT EXISTS (CREATE INDEX locks
+            # do not conflict with each other) and the second would fail on the catalog: take turns.
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": _BUILD_LOCK})
             # The sort of a million keys fits in memory at this size; the default (64 MB) spills to disk.
             conn.execute(sa.text("SET LOCAL maintenance_work_mem = '256MB'"))
             conn.execute(sa.schema.CreateIndex(index, if_not_exists=True))
