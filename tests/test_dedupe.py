@@ -325,3 +325,32 @@ def test_long_sessions_incremental_matches_the_oracle(data, tmp_path_factory):
         load(engine, shuffled[lo:hi])
     assert statuses(engine) == oracle(msgs)
     engine.dispose()
+
+
+def test_two_dedupes_at_once_take_turns_and_agree_with_one(pg_url):
+    """The second dedupe waits for the first and then works on a snapshot that sees its prompt rows."""
+    import threading
+
+    engine = connect(pg_url)
+    messages = [raw(str(i), f"user{i % 4}", f"a lantern in the fog number {i % 7}", i * 20) for i in range(60)]
+    load(engine, messages, dedupe=False)
+    errors: list[BaseException] = []
+
+    def dedupe(full: bool):
+        try:
+            run_dedupe(engine, SETTINGS, full=full)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=dedupe, args=(full,)) for full in (True, True, False)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    together = snapshot(engine)
+    run_dedupe(engine, SETTINGS, full=True)
+    assert snapshot(engine) == together
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM prompts")).scalar() == 7
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM message_verdicts WHERE status = 'pending'")).scalar() == 0

@@ -92,12 +92,27 @@ def similarity_function(metric: str) -> Callable[[str, str], float] | None:
 
 @contextlib.contextmanager
 def _dedupe_lock(conn: Connection):
-    if conn.dialect.name == "postgresql":
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_DEDUPE_LOCK})
-        yield
+    """One dedupe at a time per store, held around (not inside) the dedupe transaction.
+
+    On PostgreSQL a session lock taken before the transaction begins: a REPEATABLE READ snapshot is taken by
+    the transaction's first statement, so a lock taken inside it would leave a waiting dedupe working on a
+    snapshot from before the previous dedupe committed.
+    """
+    if conn.dialect.name != "postgresql":
+        with sqlite_file_lock(conn.engine, "dedupe"):
+            yield
         return
-    with sqlite_file_lock(conn.engine, "dedupe"):
+    conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": _PG_DEDUPE_LOCK})
+    conn.commit()
+    try:
         yield
+    finally:
+        try:
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_DEDUPE_LOCK})
+            conn.commit()
+        except Exception:
+            # a broken connection has released its locks; never return one that might still hold it to the pool
+            conn.invalidate()
 
 
 def run_dedupe(
@@ -123,8 +138,8 @@ def run_dedupe(
                 # (serialization failure) instead of being marked clean unseen; we then simply retry.
                 options["isolation_level"] = "REPEATABLE READ"
             with engine.connect().execution_options(**options) as conn:
-                with conn.begin():
-                    with _dedupe_lock(conn):
+                with _dedupe_lock(conn):
+                    with conn.begin():
                         return _dedupe(conn, settings, full=full, progress_emit=progress_emit)
         except OperationalError as exc:
             pgcode = getattr(getattr(exc, "orig", None), "pgcode", None)
@@ -372,13 +387,12 @@ def _upsert_prompt_rows(conn: Connection, *, text_in_groups: bool = False) -> No
                 WHERE NOT EXISTS (SELECT 1 FROM dd_known k WHERE k.text_hash = g.clean_hash)) n
             ORDER BY n.clean_hash
         """
-    q(
-        sa.text(
-            "INSERT INTO prompts (text, text_hash, first_seen, kept, kept_message_key) "
-            + select
-            + " ON CONFLICT (text_hash) DO NOTHING"
-        )
-    )
+    # Only dedupe writes prompt rows, one dedupe at a time, on a snapshot taken after the previous one committed
+    # (_dedupe_lock): the NOT EXISTS above sees every stored prompt. The whole-store path inserts plainly (ON
+    # CONFLICT's speculative insertion took 3.9 s instead of 2.3 s for 650,000 rows); the few rows of an
+    # increment keep it as a safety net.
+    conflict = "" if text_in_groups else " ON CONFLICT (text_hash) DO NOTHING"
+    q(sa.text("INSERT INTO prompts (text, text_hash, first_seen, kept, kept_message_key) " + select + conflict))
 
 
 def _write_verdicts(conn: Connection) -> None:
