@@ -6,6 +6,7 @@ import json
 import zipfile
 from datetime import timedelta
 
+import pytest
 import sqlalchemy as sa
 from promptmill.ingest import ingest_paths
 from promptmill.settings import Settings
@@ -151,8 +152,10 @@ def test_reprocess_applies_a_changed_profile_to_stored_messages(engine, tmp_path
     assert after == {True: "kept", False: "kept"}
 
 
-def test_a_message_stored_concurrently_after_the_key_check_makes_the_file_retry_with_the_upsert(pg_url, tmp_path):
-    """The direct COPY of new keys meets a key another transaction inserted meanwhile: the file is stored anyway."""
+@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
+def test_a_message_stored_concurrently_after_the_key_check_makes_the_file_retry_with_the_upsert(pg_url, tmp_path, driver):
+    """The direct COPY of new keys meets a key another transaction inserted meanwhile: the file is stored anyway
+    (with either driver: they report the unique violation differently)."""
     import threading
     import time
 
@@ -162,7 +165,8 @@ def test_a_message_stored_concurrently_after_the_key_check_makes_the_file_retry_
     from promptmill.store.bulk import MessageStager
     from promptmill.store.db import connect
 
-    engine = connect(pg_url)
+    engine = connect(pg_url.replace("postgresql://", f"postgresql+{driver}://", 1))
+    assert engine.dialect.driver == driver
     msgs = [slash("ann", f"a lighthouse number {i}", i * 90, seq=i) for i in range(6)]
     write_json_export(tmp_path / "a" / CHANNEL, "101", msgs)
     write_json_export(tmp_path / "b" / "Stable Diffusion - Bots - dreambot-1 [101] [part 2].json", "101", msgs[3:4])
@@ -196,7 +200,8 @@ def test_a_message_stored_concurrently_after_the_key_check_makes_the_file_retry_
         assert conn.execute(sa.text("SELECT count(*) FROM dedupe_dirty")).scalar() == 6
 
 
-def test_keys_repeated_within_and_across_chunks_of_a_file_keep_the_newest_version(pg_url):
+@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
+def test_keys_repeated_within_and_across_chunks_of_a_file_keep_the_newest_version(pg_url, driver):
     """Direct COPY of new keys, in chunks of 2: repeats (edits) within a chunk and in later chunks go through the
     upsert, and the newest edit wins whatever its position in the file."""
     from datetime import UTC, datetime
@@ -206,7 +211,8 @@ def test_keys_repeated_within_and_across_chunks_of_a_file_keep_the_newest_versio
     from promptmill.store.bulk import MessageStager
     from promptmill.store.db import connect
 
-    engine = connect(pg_url)
+    engine = connect(pg_url.replace("postgresql://", f"postgresql+{driver}://", 1))
+    assert engine.dialect.driver == driver
     t0 = datetime(2022, 11, 1, 12, 0, tzinfo=UTC)
 
     def message(key: str, prompt: str, edited_minutes: int | None) -> RawMessage:
