@@ -354,3 +354,25 @@ def test_two_dedupes_at_once_take_turns_and_agree_with_one(pg_url):
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT COUNT(*) FROM prompts")).scalar() == 7
         assert conn.execute(sa.text("SELECT COUNT(*) FROM message_verdicts WHERE status = 'pending'")).scalar() == 0
+
+
+def test_an_increment_deduped_while_the_lookup_indexes_are_dropped_recomputes_the_whole_store(pg_url, monkeypatch):
+    """A bulk load may drop the lookup indexes between dedupe's check and its lock: the incremental path would
+    then scan the table once per touched group, so dedupe takes the whole-store path (same verdicts)."""
+    from promptmill.store import lookup_indexes
+
+    engine = connect(pg_url)
+    history = [raw(str(i), f"user{i % 3}", f"a kite over the sea number {i % 5}", i * 15) for i in range(40)]
+    load(engine, history)
+    load(engine, [raw("late", "user1", "a kite over the sea number 2", 7)], dedupe=False)  # an increment
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DROP INDEX {', '.join(index.name for index in lookup_indexes.LOOKUP_INDEXES)}"))
+    monkeypatch.setattr(lookup_indexes, "ensure_lookup_indexes", lambda engine: [])  # dropped after the check
+    report = run_dedupe(engine, SETTINGS)
+    assert report.full and report.dirty_messages == 1
+    after_increment = snapshot(engine)
+    run_dedupe(engine, SETTINGS, full=True)
+    assert snapshot(engine) == after_increment
+    # the late message is the earliest of its raw prompt's group: the stored first one became its duplicate
+    assert statuses(engine)["2"] == ("rejected", "duplicate")
+    assert statuses(engine)["late"][1] != "duplicate"

@@ -152,16 +152,30 @@ def test_reprocess_applies_a_changed_profile_to_stored_messages(engine, tmp_path
     assert after == {True: "kept", False: "kept"}
 
 
+def _ingest_until_it_waits(engine, source, outcome: dict):
+    """Start ingesting ``source`` in a thread (its outcome lands in ``outcome``); return once it waits for a lock."""
+    import threading
+    import time
+
+    from promptmill.ingest import ingest_source
+
+    worker = threading.Thread(target=lambda: outcome.update(result=ingest_source(engine, source, "parity", ())))
+    worker.start()
+    deadline = time.monotonic() + 30
+    with engine.connect() as probe:
+        while not probe.execute(sa.text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar():
+            assert time.monotonic() < deadline, "the file's COPY never waited for the other transaction"
+            time.sleep(0.05)
+    return worker
+
+
 @pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
 def test_a_message_stored_concurrently_after_the_key_check_makes_the_file_retry_with_the_upsert(pg_url, tmp_path, driver):
     """The direct COPY of new keys meets a key another transaction inserted meanwhile: the file is stored anyway
     (with either driver: they report the unique violation differently)."""
-    import threading
-    import time
 
     from promptmill.derive import build_row
     from promptmill.exports import discover, read_export
-    from promptmill.ingest import ingest_source
     from promptmill.store.bulk import MessageStager
     from promptmill.store.db import connect
 
@@ -181,16 +195,8 @@ def test_a_message_stored_concurrently_after_the_key_check_makes_the_file_retry_
             for message in rows:
                 stager.add(build_row(message, 0, "parity"))
             stager.merge()
-            worker = threading.Thread(
-                target=lambda: outcome.update(result=ingest_source(engine, source_a, "parity", ()))
-            )
-            worker.start()
-            deadline = time.monotonic() + 30
-            with engine.connect() as probe:
-                # the file's COPY waits on message 3's unique index entry
-                while not probe.execute(sa.text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar():
-                    assert time.monotonic() < deadline, "the file's COPY never waited for the other transaction"
-                    time.sleep(0.05)
+            # the file's COPY waits on message 3's unique index entry
+            worker = _ingest_until_it_waits(engine, source_a, outcome)
         worker.join(30)
     assert outcome["result"].outcome == "ingested"
     assert outcome["result"].messages == 6
@@ -243,3 +249,46 @@ def test_keys_repeated_within_and_across_chunks_of_a_file_keep_the_newest_versio
         verdict_keys = conn.execute(sa.text("SELECT count(*) FROM message_verdicts")).scalar()
     assert stored == {"k1": "second version", "k2": "a fox, edited", "k3": "an owl"}
     assert verdict_keys == 3
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
+def test_a_deadlock_of_the_direct_copy_with_another_transaction_makes_the_file_retry_with_the_upsert(
+    pg_url, tmp_path, driver
+):
+    """The file's COPY waits for a key another transaction holds, which then waits for one the file holds:
+    PostgreSQL aborts the file's transaction (it waited first), and the file is stored with the upsert."""
+
+    from promptmill.derive import build_row
+    from promptmill.exports import discover, read_export
+    from promptmill.store.bulk import MessageStager
+    from promptmill.store.db import connect
+
+    engine = connect(pg_url.replace("postgresql://", f"postgresql+{driver}://", 1))
+    msgs = [slash("ann", f"a windmill number {i}", i * 90, seq=i) for i in range(6)]
+    write_json_export(tmp_path / "a" / CHANNEL, "101", msgs)
+    write_json_export(tmp_path / "b" / "Stable Diffusion - Bots - dreambot-1 [101] [part 2].json", "101", msgs[5:6])
+    write_json_export(tmp_path / "c" / "Stable Diffusion - Bots - dreambot-1 [101] [part 3].json", "101", msgs[0:1])
+    (source_a,) = discover([tmp_path / "a"])
+
+    def rows_of(folder):
+        (source,) = discover([folder])
+        _, rows = read_export(source)
+        return [build_row(message, 0, "parity") for message in rows]
+
+    outcome = {}
+    with engine.connect() as blocker:
+        with blocker.begin():
+            stager = MessageStager(blocker)  # holds the file's last message, uncommitted
+            for row in rows_of(tmp_path / "b"):
+                stager.add(row)
+            stager.merge()
+            worker = _ingest_until_it_waits(engine, source_a, outcome)
+            # now wait for the file's first message: a deadlock, which aborts the file's transaction
+            for row in rows_of(tmp_path / "c"):
+                stager.add(row)
+            stager.merge()
+        worker.join(30)
+    assert outcome["result"].outcome == "ingested"
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM messages")).scalar() == 6
+        assert conn.execute(sa.text("SELECT count(*) FROM message_verdicts")).scalar() == 6

@@ -36,7 +36,7 @@ from sqlalchemy.engine import Connection, Engine
 from promptmill.progress import Progress
 from promptmill.settings import Settings
 from promptmill.store.bulk import insert_rows, iter_rows, timestamp_param, to_utc
-from promptmill.store.db import sqlite_file_lock
+from promptmill.store.db import sqlite_file_lock, sqlstate
 
 log = logging.getLogger("promptmill.dedupe")
 
@@ -96,18 +96,27 @@ def _dedupe_lock(conn: Connection):
 
     On PostgreSQL a session lock taken before the transaction begins: a REPEATABLE READ snapshot is taken by
     the transaction's first statement, so a lock taken inside it would leave a waiting dedupe working on a
-    snapshot from before the previous dedupe committed.
+    snapshot from before the previous dedupe committed. Polled with short statements rather than waited for in
+    one, which would hold a snapshot (and vacuum back) for as long as the other dedupe runs.
     """
     if conn.dialect.name != "postgresql":
         with sqlite_file_lock(conn.engine, "dedupe"):
             yield
         return
-    conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": _PG_DEDUPE_LOCK})
-    conn.commit()
     try:
+        pause = 0.05
+        while True:
+            acquired = conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": _PG_DEDUPE_LOCK}).scalar()
+            conn.commit()
+            if acquired:
+                break
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
         yield
     finally:
+        # also when interrupted right after the lock was granted (unlocking a lock not held just says false)
         try:
+            conn.rollback()
             conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_DEDUPE_LOCK})
             conn.commit()
         except Exception:
@@ -142,8 +151,7 @@ def run_dedupe(
                     with conn.begin():
                         return _dedupe(conn, settings, full=full, progress_emit=progress_emit)
         except OperationalError as exc:
-            pgcode = getattr(getattr(exc, "orig", None), "pgcode", None)
-            if pgcode in ("40001", "40P01") and attempt < attempts:
+            if sqlstate(exc) in ("40001", "40P01") and attempt < attempts:
                 log.info("dedupe: concurrent ingest changed the snapshot, retrying (%s)", attempt)
                 continue
             raise
@@ -196,7 +204,17 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
     else:
         stored_rows = q(sa.text("SELECT COUNT(*) FROM message_verdicts")).scalar()
 
-    if full or dirty >= WHOLE_STORE_FRACTION * stored_rows:
+    whole_store = full or dirty >= WHOLE_STORE_FRACTION * stored_rows
+    if not whole_store and dialect == "postgresql":
+        # The incremental path looks stored rows up through the lookup indexes. They were built before the lock
+        # was taken, but a bulk load may have dropped them since; from here on none can be dropped until this
+        # transaction ends (DROP INDEX needs the table exclusively). Without them, whole-table passes are far
+        # cheaper than lookups that each scan the table.
+        q(sa.text("LOCK TABLE message_verdicts IN ACCESS SHARE MODE"))
+        if _lookup_indexes_missing(conn):
+            log.info("dedupe: the lookup indexes are missing (a bulk load is running): recomputing the whole store")
+            whole_store = True
+    if whole_store:
         # A first load, or one that touches most of the store: recomputing everything with plain whole-table
         # passes is cheaper than finding the touched groups and sessions (the same verdicts either way).
         report.full = True
@@ -230,6 +248,17 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
         report.elapsed_s,
     )
     return report
+
+
+def _lookup_indexes_missing(conn: Connection) -> bool:
+    from promptmill.store.lookup_indexes import LOOKUP_INDEXES
+
+    present = set(
+        conn.execute(
+            sa.text("SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'message_verdicts'")
+        ).scalars()
+    )
+    return any(index.name not in present for index in LOOKUP_INDEXES)
 
 
 def _recompute_whole_store(conn: Connection, settings: Settings, report: DedupeReport, progress_emit) -> None:

@@ -31,6 +31,7 @@ from promptmill.exports import ExportError, Source, discover, read_export
 from promptmill.progress import Progress
 from promptmill.settings import Settings
 from promptmill.store.bulk import KeyStoredConcurrently, MessageStager
+from promptmill.store.db import sqlstate
 from promptmill.store.lookup_indexes import drop_lookup_indexes, ensure_lookup_indexes, is_bulk_load
 from promptmill.store.schema import channels, source_files
 
@@ -147,7 +148,8 @@ class _Refused(Exception):
 
 
 class _StoreDirectlyFailed(Exception):
-    """A message key stored directly collided with a concurrent transaction's: store the file with the upsert."""
+    """A message key stored directly collided (or deadlocked) with a concurrent transaction's: store the file
+    with the upsert."""
 
 
 # Deadlock / serialization failure between two workers storing overlapping files: retry the file.
@@ -187,14 +189,12 @@ def ingest_source(engine: Engine, source: Source, profile: str, channels_selecte
         except ExportError as exc:
             return _quarantine(engine, content_hash, source, exc)
         except OperationalError as exc:
-            retryable = getattr(getattr(exc, "orig", None), "pgcode", None) in _RETRYABLE_PGCODES or (
+            retryable = sqlstate(exc) in _RETRYABLE_PGCODES or (
                 # SQLite has one writer: another worker's merge of a very large file can outlast the busy timeout
                 "database is locked" in str(exc)
             )
             if retryable and attempt < 3:
                 log.info("%s: concurrent ingest by another worker, retrying (%s)", source.display_path, attempt)
-                # a deadlock between two files inserting the same new keys directly: the upsert orders its writes
-                direct = False
                 continue
             raise
     raise AssertionError("unreachable")

@@ -83,8 +83,9 @@ def plan_ingest(settings: Settings, *, run_date: str | None = None, max_groups: 
         sizes[i] += size
     log.info("plan: %s files with new content in %s groups (%s bytes)", len(pending), groups_n, sum(sizes))
     # A backfill that at least doubles the store is stored without the dedupe lookup indexes, as
-    # `promptmill ingest` does: dropped here, before the mapped tasks start, and built again by the dedupe task
-    # (or, should it never run, by the next ingest or dedupe).
+    # `promptmill ingest` does: dropped here, before the mapped tasks start, and built again by the dedupe task.
+    # Should it not run (a failed ingest task), they stay dropped until the next dedupe (task or command) or
+    # `promptmill ingest`; ingest never needs them, only the incremental dedupe does.
     if is_bulk_load(engine, sum(sizes), settings.bulk_load_min_bytes) and drop_lookup_indexes(engine):
         log.info("plan: a bulk load; the dedupe task builds the lookup indexes again")
     return [sorted(g) for g in groups]

@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from promptmill.store.db import sqlstate
+
 # Columns of a staged message row, in the order produced by ingest.build_row.
 MESSAGE_COLUMNS: tuple[str, ...] = (
     "key",
@@ -50,6 +52,7 @@ VERDICT_INPUT_COLUMNS: tuple[str, ...] = (
     "pre_reason",
     "clean_reason",
 )
+_row_key = operator.itemgetter(0)
 _TS_COLUMNS = {MESSAGE_COLUMNS.index("posted_at"), MESSAGE_COLUMNS.index("edited_at")}
 _VERDICT_INPUTS = operator.itemgetter(*(MESSAGE_COLUMNS.index(c) for c in VERDICT_INPUT_COLUMNS))
 _NSFW = MESSAGE_COLUMNS.index("nsfw")
@@ -173,12 +176,12 @@ def _sqlite_row(row: Sequence) -> list:
 
 
 class KeyStoredConcurrently(Exception):
-    """A directly inserted message key was stored by a concurrent transaction after the key check."""
+    """A directly inserted message key was stored by a concurrent transaction after the key check (a unique
+    violation), or two files' direct COPYs of the same new keys deadlocked."""
 
 
-def _sqlstate(exc: BaseException) -> str | None:
-    # psycopg 3 names it sqlstate, psycopg2 pgcode
-    return getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+# unique_violation, deadlock_detected: the COPY runs on the driver's cursor, so they arrive unwrapped
+_CONCURRENT_KEY_SQLSTATES = ("23505", "40P01")
 
 
 class MessageStager:
@@ -256,13 +259,16 @@ class MessageStager:
                 seen.add(key)
                 new.append(row)
         if new:
+            # In key order, as the upsert writes: two files storing the same new keys then wait for each other
+            # instead of deadlocking (each file's keys are already nearly sorted: snowflakes in time order).
+            new.sort(key=_row_key)
             try:
                 insert_rows(self.conn, "messages", MESSAGE_COLUMNS, new)
                 verdict_inputs = _VERDICT_INPUTS
                 insert_rows(self.conn, "message_verdicts", VERDICT_INPUT_COLUMNS, [verdict_inputs(row) for row in new])
                 insert_rows(self.conn, "dedupe_dirty", ("key", "marked"), [(row[0], 0) for row in new])
             except Exception as exc:
-                if _sqlstate(exc) == "23505":  # unique_violation
+                if sqlstate(exc) in _CONCURRENT_KEY_SQLSTATES:
                     raise KeyStoredConcurrently(str(exc).splitlines()[0]) from exc
                 raise
             self.inserted_directly += len(new)

@@ -18,6 +18,16 @@ _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
 
 
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a database error, raised by either driver, bare or wrapped by SQLAlchemy (``.orig``).
+
+    psycopg 3 calls it ``sqlstate``, psycopg2 ``pgcode``: reading only one of them made retries dead code with the
+    other driver.
+    """
+    error = getattr(exc, "orig", None) or exc
+    return getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+
+
 class StoreError(Exception):
     """The store cannot be reached or used. The message names the URL without its password."""
 
