@@ -35,8 +35,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from promptmill.progress import Progress
 from promptmill.settings import Settings
-from promptmill.store.bulk import insert_rows, iter_rows, timestamp_param, to_utc
-from promptmill.store.db import sqlite_file_lock, sqlstate
+from promptmill.store.bulk import insert_rows, iter_rows, member_of, timestamp_param, to_utc
+from promptmill.store.db import RETRYABLE_SQLSTATES, sqlite_file_lock, sqlstate
+from promptmill.store.lookup_indexes import missing_lookup_indexes
 
 log = logging.getLogger("promptmill.dedupe")
 
@@ -151,7 +152,7 @@ def run_dedupe(
                     with conn.begin():
                         return _dedupe(conn, settings, full=full, progress_emit=progress_emit)
         except OperationalError as exc:
-            if sqlstate(exc) in ("40001", "40P01") and attempt < attempts:
+            if sqlstate(exc) in RETRYABLE_SQLSTATES and attempt < attempts:
                 log.info("dedupe: concurrent ingest changed the snapshot, retrying (%s)", attempt)
                 continue
             raise
@@ -211,7 +212,7 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
         # transaction ends (DROP INDEX needs the table exclusively). Without them, whole-table passes are far
         # cheaper than lookups that each scan the table.
         q(sa.text("LOCK TABLE message_verdicts IN ACCESS SHARE MODE"))
-        if _lookup_indexes_missing(conn):
+        if missing_lookup_indexes(conn):
             log.info("dedupe: the lookup indexes are missing (a bulk load is running): recomputing the whole store")
             whole_store = True
     if whole_store:
@@ -248,17 +249,6 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
         report.elapsed_s,
     )
     return report
-
-
-def _lookup_indexes_missing(conn: Connection) -> bool:
-    from promptmill.store.lookup_indexes import LOOKUP_INDEXES
-
-    present = set(
-        conn.execute(
-            sa.text("SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'message_verdicts'")
-        ).scalars()
-    )
-    return any(index.name not in present for index in LOOKUP_INDEXES)
 
 
 def _recompute_whole_store(conn: Connection, settings: Settings, report: DedupeReport, progress_emit) -> None:
@@ -391,14 +381,9 @@ def _upsert_prompt_rows(conn: Connection, *, text_in_groups: bool = False) -> No
             ORDER BY g.clean_hash
         """
     else:
-        # The stored prompt rows of the touched groups, found by index. Joined with the prompt table instead,
-        # the planner hashed all of it (0.5 s at 650,000 prompts for 20,000 groups): it costs a few thousand
-        # index lookups like a scan.
-        if conn.dialect.name == "postgresql":
-            known = "SELECT p.id, p.text_hash, p.first_seen FROM prompts p WHERE p.text_hash = ANY(ARRAY(SELECT clean_hash FROM dd_groups))"
-        else:
-            known = "SELECT p.id, p.text_hash, p.first_seen FROM prompts p JOIN dd_groups g ON g.clean_hash = p.text_hash"
-        _temp(conn, "dd_known", known, index="text_hash")
+        # The stored prompt rows of the touched groups, found by index once for the update and the insert.
+        in_groups = member_of(conn.dialect.name, "SELECT clean_hash FROM dd_groups")
+        _temp(conn, "dd_known", f"SELECT id, text_hash, first_seen FROM prompts WHERE text_hash {in_groups}", index="text_hash")
         q(
             sa.text(
                 "UPDATE prompts SET first_seen = g.first_seen FROM dd_known k JOIN dd_groups g ON g.clean_hash = k.text_hash "
@@ -558,9 +543,8 @@ def _recompute_touched(
                    AS near_dup,
                CASE WHEN NOT COALESCE(rr.raw_rep, m.raw_rep) THEN NULL
                     WHEN nd.key IS NOT NULL THEN nd.near_dup_of ELSE m.near_dup_of END AS near_dup_of
-        FROM {rows}
-        LEFT JOIN dd_rr rr ON rr.key = m.key LEFT JOIN dd_nd nd ON nd.key = m.key
-        {where}
+        FROM message_verdicts m LEFT JOIN dd_rr rr ON rr.key = m.key LEFT JOIN dd_nd nd ON nd.key = m.key
+        WHERE m.key {touched}
     """
 
     # ---- rule 34 and the prompts: touched cleaned-prompt groups ---------------------------------------
@@ -590,12 +574,7 @@ def _recompute_touched(
         UNION SELECT p.kept_message_key FROM prompts p WHERE p.text_hash {in_touched_groups}
               AND p.kept AND p.kept_message_key IS NOT NULL
         UNION SELECT m.key FROM message_verdicts m JOIN dd_cleanfull f ON f.clean_hash = m.clean_hash
-        """.format(
-            # by index, one lookup per touched group (as a join: a scan of every kept prompt, 17,000 pages)
-            in_touched_groups="= ANY(ARRAY(SELECT clean_hash FROM dd_clean))"
-            if dialect == "postgresql"
-            else "IN (SELECT clean_hash FROM dd_clean)"
-        ),
+        """.format(in_touched_groups=member_of(dialect, "SELECT clean_hash FROM dd_clean")),
         index="key",
     )
     _temp(
@@ -610,14 +589,9 @@ def _recompute_touched(
     # On PostgreSQL in the physical order of the verdict rows: the final update then writes each page once, in
     # order, instead of visiting a table larger than the buffer cache at random (a 10x difference at 1M rows).
     order = " ORDER BY m.ctid" if dialect == "postgresql" else ""
-    if dialect == "postgresql":
-        # The touched keys as an array, looked up in the key index one by one. As a join with dd_touched (which
-        # lists a key once per reason it was touched) the planner, overestimating the keys, scanned the whole
-        # verdict table (0.5 s at 1M rows for 28,000 keys, against 0.2 s).
-        rows, where = "message_verdicts m", "WHERE m.key = ANY(ARRAY(SELECT DISTINCT key FROM dd_touched))"
-    else:
-        rows, where = "(SELECT DISTINCT key FROM dd_touched) drv JOIN message_verdicts m ON m.key = drv.key", ""
-    _temp(conn, "dd_eff", effective.format(rows=rows, where=where) + order, index="key")
+    # (dd_touched lists a key once per reason it was touched)
+    touched = member_of(dialect, "SELECT DISTINCT key FROM dd_touched")
+    _temp(conn, "dd_eff", effective.format(touched=touched) + order, index="key")
     collate = _binary_collation(dialect)
     _temp(
         conn,
@@ -632,10 +606,9 @@ def _recompute_touched(
 
     _write_verdicts(conn)
     # dd_rep holds exactly the kept message of every touched prompt group.
-    lost_kept = "SELECT c.clean_hash FROM dd_clean c WHERE NOT EXISTS (SELECT 1 FROM dd_rep r WHERE r.clean_hash = c.clean_hash)"
-    # As an array, the touched groups are looked up in the prompt index one by one; as IN (subquery) the
-    # planner, costing a few thousand lookups like a scan, read the whole prompt table (0.4 s at 650,000).
-    lost = f"= ANY(ARRAY({lost_kept}))" if dialect == "postgresql" else f"IN ({lost_kept})"
+    lost = member_of(
+        dialect, "SELECT c.clean_hash FROM dd_clean c WHERE NOT EXISTS (SELECT 1 FROM dd_rep r WHERE r.clean_hash = c.clean_hash)"
+    )
     q(sa.text(f"UPDATE prompts SET kept = FALSE, kept_message_key = NULL WHERE kept AND text_hash {lost}"))
     _mark_kept_prompts(conn)
 

@@ -30,8 +30,8 @@ from promptmill.derive import PRE_REASON_INDEX, build_row
 from promptmill.exports import ExportError, Source, discover, read_export
 from promptmill.progress import Progress
 from promptmill.settings import Settings
-from promptmill.store.bulk import KeyStoredConcurrently, MessageStager
-from promptmill.store.db import sqlstate
+from promptmill.store.bulk import KeyStoredConcurrently, MessageStager, member_of
+from promptmill.store.db import RETRYABLE_SQLSTATES, sqlstate
 from promptmill.store.lookup_indexes import drop_lookup_indexes, ensure_lookup_indexes, is_bulk_load
 from promptmill.store.schema import channels, source_files
 
@@ -152,10 +152,6 @@ class _StoreDirectlyFailed(Exception):
     with the upsert."""
 
 
-# Deadlock / serialization failure between two workers storing overlapping files: retry the file.
-_RETRYABLE_PGCODES = ("40P01", "40001")
-
-
 def ingest_source(engine: Engine, source: Source, profile: str, channels_selected: tuple[str, ...]) -> FileOutcome:
     """Hash, parse, derive and store one export file in one transaction (or record why it was refused).
 
@@ -189,7 +185,8 @@ def ingest_source(engine: Engine, source: Source, profile: str, channels_selecte
         except ExportError as exc:
             return _quarantine(engine, content_hash, source, exc)
         except OperationalError as exc:
-            retryable = sqlstate(exc) in _RETRYABLE_PGCODES or (
+            # a deadlock or serialization failure between two workers storing overlapping files: retry the file
+            retryable = sqlstate(exc) in RETRYABLE_SQLSTATES or (
                 # SQLite has one writer: another worker's merge of a very large file can outlast the busy timeout
                 "database is locked" in str(exc)
             )
@@ -406,7 +403,7 @@ def _ingest_in_workers(engine: Engine, todo: list[Source], settings: Settings) -
 
 def _fill_outcome_counts(engine: Engine, report: IngestReport) -> None:
     """Kept/rejected counts of the messages stored from this run's files."""
-    from promptmill.store.schema import message_verdicts, messages
+    from promptmill.store.schema import message_verdicts
 
     counts: Counter[str] = Counter()
     kept = 0
@@ -422,21 +419,11 @@ def _fill_outcome_counts(engine: Engine, report: IngestReport) -> None:
             sa.select(*by_verdict, sa.func.count()).where(ingested_files == len(report.file_ids)).group_by(*by_verdict)
         ).all()
         # (no rows: other files' messages are stored too, or there are no messages at all)
-        if conn.dialect.name == "postgresql":
-            # The run's keys as an array, looked up in the verdict key index one by one: as a join the planner
-            # (random_page_cost 4) scanned the whole verdict table for an increment's 10,000 keys (0.2 s).
-            per_files = sa.text(
-                "SELECT status, reason, count(*) FROM message_verdicts "
-                "WHERE key = ANY(ARRAY(SELECT key FROM messages WHERE source_file_id = ANY(:ids))) "
-                "GROUP BY status, reason"
-            )
-        else:
-            per_files = (
-                sa.select(*by_verdict, sa.func.count())
-                .select_from(messages.join(message_verdicts, message_verdicts.c.key == messages.c.key))
-                .where(messages.c.source_file_id.in_(sa.bindparam("ids", expanding=True)))
-                .group_by(*by_verdict)
-            )
+        # this run's keys looked up in the verdict key index (see member_of)
+        this_runs_keys = member_of(conn.dialect.name, "SELECT key FROM messages WHERE source_file_id IN :ids")
+        per_files = sa.text(
+            f"SELECT status, reason, count(*) FROM message_verdicts WHERE key {this_runs_keys} GROUP BY status, reason"
+        ).bindparams(sa.bindparam("ids", expanding=True))
         batches = [whole_store] if whole_store else (
             conn.execute(per_files, {"ids": report.file_ids[start : start + 500]})
             for start in range(0, len(report.file_ids), 500)

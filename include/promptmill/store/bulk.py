@@ -109,6 +109,17 @@ def min_timestamp_sql(dialect: str) -> str:
     return "'-infinity'::timestamptz" if dialect == "postgresql" else "''"
 
 
+def member_of(dialect: str, subquery: str) -> str:
+    """A membership test of a column in the rows of ``subquery``: ``= ANY(ARRAY(...))`` on PostgreSQL.
+
+    As an array, the few thousand values an increment touches are looked up in the column's index one by one;
+    as ``IN (subquery)`` or a join, the planner (costing that many lookups like a scan) hashed the whole table:
+    the verdicts (0.5 s at 1M rows for 28,000 keys, against 0.2 s; 0.2 s for an ingest report's 10,000), or the
+    prompts (0.4-0.5 s at 650,000).
+    """
+    return f"= ANY(ARRAY({subquery}))" if dialect == "postgresql" else f"IN ({subquery})"
+
+
 def timestamp_param(dialect: str, value: datetime | None):
     """A timestamp as a bound parameter of a text() statement for this dialect."""
     if value is None:
@@ -274,17 +285,12 @@ class MessageStager:
             self.inserted_directly += len(new)
         return rest
 
-    def merge(self, file_id: int | None = None) -> int:
-        """Upsert the staged rows into ``messages`` and their verdict rows; returns how many were inserted or changed.
-
-        ``file_id`` (the source_files row) replaces the staged source_file_id: rows are derived before the
-        file's row exists.
-        """
+    def merge(self) -> int:
+        """Upsert the staged rows into ``messages`` and their verdict rows; returns how many were inserted or changed
+        (the directly inserted ones included)."""
         self.flush()
         if not self.staged:
             return self.inserted_directly
-        if file_id is None:
-            file_id = self.file_id
         conn = self.conn
         lo = min_timestamp_sql(self.dialect)
         # One row per key within the file: the newest version (same rule as the upsert below).
@@ -314,10 +320,9 @@ class MessageStager:
             )
         )
         cols = ", ".join(MESSAGE_COLUMNS)
-        select_cols = cols if file_id is None else cols.replace("source_file_id", str(int(file_id)))
         updates = ", ".join(f"{c} = excluded.{c}" for c in MESSAGE_COLUMNS if c != "key")
         upsert_messages = (
-            f"INSERT INTO messages ({cols}) SELECT {select_cols} FROM stage_messages WHERE TRUE ORDER BY key "
+            f"INSERT INTO messages ({cols}) SELECT {cols} FROM stage_messages WHERE TRUE ORDER BY key "
             f"ON CONFLICT (key) DO UPDATE SET {updates} WHERE " + newer.format(new="excluded", old="messages", lo=lo)
         )
         # The verdict row follows the message: new inputs, and pending until dedupe has looked at it.

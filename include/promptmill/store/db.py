@@ -28,6 +28,10 @@ def sqlstate(exc: BaseException) -> str | None:
     return getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
 
 
+# serialization_failure, deadlock_detected: a concurrent transaction won; running the same work again succeeds
+RETRYABLE_SQLSTATES = ("40001", "40P01")
+
+
 class StoreError(Exception):
     """The store cannot be reached or used. The message names the URL without its password."""
 
