@@ -22,10 +22,11 @@ only the groups and user sessions they touch are recomputed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -660,7 +661,7 @@ class _Candidate:
 
 
 def _walk(
-    rows_desc: list[_Candidate],
+    rows_desc: Iterable[_Candidate],
     context_kept_desc: list[_Candidate],
     similarity: Callable[[str, str], float],
     threshold: float,
@@ -683,13 +684,15 @@ def _walk(
 
 
 def _walk_until_settled(
-    region_desc: list[_Candidate],
+    region_desc: Iterable[_Candidate],
     context_kept_desc: list[_Candidate],
     similarity: Callable[[str, str], float],
     threshold: float,
     window: timedelta,
     first: datetime,
     stored: dict[str, tuple[bool, str | None]],
+    read_older: Callable[[], Iterable[_Candidate]] | None = None,
+    region_start: datetime | None = None,
 ) -> tuple[list[tuple[_Candidate, bool, str | None]], datetime]:
     """Walk a user's rows back from the touched ones until the change can no longer propagate.
 
@@ -698,11 +701,20 @@ def _walk_until_settled(
     kept/dropped state differs from the stored one. A row a full window older than the frontier sees exactly
     the kept rows it saw when its stored verdict was computed, and so does every older row: the walk stops.
     Work is proportional to how far the change actually spreads, not to the length of the user's session.
+    ``region_desc`` holds the rows from ``region_start`` on; when the walk has not settled by its end,
+    ``read_older`` gives the older rows, newest first (read only then: for most changes it is never called).
     Returns the walked rows and the frontier.
     """
     walked: list[tuple[_Candidate, bool, str | None]] = []
     frontier = first
-    for row, is_dup, dup_of in _walk(region_desc, context_kept_desc, similarity, threshold, window):
+
+    def rows() -> Iterator[_Candidate]:
+        yield from region_desc
+        # every row older than region_start would stop the walk once the frontier is a window above it
+        if read_older is not None and frontier - window < region_start:
+            yield from read_older()
+
+    for row, is_dup, dup_of in _walk(rows(), context_kept_desc, similarity, threshold, window):
         if row.posted_at < first and frontier - row.posted_at >= window:
             break
         walked.append((row, is_dup, dup_of))
@@ -750,29 +762,29 @@ def _near_duplicates(conn: Connection, settings: Settings, similarity, progress_
     # when a later read sees them as context: a session chain of a later cluster may reach an earlier one.
     computed: dict[str, tuple[bool, str | None]] = {}
     stored: dict[str, tuple[bool, str | None]] = {}
+
+    def candidates(rows: Iterable[tuple]) -> Iterator[_Candidate]:
+        for key, posted_at, raw_prompt, nd, nd_of in rows:
+            stored.setdefault(key, (bool(nd), nd_of))
+            nd, nd_of = computed.get(key, (bool(nd), nd_of))
+            yield _Candidate(key, to_utc(posted_at), raw_prompt, nd, nd_of)
+
+    def older_candidates(username: str, before: datetime) -> Iterator[_Candidate]:
+        return candidates(_read_older(conn, username, before))
+
     clusters.sort(key=lambda c: (c[0], c[1]), reverse=True)
-    # Every cluster's first window in one query; only a session reaching further back is read again alone.
+    # Every cluster's first window in one query; a session reaching further back is read on, older rows only,
+    # as far as the walk needs them.
     prefetched = _read_windows(conn, [(u, first - _LOOKBACK, last + window) for u, first, last in clusters])
     for index, (username, first, last) in enumerate(clusters):
-        lookback = _LOOKBACK
-        while True:
-            lo = first - lookback
-            hi = last + window
-            rows = []
-            window_rows = prefetched.pop(index, []) if lookback == _LOOKBACK else _read_windows(
-                conn, [(username, lo, hi)]
-            ).get(0, [])
-            for key, posted_at, raw_prompt, nd, nd_of in window_rows:
-                stored.setdefault(key, (bool(nd), nd_of))
-                nd, nd_of = computed.get(key, (bool(nd), nd_of))
-                rows.append(_Candidate(key, to_utc(posted_at), raw_prompt, nd, nd_of))
-            region = [r for r in rows if r.posted_at <= last]
-            context = [r for r in rows if r.posted_at > last and not r.near_dup]
-            walked, frontier = _walk_until_settled(region, context, similarity, threshold, window, first, stored)
-            if len(walked) == len(region) and frontier - window < lo:
-                lookback *= 4  # older rows than were read may still be affected: read further back
-                continue
-            break
+        rows = list(candidates(prefetched.pop(index, [])))
+        region = [r for r in rows if r.posted_at <= last]
+        context = [r for r in rows if r.posted_at > last and not r.near_dup]
+        lo = first - _LOOKBACK
+        walked, _ = _walk_until_settled(
+            region, context, similarity, threshold, window, first, stored,
+            read_older=functools.partial(older_candidates, username, lo), region_start=lo,
+        )
         for row, is_dup, dup_of in walked:
             computed[row.key] = (is_dup, dup_of)
     changes = [
@@ -781,6 +793,39 @@ def _near_duplicates(conn: Connection, settings: Settings, similarity, progress_
         if stored.get(key) != value
     ]
     return changes, len(points)
+
+
+# Rule-13 candidates of one user: the effective representatives (this run's rule-12 results where there are any).
+_USER_ROWS = (
+    "SELECT m.key, m.posted_at, msg.raw_prompt, m.near_dup, m.near_dup_of FROM message_verdicts m "
+    "JOIN messages msg ON msg.key = m.key LEFT JOIN dd_rr rr ON rr.key = m.key "
+    "WHERE m.username = :username AND m.posted_at >= :lo AND m.posted_at < :hi AND COALESCE(rr.raw_rep, m.raw_rep) "
+    "ORDER BY m.posted_at DESC, m.posted_seq, m.key"
+)
+
+
+def _read_older(conn: Connection, username: str, before: datetime) -> Iterator[tuple]:
+    """A user's rule-13 candidates older than ``before``, newest first, read lazily in ever longer spans.
+
+    The walk back of a session consumes rows only until the change can no longer spread, so nothing is read
+    for most clusters; a long session is read on span by span (6 h, 24 h, 96 h, ... before the next older row).
+    """
+    dialect = conn.dialect.name
+    span = _LOOKBACK
+    while True:
+        newest = conn.execute(
+            sa.text("SELECT MAX(posted_at) FROM message_verdicts WHERE username = :username AND posted_at < :before"),
+            {"username": username, "before": timestamp_param(dialect, before)},
+        ).scalar()
+        if newest is None:
+            return
+        lo = to_utc(newest) - span
+        yield from conn.execute(
+            sa.text(_USER_ROWS),
+            {"username": username, "lo": timestamp_param(dialect, lo), "hi": timestamp_param(dialect, before)},
+        ).all()
+        before = lo
+        span *= 4
 
 
 def _read_windows(conn: Connection, windows: list[tuple[str, datetime, datetime]]) -> dict[int, list[tuple]]:
