@@ -289,10 +289,15 @@ def test_store_matches_the_plain_oracle(data, tmp_path_factory):
     engine.dispose()
 
 
-@pytest.mark.parametrize("gap_minutes", [30, 59, 61])
-def test_session_chains_reach_back_across_windows(engine, gap_minutes):
+@pytest.mark.parametrize(
+    ("gap_minutes", "attempts"),
+    # the last two chains reach back past the first read (6 h before the new attempt): 14 h and 29 h long, read on
+    # lazily in spans of 6 h and 24 h
+    [(30, 6), (59, 6), (61, 6), (59, 15), (45, 40)],
+)
+def test_session_chains_reach_back_across_windows(engine, gap_minutes, attempts):
     """A chain of attempts each < 1 h apart: a late newest attempt must revisit the whole chain."""
-    chain = [raw(f"c{i}", "ann", f"a lighthouse on a cliff {'!' * i}", i * gap_minutes) for i in range(6)]
+    chain = [raw(f"c{i:02d}", "ann", f"a lighthouse on a cliff {'!' * i}", i * gap_minutes) for i in range(attempts)]
     load(engine, chain[:-1])
     load(engine, chain[-1:])
     fresh = chain
@@ -314,17 +319,28 @@ def long_sessions(draw):
     return msgs, order, cuts
 
 
-@hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=long_sessions())
-def test_long_sessions_incremental_matches_the_oracle(data, tmp_path_factory):
-    """Increments into sessions spanning many hours: the walk back stops early only where nothing can change."""
+def _check_long_sessions(kind, data, tmp_path_factory, pg_database=None):
     msgs, order, cuts = data
-    engine = _fresh_engine("sqlite", tmp_path_factory)
+    engine = _fresh_engine(kind, tmp_path_factory, pg_database)
     shuffled = [msgs[i] for i in order]
     for lo, hi in itertools.pairwise([0, *cuts, len(shuffled)]):
         load(engine, shuffled[lo:hi])
     assert statuses(engine) == oracle(msgs)
     engine.dispose()
+
+
+@hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=long_sessions())
+def test_long_sessions_incremental_matches_the_oracle(data, tmp_path_factory):
+    """Increments into sessions spanning many hours: the walk back stops early only where nothing can change."""
+    _check_long_sessions("sqlite", data, tmp_path_factory)
+
+
+@hsettings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=long_sessions())
+def test_long_sessions_incremental_matches_the_oracle_postgresql(data, tmp_path_factory, pg_database):
+    """The same on PostgreSQL, where the walk back reads older rows through the (username, posted_at) index."""
+    _check_long_sessions("postgresql", data, tmp_path_factory, pg_database)
 
 
 def test_two_dedupes_at_once_take_turns_and_agree_with_one(pg_url):
