@@ -77,3 +77,31 @@ def _fresh_engines():
 
     yield
     db.dispose_all()
+
+
+def test_verdict_rows_get_the_raw_prompt_of_their_generation(store_url):
+    """0006 copies each generation's raw prompt into its verdict row (rule 13 reads it there); others get none."""
+    engine = create_engine_for(store_url)
+    migrate(engine, "0005_raw_rank_index")
+    posted = "2023-01-02 03:04:05.000000" if engine.dialect.name == "sqlite" else datetime(2023, 1, 2, tzinfo=UTC)
+    with engine.begin() as conn:
+        for key, raw_prompt, pre_reason in (("k1", "a cat", None), ("k2", None, "not_a_generation")):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO messages (key, channel_id, posted_at, content, raw_prompt, raw_hash, pre_reason) "
+                    "VALUES (:key, 'c', :posted, 'x', :raw_prompt, :raw_hash, :pre_reason)"
+                ),
+                {"key": key, "posted": posted, "raw_prompt": raw_prompt, "raw_hash": raw_prompt and "h",
+                 "pre_reason": pre_reason},
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO message_verdicts (key, channel_id, posted_at, raw_hash, pre_reason) "
+                    "VALUES (:key, 'c', :posted, :raw_hash, :pre_reason)"
+                ),
+                {"key": key, "posted": posted, "raw_hash": raw_prompt and "h", "pre_reason": pre_reason},
+            )
+    migrate(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT key, raw_prompt FROM message_verdicts ORDER BY key")).all()
+    assert [tuple(r) for r in rows] == [("k1", "a cat"), ("k2", None)]

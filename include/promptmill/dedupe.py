@@ -284,8 +284,8 @@ def _recompute_whole_store(conn: Connection, settings: Settings, report: DedupeR
         conn,
         "dd_reps",
         f"""
-        SELECT key, username, posted_at, posted_seq, near_dup, near_dup_of FROM (
-            SELECT key, username, posted_at, posted_seq, near_dup, near_dup_of,
+        SELECT key, username, posted_at, posted_seq, raw_prompt, near_dup, near_dup_of FROM (
+            SELECT key, username, posted_at, posted_seq, raw_prompt, near_dup, near_dup_of,
                    ROW_NUMBER() OVER (PARTITION BY raw_hash {collate} ORDER BY posted_at, posted_seq, key) AS rn
             FROM message_verdicts WHERE pre_reason IS NULL AND raw_hash IS NOT NULL) ranked
         WHERE rn = 1
@@ -824,8 +824,8 @@ def _near_duplicates(conn: Connection, settings: Settings, similarity, progress_
 
 # Rule-13 candidates of one user: the effective representatives (this run's rule-12 results where there are any).
 _USER_ROWS = (
-    "SELECT m.key, m.posted_at, msg.raw_prompt, m.near_dup, m.near_dup_of FROM message_verdicts m "
-    "JOIN messages msg ON msg.key = m.key LEFT JOIN dd_rr rr ON rr.key = m.key "
+    "SELECT m.key, m.posted_at, m.raw_prompt, m.near_dup, m.near_dup_of FROM message_verdicts m "
+    "LEFT JOIN dd_rr rr ON rr.key = m.key "
     "WHERE m.username = :username AND m.posted_at >= :lo AND m.posted_at < :hi AND COALESCE(rr.raw_rep, m.raw_rep) "
     "ORDER BY m.posted_at DESC, m.posted_seq, m.key"
 )
@@ -883,9 +883,8 @@ def _read_windows(conn: Connection, windows: list[tuple[str, datetime, datetime]
         conn.execute(sa.text("ANALYZE dd_win"))
     result = conn.execute(
         sa.text(
-            "SELECT w.idx, m.key, m.posted_at, msg.raw_prompt, m.near_dup, m.near_dup_of FROM dd_win w "
+            "SELECT w.idx, m.key, m.posted_at, m.raw_prompt, m.near_dup, m.near_dup_of FROM dd_win w "
             "JOIN message_verdicts m ON m.username = w.username AND m.posted_at >= w.lo AND m.posted_at <= w.hi "
-            "JOIN messages msg ON msg.key = m.key "
             "LEFT JOIN dd_rr rr ON rr.key = m.key WHERE COALESCE(rr.raw_rep, m.raw_rep) "
             "ORDER BY w.idx, m.posted_at DESC, m.posted_seq, m.key"
         )
@@ -912,8 +911,7 @@ def _near_duplicates_full(
     progress: Progress | None = None  # started with the first row: the server sorts everything before sending it
     rows = iter_rows(
         conn,
-        "SELECT m.username, m.key, m.posted_at, msg.raw_prompt, m.near_dup, m.near_dup_of "
-        + eligible.replace(" WHERE ", " JOIN messages msg ON msg.key = m.key WHERE ", 1)
+        f"SELECT m.username, m.key, m.posted_at, m.raw_prompt, m.near_dup, m.near_dup_of {eligible}"
         # Users in binary order: any order of users will do, and the locale's rules cost a third of the sort.
         + f" ORDER BY m.username {_binary_collation(conn.dialect.name)}, m.posted_at DESC, m.posted_seq, m.key",
     )

@@ -51,6 +51,7 @@ VERDICT_INPUT_COLUMNS: tuple[str, ...] = (
     "clean_hash",
     "pre_reason",
     "clean_reason",
+    "raw_prompt",
 )
 _row_key = operator.itemgetter(0)
 _TS_COLUMNS = {MESSAGE_COLUMNS.index("posted_at"), MESSAGE_COLUMNS.index("edited_at")}

@@ -97,6 +97,8 @@ message_verdicts = sa.Table(
     sa.Column("clean_hash", sa.String(64)),
     sa.Column("pre_reason", sa.Text),
     sa.Column("clean_reason", sa.Text),
+    # rule 13 compares the raw prompts of a user's attempts: read with them, without a lookup of the wide message
+    sa.Column("raw_prompt", sa.Text),
     # rule 12: this message is the earliest of its raw-prompt group (the one the notebook kept)
     sa.Column("raw_rep", sa.Boolean, nullable=False, server_default=sa.false()),
     # rule 13: dropped as an earlier attempt of the same user (near_dup_of = the attempt kept)
