@@ -216,6 +216,9 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
         q(sa.text("SET LOCAL random_page_cost = 1.1"))
         # Room for the joins of a large load to hash in one batch (a multi-batch hash join also reorders rows).
         q(sa.text("SET LOCAL work_mem = '256MB'"))
+        # The temporary tables are analysed for their row counts and distinct values: a 3,000-row sample tells
+        # those as well as the default 30,000 (all of a 10,000-message increment's tables: 0.45 s in all).
+        q(sa.text("SET LOCAL default_statistics_target = 10"))
         stats_rows = q(sa.text("SELECT reltuples FROM pg_class WHERE oid = 'message_verdicts'::regclass")).scalar()
     # Choosing the path needs only the size of the store: the planner's estimate (kept current by the ANALYZE
     # below and by autovacuum) rather than counting a million rows on every run; an exact count when the table
@@ -251,6 +254,7 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
         # A bulk load changed a large part of the store: refresh the planner's statistics now rather than when
         # autovacuum gets to it, or the next increment (minutes later) is planned for the store as it was
         # (never analysed: row counts guessed from the file size, no distribution of the hashes).
+        q(sa.text("SET LOCAL default_statistics_target = DEFAULT"))  # the store's tables get the full sample
         for table in ("messages", "message_verdicts", "prompts"):
             q(sa.text(f"ANALYZE {table}"))
     if dialect == "sqlite":
@@ -575,8 +579,6 @@ def _recompute_touched(
         changes, report.users = _near_duplicates(conn, settings, similarity, progress_emit)
     report.near_dup_changes = len(changes)
     _store_near_dup_changes(conn, changes)
-    if changes:
-        q(sa.text("INSERT INTO dd_touched (key) SELECT key FROM dd_nd"))
 
     # The stored verdict rows of the touched messages, read once: every statement below joins this small table
     # instead of looking the same keys up in the verdict table again (each lookup is a random read of a table far
@@ -586,7 +588,7 @@ def _recompute_touched(
         "m.key, m.clean_hash, m.posted_at, m.posted_seq, m.username, m.pre_reason, m.clean_reason, m.raw_rep, "
         "m.near_dup, m.near_dup_of, m.status" + (", m.ctid AS row_ctid" if dialect == "postgresql" else "")
     )
-    touched = member_of(dialect, "SELECT DISTINCT key FROM dd_touched")  # a key is listed once per reason
+    touched = member_of(dialect, "SELECT key FROM dd_touched UNION SELECT key FROM dd_nd")
     _temp(conn, "dd_rows", f"SELECT {verdict_columns} FROM message_verdicts m WHERE m.key {touched}", index="key")
 
     # ---- rule 34 and the prompts: touched cleaned-prompt groups ---------------------------------------
@@ -794,7 +796,9 @@ def _near_duplicates(conn: Connection, settings: Settings, similarity, progress_
         for key, posted_at, raw_prompt, nd, nd_of in rows:
             stored.setdefault(key, (bool(nd), nd_of))
             nd, nd_of = computed.get(key, (bool(nd), nd_of))
-            yield _Candidate(key, to_utc(posted_at), raw_prompt, nd, nd_of)
+            if posted_at.__class__ is not datetime or posted_at.tzinfo not in _UTC_ZONES:
+                posted_at = to_utc(posted_at)  # a string from SQLite, or a session time zone other than UTC
+            yield _Candidate(key, posted_at, raw_prompt, nd, nd_of)
 
     def older_candidates(username: str, before: datetime) -> Iterator[_Candidate]:
         return candidates(_read_older(conn, username, before))
