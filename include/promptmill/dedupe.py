@@ -723,7 +723,7 @@ def _walk_until_settled(
     stored: dict[str, tuple[bool, str | None]],
     read_older: Callable[[], Iterable[_Candidate]] | None = None,
     region_start: datetime | None = None,
-) -> tuple[list[tuple[_Candidate, bool, str | None]], datetime]:
+) -> list[tuple[_Candidate, bool, str | None]]:
     """Walk a user's rows back from the touched ones until the change can no longer propagate.
 
     A row's verdict depends only on which rows less than a window newer are kept. Every row from ``first``
@@ -733,7 +733,7 @@ def _walk_until_settled(
     Work is proportional to how far the change actually spreads, not to the length of the user's session.
     ``region_desc`` holds the rows from ``region_start`` on; when the walk has not settled by its end,
     ``read_older`` gives the older rows, newest first (read only then: for most changes it is never called).
-    Returns the walked rows and the frontier.
+    Returns the walked rows with their verdicts.
     """
     walked: list[tuple[_Candidate, bool, str | None]] = []
     frontier = first
@@ -751,7 +751,7 @@ def _walk_until_settled(
         before = stored.get(row.key)
         if before is not None and before[0] != is_dup and row.posted_at < frontier:
             frontier = row.posted_at
-    return walked, frontier
+    return walked
 
 
 def _near_duplicates(conn: Connection, settings: Settings, similarity, progress_emit):
@@ -812,7 +812,7 @@ def _near_duplicates(conn: Connection, settings: Settings, similarity, progress_
         region = [r for r in rows if r.posted_at <= last]
         context = [r for r in rows if r.posted_at > last and not r.near_dup]
         lo = first - _LOOKBACK
-        walked, _ = _walk_until_settled(
+        walked = _walk_until_settled(
             region, context, similarity, threshold, window, first, stored,
             read_older=functools.partial(older_candidates, username, lo), region_start=lo,
         )
