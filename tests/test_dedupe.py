@@ -291,8 +291,8 @@ def test_store_matches_the_plain_oracle(data, tmp_path_factory):
 
 @pytest.mark.parametrize(
     ("gap_minutes", "attempts"),
-    # the last two chains reach back past the first read (6 h before the new attempt): 14 h and 29 h long, read on
-    # lazily in spans of 6 h and 24 h
+    # every chain reaches back past the first read (one window, 1 h, before the new attempt); the last two, 14 h
+    # and 29 h long, are read on lazily in spans of 6 h and then 24 h
     [(30, 6), (59, 6), (61, 6), (59, 15), (45, 40)],
 )
 def test_session_chains_reach_back_across_windows(engine, gap_minutes, attempts):
