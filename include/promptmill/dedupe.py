@@ -45,6 +45,7 @@ log = logging.getLogger("promptmill.dedupe")
 _PG_DEDUPE_LOCK = 7_142_600_002
 # Time zones in which a timestamp needs no conversion before times are subtracted (no offset, no DST).
 _UTC_ZONES = (UTC, ZoneInfo("UTC"), ZoneInfo("Etc/UTC"))
+
 # Above this many touched points a full recompute (one streaming pass) is cheaper than windowed reads.
 FULL_RECOMPUTE_POINTS = 50_000
 # When this fraction of the stored messages is new or changed (a first load, a large backfill), every verdict is
@@ -54,6 +55,13 @@ WHOLE_STORE_FRACTION = 0.5
 _LOOKBACK = timedelta(hours=6)
 # Touched points of one user further apart than this are read as separate windows.
 _CLUSTER_GAP = timedelta(hours=6)
+
+
+def _as_utc(posted_at) -> datetime:
+    """A stored time as an aware UTC datetime, without a conversion for the common case that already is one."""
+    if posted_at.__class__ is not datetime or posted_at.tzinfo not in _UTC_ZONES:
+        return to_utc(posted_at)  # a string from SQLite, or a session time zone other than UTC
+    return posted_at
 
 
 def _binary_collation(dialect: str) -> str:
@@ -721,8 +729,8 @@ def _walk_until_settled(
     window: timedelta,
     first: datetime,
     stored: dict[str, tuple[bool, str | None]],
-    read_older: Callable[[], Iterable[_Candidate]] | None = None,
-    region_start: datetime | None = None,
+    read_older: Callable[[], Iterable[_Candidate]],
+    region_start: datetime,
 ) -> list[tuple[_Candidate, bool, str | None]]:
     """Walk a user's rows back from the touched ones until the change can no longer propagate.
 
@@ -741,7 +749,7 @@ def _walk_until_settled(
     def rows() -> Iterator[_Candidate]:
         yield from region_desc
         # every row older than region_start would stop the walk once the frontier is a window above it
-        if read_older is not None and frontier - window < region_start:
+        if frontier - window < region_start:
             yield from read_older()
 
     for row, is_dup, dup_of in _walk(rows(), context_kept_desc, similarity, threshold, window):
@@ -796,9 +804,7 @@ def _near_duplicates(conn: Connection, settings: Settings, similarity, progress_
         for key, posted_at, raw_prompt, nd, nd_of in rows:
             stored.setdefault(key, (bool(nd), nd_of))
             nd, nd_of = computed.get(key, (bool(nd), nd_of))
-            if posted_at.__class__ is not datetime or posted_at.tzinfo not in _UTC_ZONES:
-                posted_at = to_utc(posted_at)  # a string from SQLite, or a session time zone other than UTC
-            yield _Candidate(key, posted_at, raw_prompt, nd, nd_of)
+            yield _Candidate(key, _as_utc(posted_at), raw_prompt, nd, nd_of)
 
     def older_candidates(username: str, before: datetime) -> Iterator[_Candidate]:
         return candidates(_read_older(conn, username, before))
@@ -829,11 +835,16 @@ def _near_duplicates(conn: Connection, settings: Settings, similarity, progress_
 
 
 # Rule-13 candidates of one user: the effective representatives (this run's rule-12 results where there are any).
-_USER_ROWS = (
-    "SELECT m.key, m.posted_at, m.raw_prompt, m.near_dup, m.near_dup_of FROM message_verdicts m "
-    "LEFT JOIN dd_rr rr ON rr.key = m.key "
-    "WHERE m.username = :username AND m.posted_at >= :lo AND m.posted_at < :hi AND COALESCE(rr.raw_rep, m.raw_rep) "
-    "ORDER BY m.posted_at DESC, m.posted_seq, m.key"
+# The incremental rule-13 candidates: the verdict rows m of ``source`` within ``bounds``, newest first.
+_CANDIDATES = (
+    "SELECT {extra}m.key, m.posted_at, m.raw_prompt, m.near_dup, m.near_dup_of FROM {source} "
+    "LEFT JOIN dd_rr rr ON rr.key = m.key WHERE {bounds} AND COALESCE(rr.raw_rep, m.raw_rep) "
+    "ORDER BY {extra}m.posted_at DESC, m.posted_seq, m.key"
+)
+_USER_ROWS = _CANDIDATES.format(
+    extra="",
+    source="message_verdicts m",
+    bounds="m.username = :username AND m.posted_at >= :lo AND m.posted_at < :hi",
 )
 
 
@@ -889,10 +900,11 @@ def _read_windows(conn: Connection, windows: list[tuple[str, datetime, datetime]
         conn.execute(sa.text("ANALYZE dd_win"))
     result = conn.execute(
         sa.text(
-            "SELECT w.idx, m.key, m.posted_at, m.raw_prompt, m.near_dup, m.near_dup_of FROM dd_win w "
-            "JOIN message_verdicts m ON m.username = w.username AND m.posted_at >= w.lo AND m.posted_at <= w.hi "
-            "LEFT JOIN dd_rr rr ON rr.key = m.key WHERE COALESCE(rr.raw_rep, m.raw_rep) "
-            "ORDER BY w.idx, m.posted_at DESC, m.posted_seq, m.key"
+            _CANDIDATES.format(
+                extra="w.idx, ",
+                source="dd_win w JOIN message_verdicts m ON m.username = w.username",
+                bounds="m.posted_at >= w.lo AND m.posted_at <= w.hi",
+            )
         )
     )
     for idx, *row in result.all():  # (iterating the result fetched one row per call: 0.2 s for 50,000 rows)
@@ -945,9 +957,7 @@ def _near_duplicates_full(
             batch = []
             current_user = username
             users += 1
-        if posted_at.__class__ is not datetime or posted_at.tzinfo not in _UTC_ZONES:
-            posted_at = to_utc(posted_at)  # a string from SQLite, or a session time zone other than UTC
-        batch.append(_Candidate(key, posted_at, raw_prompt, bool(nd), nd_of))
+        batch.append(_Candidate(key, _as_utc(posted_at), raw_prompt, bool(nd), nd_of))
     if batch:
         flush()
         done += len(batch)
