@@ -452,32 +452,44 @@ def _upsert_prompt_rows(conn: Connection, *, text_in_groups: bool = False) -> No
         )
 
 
-def _write_verdicts(conn: Connection, prompt_rows: str = "prompts") -> None:
+def _write_verdicts(conn: Connection, prompt_rows: str = "prompts", *, by_ctid: bool = False) -> None:
     """The final verdict of every message in dd_eff: one write per row, none when nothing changed.
 
     ``prompt_rows`` is where the prompt ids are looked up: the prompts table, or a temporary table holding the
-    prompt row of every group in dd_eff (dd_known, in the incremental path).
+    prompt row of every group in dd_eff (dd_known, in the incremental path). With ``by_ctid`` (PostgreSQL, dd_eff
+    carries ``row_ctid``, read earlier in this transaction) each row is reached by its physical address instead of
+    through the key index: a few thousand scattered rows of an increment cost a third fewer page reads. The key is
+    still compared, and a row a concurrent transaction updated since makes the update fail (REPEATABLE READ), as
+    the key lookup does.
     """
+    verdicts = f"""
+        SELECT e.key, {"e.row_ctid, " if by_ctid else ""}e.raw_rep, e.near_dup, e.near_dup_of, p.id AS prompt_id,
+          CASE WHEN e.pre_reason IS NULL AND e.raw_rep AND NOT e.near_dup AND e.clean_reason IS NULL
+                AND r.key IS NOT NULL THEN 'kept' ELSE 'rejected' END AS status,
+          CASE
+            WHEN e.pre_reason IS NOT NULL THEN e.pre_reason
+            WHEN NOT e.raw_rep THEN 'duplicate'
+            WHEN e.near_dup THEN 'near_duplicate'
+            WHEN e.clean_reason IS NOT NULL THEN e.clean_reason
+            WHEN r.key IS NOT NULL THEN NULL
+            ELSE 'duplicate' END AS reason
+        FROM dd_eff e
+        LEFT JOIN dd_rep r ON r.key = e.key
+        LEFT JOIN {prompt_rows} p ON p.text_hash = e.clean_hash
+    """
+    if by_ctid:
+        # Materialised first: the planner expects the address and key match to leave one row and would then
+        # join the rest by nested loops (3.8 s instead of 0.1 s for an increment's 28,000 rows).
+        head, source, where = f"WITH v AS MATERIALIZED ({verdicts}) ", "v", "message_verdicts.ctid = v.row_ctid AND "
+    else:
+        head, source, where = "", f"({verdicts}) v", ""
     conn.execute(
         sa.text(
             f"""
-            UPDATE message_verdicts SET raw_rep = v.raw_rep, near_dup = v.near_dup, near_dup_of = v.near_dup_of,
+            {head}UPDATE message_verdicts SET raw_rep = v.raw_rep, near_dup = v.near_dup, near_dup_of = v.near_dup_of,
                 prompt_id = v.prompt_id, status = v.status, reason = v.reason
-            FROM (
-                SELECT e.key, e.raw_rep, e.near_dup, e.near_dup_of, p.id AS prompt_id,
-                  CASE WHEN e.pre_reason IS NULL AND e.raw_rep AND NOT e.near_dup AND e.clean_reason IS NULL
-                        AND r.key IS NOT NULL THEN 'kept' ELSE 'rejected' END AS status,
-                  CASE
-                    WHEN e.pre_reason IS NOT NULL THEN e.pre_reason
-                    WHEN NOT e.raw_rep THEN 'duplicate'
-                    WHEN e.near_dup THEN 'near_duplicate'
-                    WHEN e.clean_reason IS NOT NULL THEN e.clean_reason
-                    WHEN r.key IS NOT NULL THEN NULL
-                    ELSE 'duplicate' END AS reason
-                FROM dd_eff e
-                LEFT JOIN dd_rep r ON r.key = e.key
-                LEFT JOIN {prompt_rows} p ON p.text_hash = e.clean_hash) v
-            WHERE message_verdicts.key = v.key
+            FROM {source}
+            WHERE {where}message_verdicts.key = v.key
               AND (message_verdicts.status IS DISTINCT FROM v.status
                    OR message_verdicts.reason IS DISTINCT FROM v.reason
                    OR message_verdicts.raw_rep IS DISTINCT FROM v.raw_rep
@@ -651,13 +663,16 @@ def _recompute_touched(
     # The effective verdict columns of the touched messages: this run's results where there are any, else the
     # stored ones. Materialised (and analysed) once: the planner cannot estimate the effective columns inside a
     # join, and guessed one row, turning the joins below into repeated scans. On PostgreSQL in the physical order
-    # of the verdict rows, so that the final update writes each page once, in order.
+    # of the verdict rows, so that the final update writes each page once, in order, each row carrying its place
+    # (row_ctid) so that the update goes straight to it.
     order = " ORDER BY m.row_ctid" if dialect == "postgresql" else ""
     _temp(
         conn,
         "dd_eff",
         """
-        SELECT m.key, m.clean_hash, m.posted_at, m.posted_seq, m.username, m.pre_reason, m.clean_reason,
+        SELECT m.key, m.clean_hash, m.posted_at, m.posted_seq, m.username, m.pre_reason, m.clean_reason,"""
+        + (" m.row_ctid," if dialect == "postgresql" else "")
+        + """
                COALESCE(rr.raw_rep, m.raw_rep) AS raw_rep,
                CASE WHEN COALESCE(rr.raw_rep, m.raw_rep) THEN COALESCE(nd.near_dup, m.near_dup) ELSE FALSE END
                    AS near_dup,
@@ -680,7 +695,7 @@ def _recompute_touched(
     q(sa.text("CREATE INDEX ix_dd_rep_clean_hash ON dd_rep (clean_hash)"))
     _upsert_prompt_rows(conn)
 
-    _write_verdicts(conn, prompt_rows="dd_known")
+    _write_verdicts(conn, prompt_rows="dd_known", by_ctid=dialect == "postgresql")
     # dd_rep holds exactly the kept message of every touched prompt group.
     lost = member_of(
         dialect, "SELECT k.id FROM dd_known k WHERE k.kept AND NOT EXISTS (SELECT 1 FROM dd_rep r WHERE r.clean_hash = k.text_hash)"
