@@ -392,3 +392,36 @@ def test_an_increment_deduped_while_the_lookup_indexes_are_dropped_recomputes_th
     # the late message is the earliest of its raw prompt's group: the stored first one became its duplicate
     assert statuses(engine)["2"] == ("rejected", "duplicate")
     assert statuses(engine)["late"][1] != "duplicate"
+
+
+def test_a_verdict_row_changed_by_a_concurrent_ingest_makes_the_increment_retry(pg_url, monkeypatch, caplog):
+    """The final update reaches rows by the address read earlier in the dedupe's snapshot: a row an ingest changed
+    meanwhile (an edit of a touched message) makes it fail and retry, never write over the newer row."""
+    import logging
+
+    import promptmill.dedupe as dedupe_module
+
+    engine = connect(pg_url)
+    load(engine, [raw(str(i), f"user{i % 3}", f"a kite over the sea number {i % 5}", i * 15) for i in range(30)])
+    load(engine, [raw("late", "user1", "a kite over the sea number 2", 7)], dedupe=False)  # an increment
+    write_verdicts = dedupe_module._write_verdicts
+    calls = []
+
+    def edit_then_write(conn, *args, **kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:  # another process stores an edit of the touched message before the final update
+            load(connect(pg_url), [raw("late", "user1", "a violet comet", 7, edited=30)], dedupe=False)
+        return write_verdicts(conn, *args, **kwargs)
+
+    monkeypatch.setattr(dedupe_module, "_write_verdicts", edit_then_write)
+    with caplog.at_level(logging.INFO, logger="promptmill.dedupe"):
+        report = run_dedupe(engine, SETTINGS)
+    assert not report.full and calls[0] == {"prompt_rows": "dd_known", "by_ctid": True}
+    assert len(calls) == 2 and any("retrying" in record.getMessage() for record in caplog.records)
+    monkeypatch.undo()
+    after_retry = snapshot(engine)
+    with engine.connect() as conn:  # the retry saw the edit
+        assert conn.execute(sa.text("SELECT raw_prompt FROM message_verdicts WHERE key = 'late'")).scalar() == "a violet comet"
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM dedupe_dirty")).scalar() == 0
+    run_dedupe(engine, SETTINGS, full=True)
+    assert snapshot(engine) == after_retry
