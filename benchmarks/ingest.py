@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--big-json-mb", type=int, default=1000)
     parser.add_argument("--notebook-messages", type=int, default=100_000)
-    parser.add_argument("--trials", type=int, default=3, help="runs of the re-run and increment cases (median)")
+    parser.add_argument("--trials", type=int, default=5, help="runs of the re-run and increment cases (median)")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--keep", action="store_true", help="keep the generated files and databases")
     args = parser.parse_args(argv)
