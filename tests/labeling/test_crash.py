@@ -30,7 +30,8 @@ CHILD = textwrap.dedent(
     from promptmill.store.db import connect
 
     url, base_url, key = sys.argv[1:4]
-    label_pending(connect(url), LabelSettings(pack_size=5, concurrency=1), ClientConfig(api_key=key, base_url=base_url))
+    settings = LabelSettings(pack_size=5, concurrency=1, claim_lease_s=1.0)
+    label_pending(connect(url), settings, ClientConfig(api_key=key, base_url=base_url))
     """
 )
 
@@ -52,6 +53,9 @@ def test_sigkill_then_rerun_bills_nothing_twice(engine, store_url, settings, cli
         if child.poll() is None:
             child.kill()
     assert 15 <= len(label_rows(engine)) < 60
+    # The killed run's claim on the prompts of its unanswered request runs out after its lease (1 s here); until
+    # then another run leaves them alone, as it would if that run were still waiting for the answer.
+    time.sleep(1.2)
     fake.latency = 0.0
     summary = label_pending(engine, replace(settings, pack_size=5), client_config)
     assert summary.labeled + len(ledger_rows(engine)) > 0

@@ -32,9 +32,12 @@ from promptmill.labeling.ledger import (
     LabelOutcome,
     RequestRecord,
     VersionInfo,
+    claim_prompts,
     commit_request,
     ensure_version,
     fetch_pending,
+    purge_expired_claims,
+    release_claims,
     request_key_exists,
     run_spend,
     utcnow,
@@ -186,10 +189,21 @@ def _create_jobs(engine: Engine, settings: LabelSettings, info: VersionInfo, des
     first_id = int(descriptor["first_id"]) if descriptor else None
     last_id = int(descriptor["last_id"]) if descriptor else None
     run_key = settings.run_key
-    with engine.connect() as conn:
+    # The jobs' prompts are claimed (as a sync request's are) until the jobs hold them: another run never sends
+    # a prompt that went into a job here, nor does a job take one a sync run is sending.
+    claim_key = run_key or f"batch-{uuid.uuid4().hex}"
+    with engine.begin() as conn:
+        purge_expired_claims(conn)
         rows = fetch_pending(
-            conn, info.version, after_id=None if first_id is None else first_id - 1, last_id=last_id, limit=settings.limit
+            conn,
+            info.version,
+            after_id=None if first_id is None else first_id - 1,
+            last_id=last_id,
+            limit=settings.limit,
+            run_key=claim_key,
         )
+        mine = claim_prompts(conn, info.version, claim_key, [pid for pid, _ in rows], lease_s=settings.claim_lease_s)
+        rows = [row for row in rows if row[0] in mine]
         budget = None
         if settings.max_usd is not None:
             budget = settings.max_usd - (run_spend(conn, run_key) if run_key else 0.0)
@@ -306,6 +320,15 @@ async def areconcile(
                     sa.update(label_batch_jobs)
                     .where(label_batch_jobs.c.id == job["id"])
                     .values(state="reconciled", error=error, updated_at=utcnow())
+                )
+                # The prompts the job gives back unlabeled are pending again from this commit on, for any run:
+                # their claims go with the job that held them.
+                release_claims(
+                    conn,
+                    info.version,
+                    sa.select(label_batch_items.c.prompt_id)
+                    .where(label_batch_items.c.job_id == job["id"])
+                    .where(~_labeled_in(info.version)),
                 )
             totals["released"] += released
             if error:

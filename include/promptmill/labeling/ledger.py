@@ -22,6 +22,7 @@ from promptmill.labeling.tables import (
     ACTIVE_JOB_STATES,
     label_batch_items,
     label_batch_jobs,
+    label_claims,
     label_requests,
     label_versions,
     labels,
@@ -84,6 +85,15 @@ def pending_condition(version: str) -> sa.ColumnElement[bool]:
     return sa.and_(prompts.c.kept.is_(True), ~labeled, ~in_batch)
 
 
+def claimed_by_another_run(version: str, run_key: str, now: dt.datetime) -> sa.ColumnElement[bool]:
+    """Prompts that another run has claimed for ``version`` and may be sending right now (see label_claims)."""
+    return (
+        sa.exists()
+        .where(label_claims.c.prompt_id == prompts.c.id, label_claims.c.version == version)
+        .where(label_claims.c.run_key != run_key, label_claims.c.expires_at > now)
+    )
+
+
 def fetch_pending(
     conn: Connection,
     version: str,
@@ -92,9 +102,13 @@ def fetch_pending(
     last_id: int | None = None,
     limit: int | None = None,
     with_text: bool = True,
+    run_key: str | None = None,
 ) -> list[tuple]:
+    """Pending prompts in id order; with ``run_key``, without those another run holds a live claim on."""
     cols = [prompts.c.id, prompts.c.text] if with_text else [prompts.c.id]
     query = sa.select(*cols).where(pending_condition(version)).order_by(prompts.c.id)
+    if run_key is not None:
+        query = query.where(~claimed_by_another_run(version, run_key, utcnow()))
     if after_id is not None:
         query = query.where(prompts.c.id > after_id)
     if last_id is not None:
@@ -104,8 +118,80 @@ def fetch_pending(
     return [tuple(row) for row in conn.execute(query)]
 
 
-def count_pending(conn: Connection, version: str, *, first_id: int | None = None, last_id: int | None = None) -> int:
+def claim_prompts(
+    conn: Connection, version: str, run_key: str, prompt_ids: Iterable[int], *, lease_s: float
+) -> set[int]:
+    """Claim prompts for ``run_key`` before sending them; returns the ids this run may send.
+
+    A prompt is claimed when it is still pending (no label of ``version``, in no live batch job) and no other run
+    holds a live claim on it; this run's own claims are renewed. Concurrent claims of one prompt are serialised
+    by its claim row (PostgreSQL: the upsert waits for the other transaction, then sees its claim; SQLite: one
+    writer), so exactly one run gets it. Call it in a transaction that commits before the request is sent.
+    """
+    ids = sorted({int(pid) for pid in prompt_ids})
+    if not ids:
+        return set()
+    now = utcnow()
+    expires = now + dt.timedelta(seconds=lease_s)
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    ts = label_claims.c.expires_at.type
+    candidates = sa.select(
+        prompts.c.id, sa.literal(version, sa.String), sa.literal(run_key, sa.String), sa.literal(expires, ts)
+    ).where(prompts.c.id.in_(ids), pending_condition(version))
+    insert = dialect.insert(label_claims).from_select(
+        ["prompt_id", "version", "run_key", "expires_at"], candidates
+    )
+    claim = insert.on_conflict_do_update(
+        index_elements=[label_claims.c.prompt_id, label_claims.c.version],
+        set_={"run_key": insert.excluded.run_key, "expires_at": insert.excluded.expires_at},
+        where=sa.or_(label_claims.c.run_key == run_key, label_claims.c.expires_at <= now),
+    ).returning(label_claims.c.prompt_id)
+    return {int(pid) for pid in conn.execute(claim).scalars()}
+
+
+def release_claims(conn: Connection, version: str, prompt_ids: Iterable[int] | sa.Select) -> None:
+    """Give up the claims on prompts that are pending again (a failed request, a batch job that gave them back).
+
+    Only ever for prompts this transaction leaves pending: a claim released in the transaction that labels its
+    prompt could be taken by a run whose statement started before that commit (and so still saw it pending).
+    """
+    if not isinstance(prompt_ids, sa.Select):
+        prompt_ids = sorted({int(pid) for pid in prompt_ids})
+        if not prompt_ids:
+            return
+    conn.execute(
+        sa.delete(label_claims).where(label_claims.c.version == version, label_claims.c.prompt_id.in_(prompt_ids))
+    )
+
+
+def renew_claims(conn: Connection, version: str, run_key: str, *, lease_s: float) -> None:
+    """Extend the live claims of a running run by another lease."""
+    now = utcnow()
+    conn.execute(
+        sa.update(label_claims)
+        .where(label_claims.c.version == version, label_claims.c.run_key == run_key, label_claims.c.expires_at > now)
+        .values(expires_at=now + dt.timedelta(seconds=lease_s))
+    )
+
+
+def purge_expired_claims(conn: Connection) -> None:
+    """Delete the claims that ran out: their prompts are labeled (the label keeps them from being sent again) or
+    free. Safe because a claim only runs out long after the commit of its label."""
+    conn.execute(sa.delete(label_claims).where(label_claims.c.expires_at <= utcnow()))
+
+
+def count_pending(
+    conn: Connection,
+    version: str,
+    *,
+    first_id: int | None = None,
+    last_id: int | None = None,
+    run_key: str | None = None,
+) -> int:
+    """How many prompts fetch_pending would give (with ``run_key``: those no other run holds a live claim on)."""
     query = sa.select(sa.func.count()).select_from(prompts).where(pending_condition(version))
+    if run_key is not None:
+        query = query.where(~claimed_by_another_run(version, run_key, utcnow()))
     if first_id is not None:
         query = query.where(prompts.c.id >= first_id)
     if last_id is not None:

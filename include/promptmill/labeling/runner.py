@@ -25,10 +25,14 @@ from promptmill.labeling.ledger import (
     LabelOutcome,
     RequestRecord,
     VersionInfo,
+    claim_prompts,
     commit_request,
     count_pending,
     ensure_version,
     fetch_pending,
+    purge_expired_claims,
+    release_claims,
+    renew_claims,
     run_spend,
 )
 from promptmill.labeling.pricing import PriceTable, Usage, load_prices
@@ -69,6 +73,7 @@ class LabelSummary:
     reasked_invalid: int = 0
     unknown_ids: int = 0
     duplicate_ids: int = 0
+    claimed_elsewhere: int = 0  # left to another run that claimed them first (never sent by this one)
     total: int = 0  # pending prompts in scope at the start (after the limit)
     stopped_by: str = "done"  # done | budget | limit | error
     error: str | None = None
@@ -124,9 +129,11 @@ class PackQueue:
         first_id: int | None,
         last_id: int | None,
         limit: int | None,
+        run_key: str,
     ) -> None:
         self._engine = engine
         self._version = version
+        self._run_key = run_key
         self._pack_size = pack_size
         self._cursor = first_id - 1 if first_id is not None else None
         self._last_id = last_id
@@ -164,7 +171,9 @@ class PackQueue:
                 self.limit_reached = True
                 return
         with self._engine.connect() as conn:
-            rows = fetch_pending(conn, self._version, after_id=self._cursor, last_id=self._last_id, limit=want)
+            rows = fetch_pending(
+                conn, self._version, after_id=self._cursor, last_id=self._last_id, limit=want, run_key=self._run_key
+            )
         if len(rows) < want:
             self._fresh_done = True
         if rows:
@@ -204,42 +213,48 @@ class SyncLabeler:
     async def run(self, *, first_id: int | None = None, last_id: int | None = None) -> LabelSummary:
         settings = self.settings
         self.info = ensure_version(self.engine, settings)
+        with self.engine.begin() as conn:
+            purge_expired_claims(conn)
         summary = self.summary = LabelSummary(run_key=self.run_key, version=self.info.version, model=settings.model)
         self._started = time.monotonic()
         with self.engine.connect() as conn:
-            in_scope = count_pending(conn, self.info.version, first_id=first_id, last_id=last_id)
+            in_scope = count_pending(conn, self.info.version, first_id=first_id, last_id=last_id, run_key=self.run_key)
         summary.total = min(in_scope, settings.limit) if settings.limit is not None else in_scope
         queue = PackQueue(self.engine, self.info.version, settings.pack_size, first_id=first_id, last_id=last_id,
-                          limit=settings.limit)
+                          limit=settings.limit, run_key=self.run_key)
         client = self._client or LabelClient(self.client_config, settings)
         first_error: BaseException | None = None
         in_flight: set[asyncio.Task] = set()
-        async with client:
-            budget_hit = False
-            while True:
-                while first_error is None and len(in_flight) < settings.concurrency:
-                    budget_hit = self._over_budget()
-                    if budget_hit:
+        renewer = asyncio.create_task(self._renew_claims())
+        try:
+            async with client:
+                budget_hit = False
+                while True:
+                    while first_error is None and len(in_flight) < settings.concurrency:
+                        budget_hit = self._over_budget()
+                        if budget_hit:
+                            break
+                        pack = queue.next_pack()
+                        if pack is None:
+                            break
+                        # Reserve the estimate now, before the next budget check, not when the task first runs.
+                        reserved = self._estimate_cost(pack) if settings.max_usd is not None else 0.0
+                        self._reserved_usd += reserved
+                        in_flight.add(asyncio.create_task(self._send(client, queue, pack, reserved)))
+                    if not in_flight:
                         break
-                    pack = queue.next_pack()
-                    if pack is None:
-                        break
-                    # Reserve the estimate now, before the next budget check, not when the task first runs.
-                    reserved = self._estimate_cost(pack) if settings.max_usd is not None else 0.0
-                    self._reserved_usd += reserved
-                    in_flight.add(asyncio.create_task(self._send(client, queue, pack, reserved)))
-                if not in_flight:
-                    break
-                # Let in-flight requests finish (and commit) even after an error: their answers are paid for.
-                done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    exc = task.exception()
-                    if exc is not None and first_error is None:
-                        first_error = exc
-            if budget_hit:
-                summary.stopped_by = "budget"
-            summary.retries = client.stats.retries
-            summary.rate_limited = client.stats.rate_limited
+                    # Let in-flight requests finish (and commit) even after an error: their answers are paid for.
+                    done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        exc = task.exception()
+                        if exc is not None and first_error is None:
+                            first_error = exc
+                if budget_hit:
+                    summary.stopped_by = "budget"
+                summary.retries = client.stats.retries
+                summary.rate_limited = client.stats.rate_limited
+        finally:
+            renewer.cancel()
         summary.elapsed_s = time.monotonic() - self._started
         if summary.stopped_by == "done" and queue.limit_reached:
             summary.stopped_by = "limit"
@@ -251,6 +266,18 @@ class SyncLabeler:
                 raise first_error
             raise LabelingError(f"labeling stopped: {first_error!r}") from first_error
         return summary
+
+    async def _renew_claims(self) -> None:
+        """Keep this run's claims live while it runs (see LabelSettings.claim_lease_s)."""
+        assert self.info is not None
+        lease = self.settings.claim_lease_s
+        while True:
+            await asyncio.sleep(lease / 4)
+            try:
+                with self.engine.begin() as conn:
+                    renew_claims(conn, self.info.version, self.run_key, lease_s=lease)
+            except Exception as exc:  # the next renewal may get through; the requests' own commits report outages
+                log.warning("renewing the labeling claims failed: %s", exc)
 
     def _over_budget(self) -> bool:
         if self.settings.max_usd is None:
@@ -271,6 +298,18 @@ class SyncLabeler:
     async def _send(self, client: LabelClient, queue: PackQueue, pack: list[WorkItem], reserved: float) -> None:
         settings, info, summary = self.settings, self.info, self.summary
         assert info is not None and summary is not None
+        # Claimed (and committed) before it is sent: a prompt another run is sending, or has labeled since this one
+        # read it, is left out, so that no prompt is paid for twice.
+        with self.engine.begin() as conn:
+            mine = claim_prompts(
+                conn, info.version, self.run_key, [item.prompt_id for item in pack], lease_s=settings.claim_lease_s
+            )
+        if len(mine) < len(pack):
+            summary.claimed_elsewhere += len(pack) - len(mine)
+            pack = [item for item in pack if item.prompt_id in mine]
+            if not pack:
+                self._reserved_usd -= reserved
+                return
         local = {i: item for i, item in enumerate(pack, start=1)}
         body = request_body(settings, info.instructions, [(i, item.text) for i, item in local.items()])
         record = RequestRecord(
@@ -291,6 +330,8 @@ class SyncLabeler:
                 record.retries = getattr(exc, "retries", 0)
                 with self.engine.begin() as conn:
                     commit_request(conn, record, [])
+                    # no answer: the prompts stay pending, and another run may take them at once
+                    release_claims(conn, info.version, [item.prompt_id for item in pack])
                 raise
             outcomes, retry = self._judge(result.value, record, local)
             record.provider_request_id = result.request_id
@@ -377,7 +418,7 @@ class SyncLabeler:
             else:
                 summary.labeled += 1
                 summary.no_object += outcome.no_object
-        self._done = summary.labeled + summary.failed
+        self._done = summary.labeled + summary.failed + summary.claimed_elsewhere
         self._report()
 
     def _report(self, *, force: bool = False) -> None:

@@ -48,6 +48,9 @@ class LabelSettings:
     max_usd: float | None = None  # stop taking new requests once the run's spend reaches this
     limit: int | None = None  # label at most this many prompts in one run
     run_key: str | None = None  # the budget scope; None -> a fresh one per run (CLI); the DAG passes its run id
+    # How long a run's claim on the prompts it is sending keeps other runs off them. A live run renews its claims
+    # every quarter of this; those of a run that died run out after it, and its unanswered prompts are free again.
+    claim_lease_s: float = 300.0
 
     # pricing and estimates
     prices_file: Path | None = None  # None -> the packaged prices.toml

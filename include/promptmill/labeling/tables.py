@@ -1,6 +1,6 @@
 """Labeling tables (SQLAlchemy Core, on the store's shared ``metadata``).
 
-Migration ``0002_labeling`` creates exactly these; keep the two in step.
+Migrations ``0002_labeling`` and ``0007_label_claims`` create exactly these; keep them in step.
 """
 
 from __future__ import annotations
@@ -118,4 +118,17 @@ ACTIVE_JOB_STATES = (
     "expired",
     "cancelling",
     "cancelled",
+)
+
+# A prompt about to be sent is claimed by its run (sync: each request's prompts just before it is sent; batch: a
+# job's prompts as it is created) until ``expires_at``: another run's claim of it waits for the expiry, so two runs
+# at once (the DAG and a `promptmill label`, two commands) never send, and pay for, the same prompt. Expired
+# claims are only history: the label, or the live batch job, is what keeps a prompt from being sent again.
+label_claims = sa.Table(
+    "label_claims",
+    metadata,
+    sa.Column("prompt_id", sa.BigInteger, primary_key=True),
+    sa.Column("version", sa.String(32), primary_key=True),
+    sa.Column("run_key", sa.String(128), nullable=False),
+    sa.Column("expires_at", TS, nullable=False),
 )
