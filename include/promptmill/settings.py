@@ -7,9 +7,12 @@ Only plain values live here; secrets (API keys) are read where they are used and
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from promptmill import env_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -67,49 +70,10 @@ class Settings:
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """Apply non-None overrides (CLI flags / DAG params), converting strings to the field types."""
-        known = {f.name: f for f in fields(self)}
-        clean: dict[str, Any] = {}
-        for name, value in overrides.items():
-            if value is None:
-                continue
-            if name not in known:
-                raise ValueError(f"unknown setting {name!r}")
-            clean[name] = _coerce(getattr(self, name), value, name)
-        return replace(self, **clean)
+        return env_settings.with_overrides(self, overrides, what="setting")
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         env = os.environ if environ is None else environ
-        base = cls()
-        from_env = {}
-        for f in fields(cls):
-            key = cls.ENV_PREFIX + f.name.upper()
-            if key in env and env[key] != "":
-                from_env[f.name] = env[key]
-        # The documented name of the store URL has no underscore doubling.
-        if "PROMPTMILL_DATABASE_URL" in env and env["PROMPTMILL_DATABASE_URL"]:
-            from_env["database_url"] = env["PROMPTMILL_DATABASE_URL"]
-        return base.with_overrides(**from_env).with_overrides(**overrides)
-
-
-def _coerce(current: Any, value: Any, name: str) -> Any:
-    if isinstance(current, tuple) and isinstance(value, (str, list, tuple)):
-        items = value.split(",") if isinstance(value, str) else value
-        return tuple(str(v).strip() for v in items if str(v).strip())
-    if isinstance(value, str):
-        if isinstance(current, bool):
-            low = value.strip().lower()
-            if low in {"1", "true", "yes", "on"}:
-                return True
-            if low in {"0", "false", "no", "off"}:
-                return False
-            raise ValueError(f"setting {name}: expected a boolean, got {value!r}")
-        if isinstance(current, int) and not isinstance(current, bool):
-            return int(value)
-        if isinstance(current, float):
-            return float(value)
-        if isinstance(current, Path) or name.endswith("_dir"):
-            return Path(value).expanduser()
-    if name.endswith("_dir") and value is not None and not isinstance(value, Path):
-        return Path(value).expanduser()
-    return value
+        from_env = env_settings.from_environment(cls, env, cls.ENV_PREFIX)  # PROMPTMILL_DATABASE_URL among them
+        return cls().with_overrides(**from_env).with_overrides(**overrides)

@@ -7,11 +7,12 @@ Secrets never live here: the API key is on :class:`promptmill.labeling.client.Cl
 from __future__ import annotations
 
 import os
-import types
 import typing
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from promptmill import env_settings
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_INSTRUCTIONS_FILE = PACKAGE_DIR / "instructions.md"
@@ -98,48 +99,9 @@ class LabelSettings:
 
     def with_overrides(self, **overrides: Any) -> LabelSettings:
         """Apply non-None overrides (CLI flags / DAG params), converting strings to the field types."""
-        hints = typing.get_type_hints(LabelSettings)
-        clean: dict[str, Any] = {}
-        for name, value in overrides.items():
-            if value is None:
-                continue
-            if name not in hints or name == "ENV_PREFIX":
-                raise ValueError(f"unknown label setting {name!r}")
-            clean[name] = _coerce(hints[name], value, name)
-        return replace(self, **clean)
+        return env_settings.with_overrides(self, overrides, what="label setting")
 
     @classmethod
     def from_env(cls, environ: typing.Mapping[str, str] | None = None, **overrides: Any) -> LabelSettings:
         env = os.environ if environ is None else environ
-        from_env = {}
-        for f in fields(cls):
-            key = cls.ENV_PREFIX + f.name.upper()
-            if env.get(key, "") != "":
-                from_env[f.name] = env[key]
-        return cls().with_overrides(**from_env).with_overrides(**overrides)
-
-
-def _coerce(hint: Any, value: Any, name: str) -> Any:
-    if not isinstance(value, str):
-        return value
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    target = args[0] if isinstance(hint, types.UnionType) and args else hint
-    text = value.strip()
-    if isinstance(hint, types.UnionType) and text.lower() in {"", "none", "null"}:
-        return None
-    try:
-        if target is bool:
-            if text.lower() in {"1", "true", "yes", "on"}:
-                return True
-            if text.lower() in {"0", "false", "no", "off"}:
-                return False
-            raise ValueError("expected a boolean")
-        if target is int:
-            return int(text)
-        if target is float:
-            return float(text)
-        if target is Path:
-            return Path(text).expanduser()
-    except ValueError as exc:
-        raise ValueError(f"label setting {name}: cannot use {value!r}: {exc}") from None
-    return text
+        return cls().with_overrides(**env_settings.from_environment(cls, env, cls.ENV_PREFIX)).with_overrides(**overrides)

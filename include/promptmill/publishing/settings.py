@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from promptmill import env_settings
 from promptmill.settings import default_data_dir
 
 SPLIT_KEYS = ("prompt", "description")
@@ -59,15 +60,9 @@ class PublishSettings:
 
     def with_overrides(self, **overrides: Any) -> PublishSettings:
         """Apply non-None overrides (CLI flags / DAG params), converting strings to the field types."""
-        known = {f.name for f in fields(self)}
-        clean: dict[str, Any] = {}
-        for name, value in overrides.items():
-            if value is None:
-                continue
-            if name not in known:
-                raise ValueError(f"unknown publish setting {name!r}")
-            clean[name] = _coerce(name, value)
-        return replace(self, **clean)
+        return env_settings.with_overrides(
+            self, overrides, what="publish setting", convert=_convert, raw=frozenset({"username_salt"})
+        )
 
     @classmethod
     def from_env(
@@ -80,33 +75,11 @@ class PublishSettings:
         """Settings from ``PROMPTMILL_PUBLISH_*``; ``data_dir`` (the main settings' folder) sets the default out_uri."""
         env = os.environ if environ is None else environ
         base = cls(out_uri=default_out_uri(data_dir)) if data_dir is not None else cls()
-        from_env = {}
-        for f in fields(cls):
-            value = env.get(cls.ENV_PREFIX + f.name.upper(), "")
-            if value != "":
-                from_env[f.name] = value
-        return base.with_overrides(**from_env).with_overrides(**overrides)
+        return base.with_overrides(**env_settings.from_environment(cls, env, cls.ENV_PREFIX)).with_overrides(**overrides)
 
 
-def _coerce(name: str, value: Any) -> Any:
-    if not isinstance(value, str):
-        if name == "out_uri" and isinstance(value, Path):
-            return value.expanduser().resolve().as_uri()
-        return value
-    text = value.strip()
-    try:
-        if name == "include_no_object":
-            if text.lower() in {"1", "true", "yes", "on"}:
-                return True
-            if text.lower() in {"0", "false", "no", "off"}:
-                return False
-            raise ValueError("expected a boolean (true/false)")
-        if name == "test_ratio":
-            return float(text)
-        if name == "retention":
-            return int(text)
-        if name == "label_version":
-            return text or None
-    except ValueError as exc:
-        raise ValueError(f"publish setting {name}: cannot use {value!r}: {exc}") from None
-    return value if name == "username_salt" else text
+def _convert(name: str, value: Any) -> Any:
+    """A destination given as a local path becomes its file:// URL."""
+    if name == "out_uri" and isinstance(value, Path):
+        return value.expanduser().resolve().as_uri()
+    return NotImplemented
