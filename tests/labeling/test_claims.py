@@ -96,7 +96,9 @@ def test_a_run_keeps_its_claims_live_while_its_requests_are_out(store_url, setti
     engine = db.connect(store_url)
     texts = make_prompts(30, seed=15)
     add_prompts(engine, texts)
-    fake.latency = 0.4  # each request outlasts the lease below
-    settings = replace(settings, pack_size=5, concurrency=2, claim_lease_s=0.2)
+    # Each request outlasts the lease. The lease is not shorter still: on SQLite a run's renewal can wait for the
+    # other run's write (its busy handler sleeps up to 100 ms at a time), and a renewal later than the lease is lost.
+    fake.latency = 1.5
+    settings = replace(settings, pack_size=5, concurrency=2, claim_lease_s=1.0)
     results = _run_at_once([lambda: label_pending(db.connect(store_url), settings, client_config)] * 2)
     assert set(fake.snapshot()["prompt_bills"].values()) == {1} and sum(r.labeled for r in results) == 30
