@@ -55,7 +55,7 @@ def test_sigkill_then_rerun_bills_nothing_twice(engine, store_url, settings, cli
     assert 15 <= len(label_rows(engine)) < 60
     # The killed run's claim on the prompts of its unanswered request runs out after its lease (1 s here); until
     # then another run leaves them alone, as it would if that run were still waiting for the answer.
-    time.sleep(1.2)
+    time.sleep(1.5)
     fake.latency = 0.0
     summary = label_pending(engine, replace(settings, pack_size=5), client_config)
     assert summary.labeled + len(ledger_rows(engine)) > 0
