@@ -8,6 +8,7 @@ variable counts as unset.
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -17,6 +18,14 @@ from typing import Any
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 _NONE = {"", "none", "null"}
+
+
+def load(base: Any, environ: Mapping[str, str] | None, overrides: Mapping[str, Any]) -> Any:
+    """``base`` with its ``<ENV_PREFIX><FIELD>`` values from ``environ`` (default: the process environment), then
+    with ``overrides``: what every settings object's ``from_env`` does."""
+    env = os.environ if environ is None else environ
+    found = from_environment(type(base), env, base.ENV_PREFIX)
+    return base.with_overrides(**found).with_overrides(**overrides)
 
 
 def from_environment(cls: type, environ: Mapping[str, str], prefix: str) -> dict[str, str]:

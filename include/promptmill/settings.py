@@ -74,6 +74,4 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        env = os.environ if environ is None else environ
-        from_env = env_settings.from_environment(cls, env, cls.ENV_PREFIX)  # PROMPTMILL_DATABASE_URL among them
-        return cls().with_overrides(**from_env).with_overrides(**overrides)
+        return env_settings.load(cls(), environ, overrides)  # PROMPTMILL_DATABASE_URL among them

@@ -6,7 +6,6 @@ Secrets never live here: the API key is on :class:`promptmill.labeling.client.Cl
 
 from __future__ import annotations
 
-import os
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,5 +102,4 @@ class LabelSettings:
 
     @classmethod
     def from_env(cls, environ: typing.Mapping[str, str] | None = None, **overrides: Any) -> LabelSettings:
-        env = os.environ if environ is None else environ
-        return cls().with_overrides(**env_settings.from_environment(cls, env, cls.ENV_PREFIX)).with_overrides(**overrides)
+        return env_settings.load(cls(), environ, overrides)

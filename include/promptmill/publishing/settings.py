@@ -6,7 +6,6 @@ The username salt is a secret: it is never printed (``repr=False``), written to 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,9 +72,8 @@ class PublishSettings:
         **overrides: Any,
     ) -> PublishSettings:
         """Settings from ``PROMPTMILL_PUBLISH_*``; ``data_dir`` (the main settings' folder) sets the default out_uri."""
-        env = os.environ if environ is None else environ
         base = cls(out_uri=default_out_uri(data_dir)) if data_dir is not None else cls()
-        return base.with_overrides(**env_settings.from_environment(cls, env, cls.ENV_PREFIX)).with_overrides(**overrides)
+        return env_settings.load(base, environ, overrides)
 
 
 def _convert(name: str, value: Any) -> Any:
