@@ -72,8 +72,9 @@ def insert_ignore(conn: Connection, table: sa.Table, rows: Sequence[dict[str, An
     conn.execute(dialect.insert(table).on_conflict_do_nothing(), list(rows))
 
 
-def pending_condition(version: str) -> sa.ColumnElement[bool]:
-    """Kept prompts with no label of ``version`` that no live batch job of ``version`` holds."""
+def pending_condition(version: str, run_key: str | None = None) -> sa.ColumnElement[bool]:
+    """Kept prompts with no label of ``version`` that no live batch job of ``version`` holds; with ``run_key``, also
+    none that another run holds a live claim on (see label_claims)."""
     labeled = sa.exists().where(labels.c.prompt_id == prompts.c.id, labels.c.version == version)
     in_batch = (
         sa.exists()
@@ -82,16 +83,15 @@ def pending_condition(version: str) -> sa.ColumnElement[bool]:
         .where(label_batch_jobs.c.version == version)
         .where(label_batch_jobs.c.state.in_(ACTIVE_JOB_STATES))
     )
-    return sa.and_(prompts.c.kept.is_(True), ~labeled, ~in_batch)
-
-
-def claimed_by_another_run(version: str, run_key: str, now: dt.datetime) -> sa.ColumnElement[bool]:
-    """Prompts that another run has claimed for ``version`` and may be sending right now (see label_claims)."""
-    return (
+    pending = sa.and_(prompts.c.kept.is_(True), ~labeled, ~in_batch)
+    if run_key is None:
+        return pending
+    claimed_by_another_run = (
         sa.exists()
         .where(label_claims.c.prompt_id == prompts.c.id, label_claims.c.version == version)
-        .where(label_claims.c.run_key != run_key, label_claims.c.expires_at > now)
+        .where(label_claims.c.run_key != run_key, label_claims.c.expires_at > utcnow())
     )
+    return sa.and_(pending, ~claimed_by_another_run)
 
 
 def fetch_pending(
@@ -106,9 +106,7 @@ def fetch_pending(
 ) -> list[tuple]:
     """Pending prompts in id order; with ``run_key``, without those another run holds a live claim on."""
     cols = [prompts.c.id, prompts.c.text] if with_text else [prompts.c.id]
-    query = sa.select(*cols).where(pending_condition(version)).order_by(prompts.c.id)
-    if run_key is not None:
-        query = query.where(~claimed_by_another_run(version, run_key, utcnow()))
+    query = sa.select(*cols).where(pending_condition(version, run_key)).order_by(prompts.c.id)
     if after_id is not None:
         query = query.where(prompts.c.id > after_id)
     if last_id is not None:
@@ -189,9 +187,7 @@ def count_pending(
     run_key: str | None = None,
 ) -> int:
     """How many prompts fetch_pending would give (with ``run_key``: those no other run holds a live claim on)."""
-    query = sa.select(sa.func.count()).select_from(prompts).where(pending_condition(version))
-    if run_key is not None:
-        query = query.where(~claimed_by_another_run(version, run_key, utcnow()))
+    query = sa.select(sa.func.count()).select_from(prompts).where(pending_condition(version, run_key))
     if first_id is not None:
         query = query.where(prompts.c.id >= first_id)
     if last_id is not None:
