@@ -143,12 +143,15 @@ def run_dedupe(
     attempts: int = 5,
 ) -> DedupeReport:
     """Recompute the statuses of everything touched since the last dedupe (or everything with ``full``)."""
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import IntegrityError, OperationalError
 
     from promptmill.store.lookup_indexes import ensure_lookup_indexes
 
-    # the lookups of the incremental path need them; a stopped bulk load may have left them dropped
-    ensure_lookup_indexes(engine)
+    # The lookups of the incremental path need them; a stopped bulk load may have left them dropped. After a bulk
+    # load whose verdict rows were deferred the whole store is recomputed without them: they are built after its
+    # rows are written (one sorted pass each, instead of a million inserts into each).
+    if not has_deferred_verdicts(engine):
+        ensure_lookup_indexes(engine)
     for attempt in range(1, attempts + 1):
         try:
             options = {}
@@ -160,15 +163,25 @@ def run_dedupe(
                 with _dedupe_lock(conn):
                     with conn.begin():
                         report = _dedupe(conn, settings, full=full, progress_emit=progress_emit)
-        except OperationalError as exc:
-            if sqlstate(exc) in RETRYABLE_SQLSTATES and attempt < attempts:
+        except (OperationalError, IntegrityError) as exc:
+            # a unique violation: a concurrent ingest wrote the verdict row of a message whose row was deferred
+            if sqlstate(exc) in (*RETRYABLE_SQLSTATES, "23505") and attempt < attempts:
                 log.info("dedupe: concurrent ingest changed the snapshot, retrying (%s)", attempt)
                 continue
             raise
         if report.full and engine.dialect.name == "postgresql":
             _vacuum_dirty_marks(engine)
+        ensure_lookup_indexes(engine)
         return report
     raise AssertionError("unreachable")
+
+
+def has_deferred_verdicts(bind: Engine | Connection) -> bool:
+    """True when a bulk load stored messages without their verdict rows and no dedupe has written them yet."""
+    if bind.dialect.name != "postgresql":
+        return False  # bulk loads (and so deferred verdict rows) are PostgreSQL's only
+    with bind.connect() if isinstance(bind, Engine) else contextlib.nullcontext(bind) as conn:
+        return bool(conn.execute(sa.text("SELECT EXISTS (SELECT 1 FROM source_files WHERE verdicts_deferred)")).scalar())
 
 
 def _vacuum_dirty_marks(engine: Engine) -> None:
@@ -223,9 +236,6 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
 
     max_queue_id = q(sa.text("SELECT MAX(id) FROM dedupe_queue")).scalar() or 0
     dirty = q(sa.text("SELECT COUNT(*) FROM dedupe_dirty")).scalar()
-    if not full and dirty == 0 and max_queue_id == 0:
-        report.elapsed_s = time.monotonic() - started
-        return report
     stats_rows = -1.0
     if dialect == "postgresql":
         # JIT compilation costs more than any statement here saves. The store's working set (the narrow verdict
@@ -248,7 +258,11 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
     else:
         stored_rows = q(sa.text("SELECT COUNT(*) FROM message_verdicts")).scalar()
 
-    whole_store = full or dirty >= WHOLE_STORE_FRACTION * stored_rows
+    deferred = has_deferred_verdicts(conn)
+    if not full and not deferred and dirty == 0 and max_queue_id == 0:
+        report.elapsed_s = time.monotonic() - started
+        return report
+    whole_store = full or deferred or dirty >= WHOLE_STORE_FRACTION * stored_rows
     if not whole_store and dialect == "postgresql":
         # The incremental path looks stored rows up through the lookup indexes. They were built before the lock
         # was taken, but a bulk load may have dropped them since; from here on none can be dropped until this
@@ -263,8 +277,19 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
         # passes is cheaper than finding the touched groups and sessions (the same verdicts either way).
         report.full = True
         report.dirty_messages = stored_rows if full else dirty
-        _recompute_whole_store(conn, settings, report, progress_emit)
+        messages = _message_count(conn)
+        if dialect == "postgresql" and messages <= settings.dedupe_client_max_messages:
+            _recompute_whole_store_in_client(conn, settings, report, progress_emit, messages)
+            if deferred and not full:  # the messages without a verdict row count as new
+                report.dirty_messages = int(max(dirty, dirty + messages - stored_rows))
+        else:
+            if deferred:
+                _insert_deferred_verdict_rows(conn)
+            _recompute_whole_store(conn, settings, report, progress_emit)
         q(sa.text("DELETE FROM dedupe_dirty"))
+        if deferred:
+            # only the files this snapshot saw: the messages of a bulk load committed since are not deduped yet
+            q(sa.text("UPDATE source_files SET verdicts_deferred = FALSE WHERE verdicts_deferred"))
     else:
         report.dirty_messages = dirty
         _recompute_touched(conn, settings, report, progress_emit, max_queue_id)
@@ -293,6 +318,49 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
         report.elapsed_s,
     )
     return report
+
+
+def _message_count(conn: Connection) -> int:
+    """The number of stored messages, from the files' counts without reading the messages (at most the messages of
+    every ingested file: a message in several files is stored once)."""
+    return int(
+        conn.execute(
+            sa.text("SELECT COALESCE(SUM(message_count), 0) FROM source_files WHERE outcome = 'ingested'")
+        ).scalar()
+    )
+
+
+def _recompute_whole_store_in_client(
+    conn: Connection, settings: Settings, report: DedupeReport, progress_emit, messages: int
+) -> None:
+    """Every verdict from one read of the messages, computed in Python and written back once (dedupe_whole.py)."""
+    from promptmill.dedupe_whole import recompute_in_client
+
+    counts = recompute_in_client(
+        conn,
+        similarity_function(settings.near_dup_metric),
+        settings.near_dup_threshold,
+        settings.near_dup_window_s,
+        progress_emit,
+        total=messages,
+    )
+    report.raw_groups = counts.raw_groups
+    report.users = counts.users
+    report.near_dup_changes = counts.near_dup_changes
+    report.clean_groups = counts.clean_groups
+
+
+def _insert_deferred_verdict_rows(conn: Connection) -> None:
+    """The verdict rows a bulk load deferred, as pending rows (for the server-side passes, which update rows)."""
+    from promptmill.store.bulk import VERDICT_INPUT_COLUMNS
+
+    columns = ", ".join(VERDICT_INPUT_COLUMNS)
+    conn.execute(
+        sa.text(
+            f"INSERT INTO message_verdicts ({columns}) SELECT {', '.join('m.' + c for c in VERDICT_INPUT_COLUMNS)} "
+            "FROM messages m WHERE NOT EXISTS (SELECT 1 FROM message_verdicts v WHERE v.key = m.key) ORDER BY m.key"
+        )
+    )
 
 
 def _recompute_whole_store(conn: Connection, settings: Settings, report: DedupeReport, progress_emit) -> None:

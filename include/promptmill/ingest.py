@@ -152,13 +152,19 @@ class _StoreDirectlyFailed(Exception):
     with the upsert."""
 
 
-def ingest_source(engine: Engine, source: Source, profile: str, channels_selected: tuple[str, ...]) -> FileOutcome:
+def ingest_source(
+    engine: Engine,
+    source: Source,
+    profile: str,
+    channels_selected: tuple[str, ...],
+    defer_verdicts: bool = False,
+) -> FileOutcome:
     """Hash, parse, derive and store one export file in one transaction (or record why it was refused).
 
     Runs in a worker process, each with its own database connection, so that files are parsed and stored in
     parallel. Rows stream from the parser into the staging table (bounded memory, whatever the file size); the
     staging table is temporary, so on SQLite the database is locked for writing only for the final merge.
-    Never raises for bad input: the file is quarantined with the reason.
+    Never raises for bad input: the file is quarantined with the reason. ``defer_verdicts``: see MessageStager.
     """
     from sqlalchemy.exc import OperationalError
 
@@ -175,7 +181,7 @@ def ingest_source(engine: Engine, source: Source, profile: str, channels_selecte
     direct = True
     for attempt in range(1, 4):
         try:
-            return _store_file(engine, source, content_hash, profile, channels_selected, direct)
+            return _store_file(engine, source, content_hash, profile, channels_selected, direct, defer_verdicts)
         except _StoreDirectlyFailed:
             log.info("%s: messages stored concurrently by another worker, retrying with an upsert", source.display_path)
             direct = False
@@ -204,6 +210,7 @@ def _store_file(
     profile: str,
     channels_selected: tuple[str, ...],
     direct: bool = True,
+    defer_verdicts: bool = False,
 ) -> FileOutcome:
     started = time.monotonic()
     messages = generations = 0
@@ -237,10 +244,11 @@ def _store_file(
                     message_count=0,
                     outcome="ingested",
                     ingested_at=_now(),
+                    verdicts_deferred=defer_verdicts,
                 )
                 .returning(source_files.c.id)
             ).scalar_one()
-            stager = MessageStager(conn, file_id=file_id, direct=direct)
+            stager = MessageStager(conn, file_id=file_id, direct=direct, defer_verdicts=defer_verdicts)
             for raw in raw_messages:
                 row = build_row(raw, file_id, profile)
                 stager.add(row)
@@ -329,20 +337,26 @@ def ingest_paths(
         else:
             ensure_lookup_indexes(engine)  # an earlier bulk load may have been stopped before building them
     try:
-        for outcome, size in _ingest_in_workers(engine, todo, settings):
+        # A bulk load also leaves the verdict rows of its new messages to the dedupe (see MessageStager), which
+        # recomputes the whole store anyway; the lookup indexes are then built after those rows are written.
+        for outcome, size in _ingest_in_workers(engine, todo, settings, defer_verdicts=deferred):
             report.add(outcome)
             done_bytes += size
             progress.update(
                 done_bytes,
                 extra=f"files {report.files_seen}/{len(items)} | messages {report.messages:,}",
             )
-    finally:
+    except BaseException:
         if deferred:
-            built = ensure_lookup_indexes(engine)
-            progress.update(done_bytes, extra=f"built {len(built)} lookup indexes", force=True)
+            ensure_lookup_indexes(engine)
+        raise
+    if deferred and not run_dedupe:
+        built = ensure_lookup_indexes(engine)
+        progress.update(done_bytes, extra=f"built {len(built)} lookup indexes", force=True)
     if run_dedupe:
         from promptmill.dedupe import run_dedupe as dedupe
 
+        # (builds the lookup indexes a bulk load dropped, after writing the deferred verdict rows)
         dedupe(engine, settings, progress_emit=progress_emit)
     if report.file_ids:
         _fill_outcome_counts(engine, report)
@@ -365,18 +379,22 @@ def _start_worker(url: str) -> None:
     _worker_engine = db.connect(url, run_migrations=False)
 
 
-def _ingest_in_worker(source: Source, profile: str, channels_selected: tuple[str, ...]) -> FileOutcome:
-    return ingest_source(_worker_engine, source, profile, channels_selected)
+def _ingest_in_worker(
+    source: Source, profile: str, channels_selected: tuple[str, ...], defer_verdicts: bool
+) -> FileOutcome:
+    return ingest_source(_worker_engine, source, profile, channels_selected, defer_verdicts)
 
 
-def _ingest_in_workers(engine: Engine, todo: list[Source], settings: Settings) -> Iterator[tuple[FileOutcome, int]]:
+def _ingest_in_workers(
+    engine: Engine, todo: list[Source], settings: Settings, *, defer_verdicts: bool = False
+) -> Iterator[tuple[FileOutcome, int]]:
     """Ingest files in worker processes, each storing whole files over its own connection, as they complete.
 
     Parsing and storing overlap across workers: while one worker's file is merged by the database, another
     parses. At most two files per worker are queued, so memory stays bounded.
     """
     workers = min(settings.ingest_workers, len(todo))
-    args = (settings.cleaning_profile, settings.channels)
+    args = (settings.cleaning_profile, settings.channels, defer_verdicts)
     if workers <= 1:
         for source in todo:
             yield ingest_source(engine, source, *args), source.size

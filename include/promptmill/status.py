@@ -30,6 +30,16 @@ def store_status(engine: Engine, settings: Settings | None = None) -> dict:
             "files_ingested": files.get("ingested", 0),
             "files_quarantined": files.get("quarantined", 0),
         }
+        from promptmill.dedupe import has_deferred_verdicts
+
+        if has_deferred_verdicts(conn):
+            # a bulk load stored messages whose verdict rows the next dedupe writes: count them from the messages
+            status["messages"] = q(sa.text("SELECT COUNT(*) FROM messages")).scalar()
+            status["generations"] = q(sa.text("SELECT COUNT(*) FROM messages WHERE pre_reason IS NULL")).scalar()
+            status["channels"] = q(sa.text("SELECT COUNT(DISTINCT channel_id) FROM messages")).scalar()
+            status["pending_dedupe"] = status["messages"] - sum(
+                count for verdict, count in by_status.items() if verdict != "pending"
+            )
     from promptmill.labeling.ledger import label_status
     from promptmill.labeling.settings import LabelSettings
 

@@ -206,14 +206,27 @@ class MessageStager:
     first load). Only the rest (keys already stored, or repeated within the file) go through the upsert. A key
     inserted by a concurrent transaction in between makes the COPY fail with a unique violation; the caller then
     retries the file without ``direct``.
+
+    With ``defer_verdicts`` (a bulk load) the rows COPYd directly get no verdict row and no dirty mark: the file is
+    recorded with ``verdicts_deferred``, and the next dedupe writes their verdict rows, already final, in one pass
+    over the whole store (dedupe_whole.py) instead of this COPY and an update of each row.
     """
 
-    def __init__(self, conn: Connection, chunk_rows: int = 20_000, *, file_id: int | None = None, direct: bool = False):
+    def __init__(
+        self,
+        conn: Connection,
+        chunk_rows: int = 20_000,
+        *,
+        file_id: int | None = None,
+        direct: bool = False,
+        defer_verdicts: bool = False,
+    ):
         self.conn = conn
         self.dialect = conn.dialect.name
         self.chunk_rows = chunk_rows
         self.file_id = file_id
         self.direct = direct and self.dialect == "postgresql" and file_id is not None
+        self.defer_verdicts = defer_verdicts and self.direct
         self._pending: list[Sequence] = []
         self._stage_created = False
         self.staged = 0
@@ -276,9 +289,10 @@ class MessageStager:
             new.sort(key=_row_key)
             try:
                 insert_rows(self.conn, "messages", MESSAGE_COLUMNS, new)
-                verdict_inputs = _VERDICT_INPUTS
-                insert_rows(self.conn, "message_verdicts", VERDICT_INPUT_COLUMNS, [verdict_inputs(row) for row in new])
-                insert_rows(self.conn, "dedupe_dirty", ("key", "marked"), [(row[0], 0) for row in new])
+                if not self.defer_verdicts:
+                    verdict_inputs = _VERDICT_INPUTS
+                    insert_rows(self.conn, "message_verdicts", VERDICT_INPUT_COLUMNS, [verdict_inputs(row) for row in new])
+                    insert_rows(self.conn, "dedupe_dirty", ("key", "marked"), [(row[0], 0) for row in new])
             except Exception as exc:
                 if sqlstate(exc) in _CONCURRENT_KEY_SQLSTATES:
                     raise KeyStoredConcurrently(str(exc).splitlines()[0]) from exc

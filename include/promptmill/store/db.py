@@ -132,7 +132,7 @@ def alembic_config(conn: sa.Connection):
 
 # The newest migration (tests/test_migrations.py checks it against the scripts). A store already there needs no
 # alembic at all: importing and running it costs ~0.7 s on every command, most of a re-run over ingested files.
-HEAD_REVISION = "0007_label_claims"
+HEAD_REVISION = "0008_deferred_verdicts"
 
 
 def is_at_head(engine: Engine) -> bool:

@@ -29,6 +29,8 @@ source_files = sa.Table(
     sa.Column("reason", sa.Text),
     sa.Column("ingested_at", TS, nullable=False),
     sa.Column("elapsed_s", sa.Float),
+    # Stored by a bulk load without the verdict rows of its new messages: the next dedupe writes them (whole store)
+    sa.Column("verdicts_deferred", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_source_files_path", "path"),
 )
 

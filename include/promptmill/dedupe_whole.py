@@ -1,0 +1,465 @@
+"""The whole-store dedupe on PostgreSQL, computed in the client: one read of the messages, one write per verdict.
+
+A first load or a large backfill touches most of the store, so every verdict is recomputed. As server-side passes
+(rules 12 and 34 as window functions, joined into an update of every verdict row: dedupe.py) that cost a first
+load of 1,000,000 messages ~20 s on one core. Here the server streams the messages once (a sequential scan, COPY
+text), Python applies rules 12, 13 and 34 exactly as that SQL does (the same orderings, ties included), and the
+results go back with COPY:
+
+- a message without a verdict row (a bulk load stores only the messages, see ingest.py) gets its row written
+  once, already final: the columns it copies from the message are sent back as the very text they were read as;
+- a message with one gets an update only when its verdict changed;
+- prompt rows: new groups COPYd in hash order (their ids taken from the sequence in one step), stored ones
+  updated only where something changed.
+
+It holds ~600 bytes per message (the text of the verdict row to write, the raw prompt for the walk), so the caller
+uses it up to ``Settings.dedupe_client_max_messages`` and the server-side passes above that.
+
+The snapshot rules are those of the rest of dedupe: REPEATABLE READ, so a message stored or changed by a concurrent
+ingest after the read is left to the next dedupe (its dirty mark is not seen, so not cleared), and a verdict row
+that a concurrent ingest wrote for a message read here without one makes the COPY fail (unique violation) and
+the dedupe retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from promptmill.progress import Progress
+
+log = logging.getLogger("promptmill.dedupe")
+
+# The columns of a verdict row that are copied from its message, in the order the read sends them first.
+_INPUT_COLUMNS = (
+    "key", "channel_id", "username", "posted_at", "posted_seq", "raw_hash", "clean_hash", "pre_reason",
+    "clean_reason", "raw_prompt",
+)  # fmt: skip
+_VERDICT_COLUMNS = ("raw_rep", "near_dup", "near_dup_of", "prompt_id", "status", "reason")
+# One line per message: its verdict row's input columns (as the text a new verdict row is written with), its
+# time in microseconds, the cleaned text, and the stored verdict (NULLs when it has no verdict row yet).
+_READ = f"""
+    COPY (
+        SELECT {", ".join("m." + c for c in _INPUT_COLUMNS)},
+               (EXTRACT(EPOCH FROM m.posted_at) * 1000000)::bigint, m.clean_text,
+               v.key IS NOT NULL, v.raw_rep, v.near_dup, v.near_dup_of, v.prompt_id, v.status, v.reason
+        FROM messages m LEFT JOIN message_verdicts v ON v.key = m.key
+    ) TO STDOUT
+"""
+_NULL = "\\N"
+_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{1,2}|[0-7]{1,3}|.)")
+
+
+def _unescape_match(match: re.Match) -> str:
+    code = match.group(1)
+    if code[0] == "x" and len(code) > 1:
+        return chr(int(code[1:], 16))
+    if code[0].isdigit():
+        return chr(int(code, 8))
+    return _ESCAPES.get(code, code)
+
+
+def _text(field: str) -> str | None:
+    """One field of COPY's text format as its value."""
+    if field == _NULL:
+        return None
+    if "\\" in field:
+        return _ESCAPE.sub(_unescape_match, field)
+    return field
+
+
+@dataclass
+class WholeStoreCounts:
+    messages: int = 0
+    raw_groups: int = 0
+    users: int = 0
+    near_dup_changes: int = 0
+    clean_groups: int = 0
+    verdict_rows_written: int = 0
+    verdicts_changed: int = 0
+    prompts_inserted: int = 0
+
+
+class _Messages:
+    """The messages of the store, column by column (compact: most values are shared or packed)."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.users: list[str | None] = []
+        self.times = array("q")  # posted_at, microseconds since the epoch
+        self.seqs = array("l")
+        self.groups = array("l")  # cleaned-prompt group (index into clean_hashes), -1 without one
+        self.pre_reasons: list[str | None] = []
+        self.clean_reasons: list[str | None] = []
+        self.raw_reps = bytearray()
+        self.stored: dict[int, tuple] = {}  # index -> stored (raw_rep, near_dup, near_dup_of, prompt_id, status, reason)
+        # index -> its verdict row's input columns as COPY text (the raw prompt last), for a message without one
+        self.new_rows: dict[int, str] = {}
+        self.stored_raw_prompts: dict[int, str] = {}  # the raw prompt of a representative with a verdict row
+        self.clean_hashes: list[str] = []
+        self.group_of: dict[str, int] = {}
+        self.texts: list[str] = []  # the cleaned text of each group
+        self.group_first = array("l")  # the earliest message of each group (any status) ...
+        self.group_first_at: list[str] = []  # ... and its posted_at, as read
+
+    def raw_prompt(self, i: int) -> str:
+        line = self.new_rows.get(i)
+        if line is None:
+            return self.stored_raw_prompts[i]
+        return _text(line[line.rindex("\t") + 1 :])
+
+
+def recompute_in_client(
+    conn: Connection,
+    similarity: Callable[[str, str], float] | None,
+    threshold: float,
+    window_s: float,
+    progress_emit: Callable[[str], None] | None = None,
+    total: int | None = None,
+) -> WholeStoreCounts:
+    """Every verdict and prompt row of the store from one read of the messages (PostgreSQL, inside the caller's
+    REPEATABLE READ transaction, under the dedupe lock)."""
+    counts = WholeStoreCounts()
+    msgs = _read(conn, progress_emit, total)
+    n = counts.messages = len(msgs.keys)
+    near_dup, near_dup_of = _near_duplicates(msgs, similarity, threshold, window_s, counts, progress_emit)
+    kept = _kept_of_groups(msgs, near_dup)
+    counts.raw_groups = sum(msgs.raw_reps)
+    counts.clean_groups = len(msgs.clean_hashes)
+    prompt_ids = _write_prompt_rows(conn, msgs, kept, counts)
+
+    kept_rows = bytearray(n)
+    for i in kept:
+        if i >= 0:
+            kept_rows[i] = 1
+    changed_lines: list[str] = []
+    keys, groups, pre_reasons, clean_reasons, raw_reps = (
+        msgs.keys, msgs.groups, msgs.pre_reasons, msgs.clean_reasons, msgs.raw_reps,
+    )  # fmt: skip
+    stored, new_rows = msgs.stored, msgs.new_rows
+    pop_new_row = new_rows.pop
+    # The new verdict rows stream into the COPY as they are computed: the server stores one batch while the next
+    # is computed, and no second copy of them is held.
+    with _CopyLines(conn, "message_verdicts", _INPUT_COLUMNS + _VERDICT_COLUMNS) as new_lines:
+        for i in range(n):
+            rep = raw_reps[i]
+            dup = near_dup[i]
+            pre = pre_reasons[i]
+            if pre is not None:
+                status, reason = "rejected", pre
+            elif not rep:
+                status, reason = "rejected", "duplicate"
+            elif dup:
+                status, reason = "rejected", "near_duplicate"
+            elif clean_reasons[i] is not None:
+                status, reason = "rejected", clean_reasons[i]
+            elif kept_rows[i]:
+                status, reason = "kept", None
+            else:
+                status, reason = "rejected", "duplicate"
+            group = groups[i]
+            prompt_id = prompt_ids[group] if group >= 0 else None
+            dup_of = near_dup_of.get(i) if dup else None
+            line = pop_new_row(i, None)
+            if line is not None:
+                new_lines.append(
+                    f"{line}\t{'t' if rep else 'f'}\t{'t' if dup else 'f'}\t{_field(dup_of)}\t"
+                    f"{_NULL if prompt_id is None else prompt_id}\t{status}\t{_field(reason)}\n"
+                )
+            elif stored[i] != (bool(rep), bool(dup), dup_of, prompt_id, status, reason):
+                changed_lines.append(
+                    f"{_field(keys[i])}\t{'t' if rep else 'f'}\t{'t' if dup else 'f'}\t{_field(dup_of)}\t"
+                    f"{_NULL if prompt_id is None else prompt_id}\t{status}\t{_field(reason)}\n"
+                )
+        counts.verdict_rows_written = new_lines.written
+    del msgs, near_dup_of, prompt_ids
+    if changed_lines:
+        q = conn.execute
+        q(sa.text(
+            "CREATE TEMP TABLE dd_changed (key TEXT, raw_rep BOOLEAN, near_dup BOOLEAN, near_dup_of TEXT, "
+            "prompt_id BIGINT, status TEXT, reason TEXT) ON COMMIT DROP"
+        ))  # fmt: skip
+        _copy_lines(conn, "dd_changed", ("key", *_VERDICT_COLUMNS), changed_lines)
+        q(sa.text("ANALYZE dd_changed"))
+        q(sa.text(
+            "UPDATE message_verdicts SET raw_rep = c.raw_rep, near_dup = c.near_dup, near_dup_of = c.near_dup_of, "
+            "prompt_id = c.prompt_id, status = c.status, reason = c.reason FROM dd_changed c "
+            "WHERE message_verdicts.key = c.key"
+        ))  # fmt: skip
+    counts.verdicts_changed = len(changed_lines)
+    return counts
+
+
+def _read(conn: Connection, progress_emit, total: int | None) -> _Messages:
+    """Every message, with rule 12 (the earliest message of each raw-prompt group by (posted_at, posted_seq, key))
+    and each cleaned-prompt group's earliest message decided on the way."""
+    msgs = _Messages()
+    keys, users, times, seqs, groups = msgs.keys, msgs.users, msgs.times, msgs.seqs, msgs.groups
+    pre_reasons, clean_reasons, raw_reps, stored = msgs.pre_reasons, msgs.clean_reasons, msgs.raw_reps, msgs.stored
+    new_rows, stored_raw_prompts = msgs.new_rows, msgs.stored_raw_prompts
+    clean_hashes, group_of, texts, group_first, group_first_at = (
+        msgs.clean_hashes, msgs.group_of, msgs.texts, msgs.group_first, msgs.group_first_at,
+    )  # fmt: skip
+    shared: dict[str, str] = {}  # one object per distinct user name and reason
+    first_of_raw: dict[str, int] = {}
+    progress = Progress("dedupe: read", total=total, unit="messages", emit=progress_emit, first_line_at_once=False)
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        with cursor.copy(_READ) as copy:
+            i = 0
+            for data in copy:  # one row per block
+                line = bytes(data).decode()
+                fields = line.split("\t")
+                key = _text(fields[0])
+                user = fields[2]
+                user = None if user == _NULL else shared.setdefault(user, _text(user))
+                t = int(fields[10])
+                seq = int(fields[4])
+                pre = fields[7]
+                pre = None if pre == _NULL else shared.setdefault(pre, pre)
+                keys.append(key)
+                users.append(user)
+                times.append(t)
+                seqs.append(seq)
+                pre_reasons.append(pre)
+                reason = fields[8]
+                clean_reasons.append(None if reason == _NULL else shared.setdefault(reason, reason))
+                has_row = fields[12] == "t"
+                if has_row:
+                    stored[i] = (
+                        fields[13] == "t", fields[14] == "t", _text(fields[15]),
+                        None if fields[16] == _NULL else int(fields[16]), fields[17], _text(fields[18][:-1]),
+                    )  # fmt: skip
+                else:
+                    new_rows[i] = line[: sum(map(len, fields[:10])) + 9]
+                raw_hash = fields[5]
+                rep = 0
+                if pre is None and raw_hash != _NULL:
+                    j = first_of_raw.get(raw_hash)
+                    if j is None:
+                        first_of_raw[raw_hash] = i
+                        rep = 1
+                    elif (t, seq, key) < (times[j], seqs[j], keys[j]):
+                        first_of_raw[raw_hash] = i
+                        raw_reps[j] = 0
+                        stored_raw_prompts.pop(j, None)
+                        rep = 1
+                raw_reps.append(rep)
+                if rep and has_row and user is not None:
+                    stored_raw_prompts[i] = _text(fields[9])
+                clean_hash = fields[6]
+                if clean_hash == _NULL:
+                    groups.append(-1)
+                else:
+                    group = group_of.get(clean_hash)
+                    if group is None:
+                        group = group_of[clean_hash] = len(clean_hashes)
+                        clean_hashes.append(clean_hash)
+                        texts.append(_text(fields[11]))
+                        group_first.append(i)
+                        group_first_at.append(fields[3])
+                    elif t < times[group_first[group]]:
+                        group_first[group] = i
+                        group_first_at[group] = fields[3]
+                    groups.append(group)
+                i += 1
+                if not i % 50_000:
+                    progress.update(i)
+    finally:
+        cursor.close()
+    progress.update(len(keys), force=len(keys) >= 100_000)
+    return msgs
+
+
+def _near_duplicates(msgs: _Messages, similarity, threshold: float, window_s: float, counts: WholeStoreCounts, progress_emit):
+    """Rule 13: per user, the representatives newest first (posted_at DESC, posted_seq, key), walked greedily.
+    A representative without a user is not walked and keeps its stored verdict (as in dedupe.py)."""
+    # the very walk of the incremental path (its rows' times here in microseconds, as the window)
+    from promptmill.dedupe import _Candidate, _walk
+
+    n = len(msgs.keys)
+    near_dup = bytearray(n)
+    near_dup_of: dict[int, str] = {}
+    keys, users, times, seqs, raw_reps, stored = msgs.keys, msgs.users, msgs.times, msgs.seqs, msgs.raw_reps, msgs.stored
+    if similarity is None:
+        counts.near_dup_changes = sum(1 for value in stored.values() if value[1])
+        return near_dup, near_dup_of
+    walked = []
+    for i in range(n):
+        if raw_reps[i]:
+            if users[i] is not None:
+                walked.append(i)
+            elif i in stored and stored[i][1]:
+                near_dup[i] = 1
+                near_dup_of[i] = stored[i][2]
+    walked.sort(key=lambda i: (users[i], -times[i], seqs[i], keys[i]))
+    progress = Progress("near-duplicates", total=len(walked), unit="rows", emit=progress_emit, first_line_at_once=False)
+    window_us = round(window_s * 1_000_000)
+    raw_prompt = msgs.raw_prompt
+    start = 0
+    while start < len(walked):
+        user = users[walked[start]]
+        end = start + 1
+        while end < len(walked) and users[walked[end]] == user:
+            end += 1
+        session = walked[start:end]
+        attempts = [_Candidate(keys[i], times[i], raw_prompt(i), False, None) for i in session]
+        for i, (_attempt, is_dup, dup_of) in zip(session, _walk(attempts, [], similarity, threshold, window_us), strict=True):
+            before = stored.get(i)
+            if ((before[1], before[2]) if before else (False, None)) != (is_dup, dup_of):
+                counts.near_dup_changes += 1
+            if is_dup:
+                near_dup[i] = 1
+                near_dup_of[i] = dup_of
+        counts.users += 1
+        start = end
+        progress.update(start)
+    progress.update(len(walked), force=len(walked) > 100_000)
+    return near_dup, near_dup_of
+
+
+def _kept_of_groups(msgs: _Messages, near_dup: bytearray) -> list[int]:
+    """Rule 34: the kept message of each cleaned-prompt group (-1: none survived rules 1-33), in the order of
+    dedupe._RANK_KEPT: COALESCE(username, '') DESC, posted_at DESC, posted_seq, key."""
+    kept = [-1] * len(msgs.clean_hashes)
+    keys, users, times, seqs, groups = msgs.keys, msgs.users, msgs.times, msgs.seqs, msgs.groups
+    pre_reasons, clean_reasons, raw_reps = msgs.pre_reasons, msgs.clean_reasons, msgs.raw_reps
+    for i in range(len(keys)):
+        group = groups[i]
+        if group < 0 or not raw_reps[i] or near_dup[i] or clean_reasons[i] is not None or pre_reasons[i] is not None:
+            continue
+        j = kept[group]
+        if j < 0:
+            kept[group] = i
+            continue
+        user, other = users[i] or "", users[j] or ""
+        if user != other:
+            better = user > other
+        elif times[i] != times[j]:
+            better = times[i] > times[j]
+        elif seqs[i] != seqs[j]:
+            better = seqs[i] < seqs[j]
+        else:
+            better = keys[i] < keys[j]
+        if better:
+            kept[group] = i
+    return kept
+
+
+def _write_prompt_rows(conn: Connection, msgs: _Messages, kept: list[int], counts: WholeStoreCounts) -> list[int]:
+    """Insert the prompt rows of new groups and update the stored ones where something changed (as dedupe.py:
+    first_seen only ever lowered; the kept message set, or taken away from a group that has none); the prompt id
+    of every group."""
+    q = conn.execute
+    keys, times, clean_hashes, group_of = msgs.keys, msgs.times, msgs.clean_hashes, msgs.group_of
+    first_seen, first_seen_at = msgs.group_first, msgs.group_first_at
+    ids = [0] * len(clean_hashes)
+    updates: list[str] = []
+    new_groups = []
+    stored = q(
+        sa.text(
+            "SELECT id, text_hash, (EXTRACT(EPOCH FROM first_seen) * 1000000)::bigint, kept, kept_message_key "
+            "FROM prompts"
+        )
+    )
+    seen_stored = bytearray(len(clean_hashes))
+    for prompt_id, text_hash, seen, was_kept, kept_key in stored:
+        group = group_of.get(text_hash)
+        if group is None:  # no message has this text any more
+            if was_kept:
+                updates.append(f"{prompt_id}\t\\N\tf\t\\N\n")
+            continue
+        seen_stored[group] = 1
+        ids[group] = prompt_id
+        j = first_seen[group]
+        lowered = seen is not None and times[j] < seen
+        i = kept[group]
+        target = (True, keys[i]) if i >= 0 else (False, None) if was_kept else (was_kept, kept_key)
+        if lowered or target != (was_kept, kept_key):
+            first = first_seen_at[group] if lowered else _NULL
+            updates.append(f"{prompt_id}\t{first}\t{'t' if target[0] else 'f'}\t{_field(target[1])}\n")
+    new_groups = [group for _hash, group in sorted(
+        (clean_hash, group) for group, clean_hash in enumerate(clean_hashes) if not seen_stored[group]
+    )]  # fmt: skip
+    if new_groups:
+        first_id = q(sa.text("SELECT nextval(pg_get_serial_sequence('prompts', 'id'))")).scalar()
+        # only dedupe inserts prompt rows, one dedupe at a time (its lock): the ids are taken in one step
+        q(sa.text("SELECT setval(pg_get_serial_sequence('prompts', 'id'), :last)"), {"last": first_id + len(new_groups) - 1})
+        lines = []
+        texts = msgs.texts
+        for offset, group in enumerate(new_groups):
+            prompt_id = ids[group] = first_id + offset
+            i = kept[group]
+            lines.append(
+                f"{prompt_id}\t{_field(texts[group])}\t{clean_hashes[group]}\t{first_seen_at[group]}\t"
+                f"{'t' if i >= 0 else 'f'}\t{_field(keys[i]) if i >= 0 else _NULL}\n"
+            )
+        _copy_lines(conn, "prompts", ("id", "text", "text_hash", "first_seen", "kept", "kept_message_key"), lines)
+        counts.prompts_inserted = len(lines)
+    if updates:
+        q(sa.text(
+            "CREATE TEMP TABLE dd_prompt_changes (id BIGINT, first_seen TIMESTAMPTZ, kept BOOLEAN, "
+            "kept_message_key TEXT) ON COMMIT DROP"
+        ))  # fmt: skip
+        _copy_lines(conn, "dd_prompt_changes", ("id", "first_seen", "kept", "kept_message_key"), updates)
+        q(sa.text(
+            "UPDATE prompts SET first_seen = COALESCE(c.first_seen, prompts.first_seen), kept = c.kept, "
+            "kept_message_key = c.kept_message_key FROM dd_prompt_changes c WHERE prompts.id = c.id"
+        ))  # fmt: skip
+    return ids
+
+
+def _field(value: str | None) -> str:
+    """A value in COPY's text format."""
+    if value is None:
+        return _NULL
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        value = value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return value
+
+
+def _copy_lines(conn: Connection, table: str, columns: tuple[str, ...], lines: list[str]) -> None:
+    with _CopyLines(conn, table, columns) as copy:
+        for line in lines:
+            copy.append(line)
+
+
+class _CopyLines:
+    """A COPY of lines in its text format, sent in batches as they are appended."""
+
+    def __init__(self, conn: Connection, table: str, columns: tuple[str, ...], batch: int = 5_000):
+        self.sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+        self.cursor = conn.connection.dbapi_connection.cursor()
+        self.batch = batch
+        self.lines: list[str] = []
+        self.written = 0
+
+    def __enter__(self) -> _CopyLines:
+        self._context = self.cursor.copy(self.sql)
+        self.copy = self._context.__enter__()
+        return self
+
+    def append(self, line: str) -> None:
+        self.lines.append(line)
+        if len(self.lines) >= self.batch:
+            self._send()
+
+    def _send(self) -> None:
+        self.copy.write("".join(self.lines))
+        self.written += len(self.lines)
+        self.lines = []
+
+    def __exit__(self, *exc_info) -> None:
+        try:
+            if exc_info[0] is None and self.lines:
+                self._send()
+            self._context.__exit__(*exc_info)
+        finally:
+            self.cursor.close()
