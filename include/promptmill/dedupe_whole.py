@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import logging
 import re
+import tempfile
+import threading
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -128,58 +130,33 @@ def recompute_in_client(
     REPEATABLE READ transaction, under the dedupe lock)."""
     counts = WholeStoreCounts()
     msgs = _read(conn, progress_emit, total)
-    n = counts.messages = len(msgs.keys)
+    counts.messages = len(msgs.keys)
     near_dup, near_dup_of = _near_duplicates(msgs, similarity, threshold, window_s, counts, progress_emit)
     kept = _kept_of_groups(msgs, near_dup)
     counts.raw_groups = sum(msgs.raw_reps)
     counts.clean_groups = len(msgs.clean_hashes)
-    prompt_ids = _write_prompt_rows(conn, msgs, kept, counts)
-
-    kept_rows = bytearray(n)
-    for i in kept:
-        if i >= 0:
-            kept_rows[i] = 1
+    prompts = _PromptRows(conn, msgs, kept)
     changed_lines: list[str] = []
-    keys, groups, pre_reasons, clean_reasons, raw_reps = (
-        msgs.keys, msgs.groups, msgs.pre_reasons, msgs.clean_reasons, msgs.raw_reps,
-    )  # fmt: skip
-    stored, new_rows = msgs.stored, msgs.new_rows
-    pop_new_row = new_rows.pop
-    # The new verdict rows stream into the COPY as they are computed: the server stores one batch while the next
-    # is computed, and no second copy of them is held.
-    with _CopyLines(conn, "message_verdicts", _INPUT_COLUMNS + _VERDICT_COLUMNS) as new_lines:
-        for i in range(n):
-            rep = raw_reps[i]
-            dup = near_dup[i]
-            pre = pre_reasons[i]
-            if pre is not None:
-                status, reason = "rejected", pre
-            elif not rep:
-                status, reason = "rejected", "duplicate"
-            elif dup:
-                status, reason = "rejected", "near_duplicate"
-            elif clean_reasons[i] is not None:
-                status, reason = "rejected", clean_reasons[i]
-            elif kept_rows[i]:
-                status, reason = "kept", None
-            else:
-                status, reason = "rejected", "duplicate"
-            group = groups[i]
-            prompt_id = prompt_ids[group] if group >= 0 else None
-            dup_of = near_dup_of.get(i) if dup else None
-            line = pop_new_row(i, None)
-            if line is not None:
-                new_lines.append(
-                    f"{line}\t{'t' if rep else 'f'}\t{'t' if dup else 'f'}\t{_field(dup_of)}\t"
-                    f"{_NULL if prompt_id is None else prompt_id}\t{status}\t{_field(reason)}\n"
-                )
-            elif stored[i] != (bool(rep), bool(dup), dup_of, prompt_id, status, reason):
-                changed_lines.append(
-                    f"{_field(keys[i])}\t{'t' if rep else 'f'}\t{'t' if dup else 'f'}\t{_field(dup_of)}\t"
-                    f"{_NULL if prompt_id is None else prompt_id}\t{status}\t{_field(reason)}\n"
-                )
-        counts.verdict_rows_written = new_lines.written
-    del msgs, near_dup_of, prompt_ids
+    verdicts = _verdict_lines(msgs, near_dup, near_dup_of, kept, prompts.ids, changed_lines)
+    if msgs.new_rows:
+        # The new verdict rows (all of them after a bulk load) are written over a second connection while this
+        # one writes the prompt rows: the server stores both at once, on both cores. Its transaction commits
+        # first; if this one then fails, the next dedupe finds those rows (the files stay marked deferred until
+        # this one commits) and rewrites whatever changed, so nothing is lost or left half-done.
+        writer = _NewVerdictRowWriter(conn, verdicts)
+        writer.start()
+        try:
+            prompts.write(conn)
+        finally:
+            writer.join()
+        writer.raise_error()
+        counts.verdict_rows_written = writer.written
+    else:
+        prompts.write(conn)
+        for _line in verdicts:
+            raise AssertionError("a new verdict row without its message's input columns")
+    counts.prompts_inserted = prompts.inserted
+    del msgs, near_dup_of, prompts
     if changed_lines:
         q = conn.execute
         q(sa.text(
@@ -197,6 +174,82 @@ def recompute_in_client(
     return counts
 
 
+def _verdict_lines(
+    msgs: _Messages,
+    near_dup: bytearray,
+    near_dup_of: dict[int, str],
+    kept: list[int],
+    prompt_ids: list[int],
+    changed_lines: list[str],
+) -> Iterator[str]:
+    """The verdict of every message (as dedupe._write_verdicts decides it): yields the whole verdict row of each
+    message without one (COPY text), and appends to ``changed_lines`` the verdict of each one whose stored verdict
+    differs."""
+    kept_rows = bytearray(len(msgs.keys))
+    for i in kept:
+        if i >= 0:
+            kept_rows[i] = 1
+    keys, groups, pre_reasons, clean_reasons, raw_reps = (
+        msgs.keys, msgs.groups, msgs.pre_reasons, msgs.clean_reasons, msgs.raw_reps,
+    )  # fmt: skip
+    stored, pop_new_row = msgs.stored, msgs.new_rows.pop
+    for i in range(len(keys)):
+        rep = raw_reps[i]
+        dup = near_dup[i]
+        pre = pre_reasons[i]
+        if pre is not None:
+            status, reason = "rejected", pre
+        elif not rep:
+            status, reason = "rejected", "duplicate"
+        elif dup:
+            status, reason = "rejected", "near_duplicate"
+        elif clean_reasons[i] is not None:
+            status, reason = "rejected", clean_reasons[i]
+        elif kept_rows[i]:
+            status, reason = "kept", None
+        else:
+            status, reason = "rejected", "duplicate"
+        group = groups[i]
+        prompt_id = prompt_ids[group] if group >= 0 else None
+        dup_of = near_dup_of.get(i) if dup else None
+        line = pop_new_row(i, None)  # (each new row's text is let go as soon as it is sent)
+        if line is not None:
+            yield (
+                f"{line}\t{'t' if rep else 'f'}\t{'t' if dup else 'f'}\t{_field(dup_of)}\t"
+                f"{_NULL if prompt_id is None else prompt_id}\t{status}\t{_field(reason)}\n"
+            )
+        elif stored[i] != (bool(rep), bool(dup), dup_of, prompt_id, status, reason):
+            changed_lines.append(
+                f"{_field(keys[i])}\t{'t' if rep else 'f'}\t{'t' if dup else 'f'}\t{_field(dup_of)}\t"
+                f"{_NULL if prompt_id is None else prompt_id}\t{status}\t{_field(reason)}\n"
+            )
+
+
+class _NewVerdictRowWriter(threading.Thread):
+    """COPYs the new verdict rows over its own connection, in its own transaction (see recompute_in_client)."""
+
+    def __init__(self, conn: Connection, lines: Iterator[str]):
+        super().__init__(name="promptmill-verdict-rows", daemon=True)
+        self.engine = conn.engine
+        self.lines = lines
+        self.written = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with self.engine.connect() as conn, conn.begin():
+                with _CopyLines(conn, "message_verdicts", _INPUT_COLUMNS + _VERDICT_COLUMNS) as copy:
+                    for line in self.lines:
+                        copy.append(line)
+                self.written = copy.written
+        except BaseException as exc:  # handed to the dedupe's thread, which rolls back and retries or reports it
+            self.error = exc
+
+    def raise_error(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
 def _read(conn: Connection, progress_emit, total: int | None) -> _Messages:
     """Every message, with rule 12 (the earliest message of each raw-prompt group by (posted_at, posted_seq, key))
     and each cleaned-prompt group's earliest message decided on the way."""
@@ -210,70 +263,66 @@ def _read(conn: Connection, progress_emit, total: int | None) -> _Messages:
     shared: dict[str, str] = {}  # one object per distinct user name and reason
     first_of_raw: dict[str, int] = {}
     progress = Progress("dedupe: read", total=total, unit="messages", emit=progress_emit, first_line_at_once=False)
-    cursor = conn.connection.dbapi_connection.cursor()
-    try:
-        with cursor.copy(_READ) as copy:
-            i = 0
-            for data in copy:  # one row per block
-                line = bytes(data).decode()
-                fields = line.split("\t")
-                key = _text(fields[0])
-                user = fields[2]
-                user = None if user == _NULL else shared.setdefault(user, _text(user))
-                t = int(fields[10])
-                seq = int(fields[4])
-                pre = fields[7]
-                pre = None if pre == _NULL else shared.setdefault(pre, pre)
-                keys.append(key)
-                users.append(user)
-                times.append(t)
-                seqs.append(seq)
-                pre_reasons.append(pre)
-                reason = fields[8]
-                clean_reasons.append(None if reason == _NULL else shared.setdefault(reason, reason))
-                has_row = fields[12] == "t"
-                if has_row:
-                    stored[i] = (
-                        fields[13] == "t", fields[14] == "t", _text(fields[15]),
-                        None if fields[16] == _NULL else int(fields[16]), fields[17], _text(fields[18][:-1]),
-                    )  # fmt: skip
-                else:
-                    new_rows[i] = line[: sum(map(len, fields[:10])) + 9]
-                raw_hash = fields[5]
-                rep = 0
-                if pre is None and raw_hash != _NULL:
-                    j = first_of_raw.get(raw_hash)
-                    if j is None:
-                        first_of_raw[raw_hash] = i
-                        rep = 1
-                    elif (t, seq, key) < (times[j], seqs[j], keys[j]):
-                        first_of_raw[raw_hash] = i
-                        raw_reps[j] = 0
-                        stored_raw_prompts.pop(j, None)
-                        rep = 1
-                raw_reps.append(rep)
-                if rep and has_row and user is not None:
-                    stored_raw_prompts[i] = _text(fields[9])
-                clean_hash = fields[6]
-                if clean_hash == _NULL:
-                    groups.append(-1)
-                else:
-                    group = group_of.get(clean_hash)
-                    if group is None:
-                        group = group_of[clean_hash] = len(clean_hashes)
-                        clean_hashes.append(clean_hash)
-                        texts.append(_text(fields[11]))
-                        group_first.append(i)
-                        group_first_at.append(fields[3])
-                    elif t < times[group_first[group]]:
-                        group_first[group] = i
-                        group_first_at[group] = fields[3]
-                    groups.append(group)
-                i += 1
-                if not i % 50_000:
-                    progress.update(i)
-    finally:
-        cursor.close()
+
+    def consume(line: str) -> None:
+        i = len(keys)
+        fields = line.split("\t")
+        key = _text(fields[0])
+        user = fields[2]
+        user = None if user == _NULL else shared.setdefault(user, _text(user))
+        t = int(fields[10])
+        seq = int(fields[4])
+        pre = fields[7]
+        pre = None if pre == _NULL else shared.setdefault(pre, pre)
+        keys.append(key)
+        users.append(user)
+        times.append(t)
+        seqs.append(seq)
+        pre_reasons.append(pre)
+        reason = fields[8]
+        clean_reasons.append(None if reason == _NULL else shared.setdefault(reason, reason))
+        has_row = fields[12] == "t"
+        if has_row:
+            stored[i] = (
+                fields[13] == "t", fields[14] == "t", _text(fields[15]),
+                None if fields[16] == _NULL else int(fields[16]), fields[17], _text(fields[18]),
+            )  # fmt: skip
+        else:
+            new_rows[i] = line[: sum(map(len, fields[:10])) + 9]
+        raw_hash = fields[5]
+        rep = 0
+        if pre is None and raw_hash != _NULL:
+            j = first_of_raw.get(raw_hash)
+            if j is None:
+                first_of_raw[raw_hash] = i
+                rep = 1
+            elif (t, seq, key) < (times[j], seqs[j], keys[j]):
+                first_of_raw[raw_hash] = i
+                raw_reps[j] = 0
+                stored_raw_prompts.pop(j, None)
+                rep = 1
+        raw_reps.append(rep)
+        if rep and has_row and user is not None:
+            stored_raw_prompts[i] = _text(fields[9])
+        clean_hash = fields[6]
+        if clean_hash == _NULL:
+            groups.append(-1)
+        else:
+            group = group_of.get(clean_hash)
+            if group is None:
+                group = group_of[clean_hash] = len(clean_hashes)
+                clean_hashes.append(clean_hash)
+                texts.append(_text(fields[11]))
+                group_first.append(i)
+                group_first_at.append(fields[3])
+            elif t < times[group_first[group]]:
+                group_first[group] = i
+                group_first_at[group] = fields[3]
+            groups.append(group)
+        if not i % 50_000:
+            progress.update(i)
+
+    _copy_out(conn, _READ, consume)
     progress.update(len(keys), force=len(keys) >= 100_000)
     return msgs
 
@@ -353,67 +402,76 @@ def _kept_of_groups(msgs: _Messages, near_dup: bytearray) -> list[int]:
     return kept
 
 
-def _write_prompt_rows(conn: Connection, msgs: _Messages, kept: list[int], counts: WholeStoreCounts) -> list[int]:
-    """Insert the prompt rows of new groups and update the stored ones where something changed (as dedupe.py:
-    first_seen only ever lowered; the kept message set, or taken away from a group that has none); the prompt id
-    of every group."""
-    q = conn.execute
-    keys, times, clean_hashes, group_of = msgs.keys, msgs.times, msgs.clean_hashes, msgs.group_of
-    first_seen, first_seen_at = msgs.group_first, msgs.group_first_at
-    ids = [0] * len(clean_hashes)
-    updates: list[str] = []
-    new_groups = []
-    stored = q(
-        sa.text(
-            "SELECT id, text_hash, (EXTRACT(EPOCH FROM first_seen) * 1000000)::bigint, kept, kept_message_key "
-            "FROM prompts"
-        )
-    )
-    seen_stored = bytearray(len(clean_hashes))
-    for prompt_id, text_hash, seen, was_kept, kept_key in stored:
-        group = group_of.get(text_hash)
-        if group is None:  # no message has this text any more
-            if was_kept:
-                updates.append(f"{prompt_id}\t\\N\tf\t\\N\n")
-            continue
-        seen_stored[group] = 1
-        ids[group] = prompt_id
-        j = first_seen[group]
-        lowered = seen is not None and times[j] < seen
-        i = kept[group]
-        target = (True, keys[i]) if i >= 0 else (False, None) if was_kept else (was_kept, kept_key)
-        if lowered or target != (was_kept, kept_key):
-            first = first_seen_at[group] if lowered else _NULL
-            updates.append(f"{prompt_id}\t{first}\t{'t' if target[0] else 'f'}\t{_field(target[1])}\n")
-    new_groups = [group for _hash, group in sorted(
-        (clean_hash, group) for group, clean_hash in enumerate(clean_hashes) if not seen_stored[group]
-    )]  # fmt: skip
-    if new_groups:
-        first_id = q(sa.text("SELECT nextval(pg_get_serial_sequence('prompts', 'id'))")).scalar()
-        # only dedupe inserts prompt rows, one dedupe at a time (its lock): the ids are taken in one step
-        q(sa.text("SELECT setval(pg_get_serial_sequence('prompts', 'id'), :last)"), {"last": first_id + len(new_groups) - 1})
-        lines = []
-        texts = msgs.texts
-        for offset, group in enumerate(new_groups):
-            prompt_id = ids[group] = first_id + offset
-            i = kept[group]
-            lines.append(
-                f"{prompt_id}\t{_field(texts[group])}\t{clean_hashes[group]}\t{first_seen_at[group]}\t"
-                f"{'t' if i >= 0 else 'f'}\t{_field(keys[i]) if i >= 0 else _NULL}\n"
+class _PromptRows:
+    """The prompt rows of every group (as dedupe.py writes them: first_seen only ever lowered; the kept message
+    set, or taken away from a group that has none): their ids, decided first (the verdict rows need them), then
+    written: new groups COPYd in hash order with ids taken from the sequence in one step, stored rows updated only
+    where something changed."""
+
+    def __init__(self, conn: Connection, msgs: _Messages, kept: list[int]):
+        self.msgs = msgs
+        self.kept = kept
+        keys, times, clean_hashes, group_of = msgs.keys, msgs.times, msgs.clean_hashes, msgs.group_of
+        first_seen, first_seen_at = msgs.group_first, msgs.group_first_at
+        self.ids = ids = [0] * len(clean_hashes)
+        self.updates: list[str] = []
+        stored = conn.execute(
+            sa.text(
+                "SELECT id, text_hash, (EXTRACT(EPOCH FROM first_seen) * 1000000)::bigint, kept, kept_message_key "
+                "FROM prompts"
             )
-        _copy_lines(conn, "prompts", ("id", "text", "text_hash", "first_seen", "kept", "kept_message_key"), lines)
-        counts.prompts_inserted = len(lines)
-    if updates:
-        q(sa.text(
-            "CREATE TEMP TABLE dd_prompt_changes (id BIGINT, first_seen TIMESTAMPTZ, kept BOOLEAN, "
-            "kept_message_key TEXT) ON COMMIT DROP"
-        ))  # fmt: skip
-        _copy_lines(conn, "dd_prompt_changes", ("id", "first_seen", "kept", "kept_message_key"), updates)
-        q(sa.text(
-            "UPDATE prompts SET first_seen = COALESCE(c.first_seen, prompts.first_seen), kept = c.kept, "
-            "kept_message_key = c.kept_message_key FROM dd_prompt_changes c WHERE prompts.id = c.id"
-        ))  # fmt: skip
-    return ids
+        )
+        known = bytearray(len(clean_hashes))
+        for prompt_id, text_hash, seen, was_kept, kept_key in stored:
+            group = group_of.get(text_hash)
+            if group is None:  # no message has this text any more
+                if was_kept:
+                    self.updates.append(f"{prompt_id}\t\\N\tf\t\\N\n")
+                continue
+            known[group] = 1
+            ids[group] = prompt_id
+            lowered = seen is not None and times[first_seen[group]] < seen
+            i = kept[group]
+            target = (True, keys[i]) if i >= 0 else (False, None) if was_kept else (was_kept, kept_key)
+            if lowered or target != (was_kept, kept_key):
+                first = first_seen_at[group] if lowered else _NULL
+                self.updates.append(f"{prompt_id}\t{first}\t{'t' if target[0] else 'f'}\t{_field(target[1])}\n")
+        # in hash order: the unique index on the hash fills front to back
+        self.new_groups = sorted((group for group in range(len(clean_hashes)) if not known[group]), key=clean_hashes.__getitem__)
+        if self.new_groups:
+            # only dedupe inserts prompt rows, one dedupe at a time (its lock): the ids are taken in one step
+            first_id = conn.execute(sa.text("SELECT nextval(pg_get_serial_sequence('prompts', 'id'))")).scalar()
+            conn.execute(
+                sa.text("SELECT setval(pg_get_serial_sequence('prompts', 'id'), :last)"),
+                {"last": first_id + len(self.new_groups) - 1},
+            )
+            for offset, group in enumerate(self.new_groups):
+                ids[group] = first_id + offset
+        self.inserted = 0
+
+    def write(self, conn: Connection) -> None:
+        msgs, kept, ids = self.msgs, self.kept, self.ids
+        keys, texts, clean_hashes, first_seen_at = msgs.keys, msgs.texts, msgs.clean_hashes, msgs.group_first_at
+        if self.new_groups:
+            with _CopyLines(conn, "prompts", ("id", "text", "text_hash", "first_seen", "kept", "kept_message_key")) as copy:
+                for group in self.new_groups:
+                    i = kept[group]
+                    copy.append(
+                        f"{ids[group]}\t{_field(texts[group])}\t{clean_hashes[group]}\t{first_seen_at[group]}\t"
+                        f"{'t' if i >= 0 else 'f'}\t{_field(keys[i]) if i >= 0 else _NULL}\n"
+                    )
+            self.inserted = copy.written
+        if self.updates:
+            q = conn.execute
+            q(sa.text(
+                "CREATE TEMP TABLE dd_prompt_changes (id BIGINT, first_seen TIMESTAMPTZ, kept BOOLEAN, "
+                "kept_message_key TEXT) ON COMMIT DROP"
+            ))  # fmt: skip
+            _copy_lines(conn, "dd_prompt_changes", ("id", "first_seen", "kept", "kept_message_key"), self.updates)
+            q(sa.text(
+                "UPDATE prompts SET first_seen = COALESCE(c.first_seen, prompts.first_seen), kept = c.kept, "
+                "kept_message_key = c.kept_message_key FROM dd_prompt_changes c WHERE prompts.id = c.id"
+            ))  # fmt: skip
 
 
 def _field(value: str | None) -> str:
@@ -432,7 +490,8 @@ def _copy_lines(conn: Connection, table: str, columns: tuple[str, ...], lines: l
 
 
 class _CopyLines:
-    """A COPY of lines in its text format, sent in batches as they are appended."""
+    """A COPY of lines in its text format, sent in batches as they are appended (psycopg 3), or spooled to a
+    temporary file and sent at the end (psycopg2, whose COPY reads from a file)."""
 
     def __init__(self, conn: Connection, table: str, columns: tuple[str, ...], batch: int = 5_000):
         self.sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
@@ -442,8 +501,12 @@ class _CopyLines:
         self.written = 0
 
     def __enter__(self) -> _CopyLines:
-        self._context = self.cursor.copy(self.sql)
-        self.copy = self._context.__enter__()
+        if hasattr(self.cursor, "copy"):
+            self._context = self.cursor.copy(self.sql)
+            self._write = self._context.__enter__().write
+        else:
+            self._context = tempfile.SpooledTemporaryFile(max_size=64 * 1024**2, mode="w+", encoding="utf-8")
+            self._write = self._context.write
         return self
 
     def append(self, line: str) -> None:
@@ -452,7 +515,7 @@ class _CopyLines:
             self._send()
 
     def _send(self) -> None:
-        self.copy.write("".join(self.lines))
+        self._write("".join(self.lines))
         self.written += len(self.lines)
         self.lines = []
 
@@ -460,6 +523,41 @@ class _CopyLines:
         try:
             if exc_info[0] is None and self.lines:
                 self._send()
-            self._context.__exit__(*exc_info)
+            if hasattr(self.cursor, "copy"):
+                self._context.__exit__(*exc_info)
+            elif exc_info[0] is None:
+                self._context.seek(0)
+                self.cursor.copy_expert(self.sql, self._context)
         finally:
+            if not hasattr(self.cursor, "copy"):
+                self._context.close()
             self.cursor.close()
+
+
+def _copy_out(conn: Connection, sql: str, consume: Callable[[str], None]) -> None:
+    """Each line of a COPY ... TO STDOUT in its text format, without its newline, to ``consume``."""
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        if hasattr(cursor, "copy"):  # psycopg 3
+            with cursor.copy(sql) as copy:
+                for data in copy:  # one row per block
+                    consume(bytes(data).decode()[:-1])
+        else:  # psycopg2 writes the rows into a file object
+            cursor.copy_expert(sql, _LineSink(consume))
+    finally:
+        cursor.close()
+
+
+class _LineSink:
+    """A writable file object that hands each complete line written to it to ``consume``."""
+
+    def __init__(self, consume: Callable[[str], None]):
+        self.consume = consume
+        self.rest = ""
+
+    def write(self, data: str | bytes) -> int:
+        text = data.decode() if isinstance(data, bytes) else data
+        *lines, self.rest = (self.rest + text).split("\n")  # a newline inside a field is escaped (\n)
+        for line in lines:
+            self.consume(line)
+        return len(data)

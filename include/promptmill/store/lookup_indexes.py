@@ -13,6 +13,7 @@ missing at worst: every ingest and every dedupe first builds the ones that are m
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import logging
 
@@ -24,7 +25,7 @@ from promptmill.store.schema import message_verdicts
 
 log = logging.getLogger("promptmill.store")
 # Any constant works; it only has to be the same for every promptmill process building these indexes.
-_BUILD_LOCK = 7_142_600_003
+_BUILD_LOCK = 7_142_600_010  # plus the index's position in LOOKUP_INDEXES: one lock per index
 
 LOOKUP_INDEXES: tuple[sa.Index, ...] = tuple(
     sorted((index for index in message_verdicts.indexes), key=lambda index: index.name)
@@ -80,15 +81,26 @@ def missing_lookup_indexes(bind: Engine | Connection) -> list[sa.Index]:
 
 
 def ensure_lookup_indexes(engine: Engine) -> list[str]:
-    """Build the lookup indexes that are missing (after a bulk load, or one that was stopped); their names."""
+    """Build the lookup indexes that are missing (after a bulk load, or one that was stopped); their names.
+
+    Two at a time, each over its own connection: a build is one sort on one core (measured after a 1M first load:
+    the three took 3.3-3.5 s one after the other).
+    """
     missing = missing_lookup_indexes(engine)
-    for index in missing:
-        with engine.begin() as conn:
-            # Two processes building the same index at once would both pass IF NOT EXISTS (CREATE INDEX locks
-            # do not conflict with each other) and the second would fail on the catalog: take turns.
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": _BUILD_LOCK})
-            # The sort of a million keys fits in memory at this size; the default (64 MB) spills to disk.
-            conn.execute(sa.text("SET LOCAL maintenance_work_mem = '256MB'"))
-            conn.execute(sa.schema.CreateIndex(index, if_not_exists=True))
-        log.info("built index %s", index.name)
+    if len(missing) > 1:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="promptmill-index") as pool:
+            list(pool.map(lambda index: _build(engine, index), missing))
+    elif missing:
+        _build(engine, missing[0])
     return [index.name for index in missing]
+
+
+def _build(engine: Engine, index: sa.Index) -> None:
+    with engine.begin() as conn:
+        # Two processes building the same index at once would both pass IF NOT EXISTS (CREATE INDEX locks do not
+        # conflict with each other) and the second would fail on the catalog: they take turns, index by index.
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": _BUILD_LOCK + LOOKUP_INDEXES.index(index)})
+        # The sort of a million keys fits in memory at this size; the default (64 MB) spills to disk.
+        conn.execute(sa.text("SET LOCAL maintenance_work_mem = '256MB'"))
+        conn.execute(sa.schema.CreateIndex(index, if_not_exists=True))
+    log.info("built index %s", index.name)
