@@ -143,8 +143,6 @@ def run_dedupe(
     attempts: int = 5,
 ) -> DedupeReport:
     """Recompute the statuses of everything touched since the last dedupe (or everything with ``full``)."""
-    from sqlalchemy.exc import IntegrityError, OperationalError
-
     from promptmill.store.lookup_indexes import ensure_lookup_indexes
 
     # The lookups of the incremental path need them; a stopped bulk load may have left them dropped. After a bulk
@@ -163,7 +161,7 @@ def run_dedupe(
                 with _dedupe_lock(conn):
                     with conn.begin():
                         report = _dedupe(conn, settings, full=full, progress_emit=progress_emit)
-        except (OperationalError, IntegrityError) as exc:
+        except Exception as exc:  # raised by SQLAlchemy or, from a COPY, by the driver itself
             # a unique violation: a concurrent ingest wrote the verdict row of a message whose row was deferred
             if sqlstate(exc) in (*RETRYABLE_SQLSTATES, "23505") and attempt < attempts:
                 log.info("dedupe: concurrent ingest changed the snapshot, retrying (%s)", attempt)
