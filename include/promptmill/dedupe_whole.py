@@ -103,7 +103,7 @@ class _Messages:
         self.raw_reps = bytearray()
         self.stored: dict[int, tuple] = {}  # index -> stored (raw_rep, near_dup, near_dup_of, prompt_id, status, reason)
         # index -> its verdict row's input columns as COPY text (the raw prompt last), for a message without one
-        self.new_rows: dict[int, str] = {}
+        self.new_rows: list[str | None] = []  # (a list: a dict entry would cost more than most rows' text)
         self.stored_raw_prompts: dict[int, str] = {}  # the raw prompt of a representative with a verdict row
         self.clean_hashes: list[str] = []
         self.group_of: dict[str, int] = {}
@@ -112,7 +112,7 @@ class _Messages:
         self.group_first_at: list[str] = []  # ... and its posted_at, as read
 
     def raw_prompt(self, i: int) -> str:
-        line = self.new_rows.get(i)
+        line = self.new_rows[i]
         if line is None:
             return self.stored_raw_prompts[i]
         return _text(line[line.rindex("\t") + 1 :])
@@ -138,7 +138,7 @@ def recompute_in_client(
     prompts = _PromptRows(conn, msgs, kept)
     changed_lines: list[str] = []
     verdicts = _verdict_lines(msgs, near_dup, near_dup_of, kept, prompts.ids, changed_lines)
-    if msgs.new_rows:
+    if any(line is not None for line in msgs.new_rows):
         # The new verdict rows (all of them after a bulk load) are written over a second connection while this
         # one writes the prompt rows: the server stores both at once, on both cores. Its transaction commits
         # first; if this one then fails, the next dedupe finds those rows (the files stay marked deferred until
@@ -192,7 +192,7 @@ def _verdict_lines(
     keys, groups, pre_reasons, clean_reasons, raw_reps = (
         msgs.keys, msgs.groups, msgs.pre_reasons, msgs.clean_reasons, msgs.raw_reps,
     )  # fmt: skip
-    stored, pop_new_row = msgs.stored, msgs.new_rows.pop
+    stored, new_rows = msgs.stored, msgs.new_rows
     for i in range(len(keys)):
         rep = raw_reps[i]
         dup = near_dup[i]
@@ -212,8 +212,9 @@ def _verdict_lines(
         group = groups[i]
         prompt_id = prompt_ids[group] if group >= 0 else None
         dup_of = near_dup_of.get(i) if dup else None
-        line = pop_new_row(i, None)  # (each new row's text is let go as soon as it is sent)
+        line = new_rows[i]
         if line is not None:
+            new_rows[i] = None  # let go as soon as it is sent
             yield (
                 f"{line}\t{'t' if rep else 'f'}\t{'t' if dup else 'f'}\t{_field(dup_of)}\t"
                 f"{_NULL if prompt_id is None else prompt_id}\t{status}\t{_field(reason)}\n"
@@ -283,12 +284,13 @@ def _read(conn: Connection, progress_emit, total: int | None) -> _Messages:
         clean_reasons.append(None if reason == _NULL else shared.setdefault(reason, reason))
         has_row = fields[12] == "t"
         if has_row:
+            new_rows.append(None)
             stored[i] = (
                 fields[13] == "t", fields[14] == "t", _text(fields[15]),
                 None if fields[16] == _NULL else int(fields[16]), fields[17], _text(fields[18]),
             )  # fmt: skip
         else:
-            new_rows[i] = line[: sum(map(len, fields[:10])) + 9]
+            new_rows.append(line[: sum(map(len, fields[:10])) + 9])
         raw_hash = fields[5]
         rep = 0
         if pre is None and raw_hash != _NULL:
