@@ -102,20 +102,40 @@ class _Messages:
         self.clean_reasons: list[str | None] = []
         self.raw_reps = bytearray()
         self.stored: dict[int, tuple] = {}  # index -> stored (raw_rep, near_dup, near_dup_of, prompt_id, status, reason)
-        # index -> its verdict row's input columns as COPY text (the raw prompt last), for a message without one
-        self.new_rows: list[str | None] = []  # (a list: a dict entry would cost more than most rows' text)
+        # For a message without a verdict row: that row's input columns as COPY text, without the two hashes (each
+        # message refers to its groups' instead: 130 bytes less per message), in two parts around them. Lists, as
+        # a dict entry would cost more than most rows' text.
+        self.heads: list[str | None] = []  # key, channel_id, username, posted_at, posted_seq
+        self.tails: list[str | None] = []  # pre_reason, clean_reason, raw_prompt
         self.stored_raw_prompts: dict[int, str] = {}  # the raw prompt of a representative with a verdict row
-        self.clean_hashes: list[str] = []
-        self.group_of: dict[str, int] = {}
-        self.texts: list[str] = []  # the cleaned text of each group
+        self.raw_groups = array("l")  # raw-prompt group (index into raw_hashes), -1 without one
+        self.raw_hashes: list[bytes] = []
+        self.clean_hashes: list[bytes] = []  # (hashes as bytes: half the size of their hex text)
+        self.group_of: dict[bytes, int] = {}
+        self.texts: list[str] = []  # the cleaned text of each group, as COPY text
         self.group_first = array("l")  # the earliest message of each group (any status) ...
-        self.group_first_at: list[str] = []  # ... and its posted_at, as read
+        self.stored_posted_at: dict[int, str] = {}  # ... and its posted_at when it has a verdict row (else in its head)
 
     def raw_prompt(self, i: int) -> str:
-        line = self.new_rows[i]
-        if line is None:
+        tail = self.tails[i]
+        if tail is None:
             return self.stored_raw_prompts[i]
-        return _text(line[line.rindex("\t") + 1 :])
+        return _text(tail[tail.rindex("\t") + 1 :])
+
+    def posted_at(self, i: int) -> str:
+        """The posted_at of a message as read (COPY text)."""
+        head = self.heads[i]
+        return self.stored_posted_at[i] if head is None else head.split("\t", 4)[3]
+
+    def new_row(self, i: int) -> str | None:
+        """The input columns of the verdict row of a message without one, as COPY text (None when it has one)."""
+        head = self.heads[i]
+        if head is None:
+            return None
+        raw_group, group = self.raw_groups[i], self.groups[i]
+        raw_hash = self.raw_hashes[raw_group].hex() if raw_group >= 0 else _NULL
+        clean_hash = self.clean_hashes[group].hex() if group >= 0 else _NULL
+        return f"{head}\t{raw_hash}\t{clean_hash}\t{self.tails[i]}"
 
 
 def recompute_in_client(
@@ -138,7 +158,7 @@ def recompute_in_client(
     prompts = _PromptRows(conn, msgs, kept)
     changed_lines: list[str] = []
     verdicts = _verdict_lines(msgs, near_dup, near_dup_of, kept, prompts.ids, changed_lines)
-    if any(line is not None for line in msgs.new_rows):
+    if any(head is not None for head in msgs.heads):
         # The new verdict rows (all of them after a bulk load) are written over a second connection while this
         # one writes the prompt rows: the server stores both at once, on both cores. Its transaction commits
         # first; if this one then fails, the next dedupe finds those rows (the files stay marked deferred until
@@ -192,7 +212,7 @@ def _verdict_lines(
     keys, groups, pre_reasons, clean_reasons, raw_reps = (
         msgs.keys, msgs.groups, msgs.pre_reasons, msgs.clean_reasons, msgs.raw_reps,
     )  # fmt: skip
-    stored, new_rows = msgs.stored, msgs.new_rows
+    stored, new_row = msgs.stored, msgs.new_row
     for i in range(len(keys)):
         rep = raw_reps[i]
         dup = near_dup[i]
@@ -212,9 +232,8 @@ def _verdict_lines(
         group = groups[i]
         prompt_id = prompt_ids[group] if group >= 0 else None
         dup_of = near_dup_of.get(i) if dup else None
-        line = new_rows[i]
+        line = new_row(i)
         if line is not None:
-            new_rows[i] = None  # let go as soon as it is sent
             yield (
                 f"{line}\t{'t' if rep else 'f'}\t{'t' if dup else 'f'}\t{_field(dup_of)}\t"
                 f"{_NULL if prompt_id is None else prompt_id}\t{status}\t{_field(reason)}\n"
@@ -257,12 +276,12 @@ def _read(conn: Connection, progress_emit, total: int | None) -> _Messages:
     msgs = _Messages()
     keys, users, times, seqs, groups = msgs.keys, msgs.users, msgs.times, msgs.seqs, msgs.groups
     pre_reasons, clean_reasons, raw_reps, stored = msgs.pre_reasons, msgs.clean_reasons, msgs.raw_reps, msgs.stored
-    new_rows, stored_raw_prompts = msgs.new_rows, msgs.stored_raw_prompts
-    clean_hashes, group_of, texts, group_first, group_first_at = (
-        msgs.clean_hashes, msgs.group_of, msgs.texts, msgs.group_first, msgs.group_first_at,
-    )  # fmt: skip
+    heads, tails, stored_raw_prompts, stored_posted_at = msgs.heads, msgs.tails, msgs.stored_raw_prompts, msgs.stored_posted_at
+    raw_groups, raw_hashes = msgs.raw_groups, msgs.raw_hashes
+    clean_hashes, group_of, texts, group_first = msgs.clean_hashes, msgs.group_of, msgs.texts, msgs.group_first
+    raw_group_of: dict[bytes, int] = {}
+    first_of_raw = array("l")  # the representative of each raw-prompt group
     shared: dict[str, str] = {}  # one object per distinct user name and reason
-    first_of_raw: dict[str, int] = {}
     progress = Progress("dedupe: read", total=total, unit="messages", emit=progress_emit, first_line_at_once=False)
 
     def consume(line: str) -> None:
@@ -284,25 +303,40 @@ def _read(conn: Connection, progress_emit, total: int | None) -> _Messages:
         clean_reasons.append(None if reason == _NULL else shared.setdefault(reason, reason))
         has_row = fields[12] == "t"
         if has_row:
-            new_rows.append(None)
+            heads.append(None)
+            tails.append(None)
             stored[i] = (
                 fields[13] == "t", fields[14] == "t", _text(fields[15]),
                 None if fields[16] == _NULL else int(fields[16]), fields[17], _text(fields[18]),
             )  # fmt: skip
         else:
-            new_rows.append(line[: sum(map(len, fields[:10])) + 9])
+            f0, f1, f2, f3, f4, f5, f6, f7, f8, f9 = map(len, fields[:10])
+            head_end = f0 + f1 + f2 + f3 + f4 + 4
+            tail_start = head_end + f5 + f6 + 3
+            heads.append(line[:head_end])
+            tails.append(line[tail_start : tail_start + f7 + f8 + f9 + 2])
         raw_hash = fields[5]
         rep = 0
-        if pre is None and raw_hash != _NULL:
-            j = first_of_raw.get(raw_hash)
-            if j is None:
-                first_of_raw[raw_hash] = i
-                rep = 1
-            elif (t, seq, key) < (times[j], seqs[j], keys[j]):
-                first_of_raw[raw_hash] = i
-                raw_reps[j] = 0
-                stored_raw_prompts.pop(j, None)
-                rep = 1
+        if raw_hash == _NULL:
+            raw_groups.append(-1)
+        else:
+            raw_hash = bytes.fromhex(raw_hash)
+            raw_group = raw_group_of.get(raw_hash)
+            if raw_group is None:
+                raw_group = raw_group_of[raw_hash] = len(raw_hashes)
+                raw_hashes.append(raw_hash)
+                first_of_raw.append(-1)
+            raw_groups.append(raw_group)
+            if pre is None:  # rule 12 ranks the generations only
+                j = first_of_raw[raw_group]
+                if j < 0:
+                    first_of_raw[raw_group] = i
+                    rep = 1
+                elif (t, seq, key) < (times[j], seqs[j], keys[j]):
+                    first_of_raw[raw_group] = i
+                    raw_reps[j] = 0
+                    stored_raw_prompts.pop(j, None)
+                    rep = 1
         raw_reps.append(rep)
         if rep and has_row and user is not None:
             stored_raw_prompts[i] = _text(fields[9])
@@ -310,16 +344,19 @@ def _read(conn: Connection, progress_emit, total: int | None) -> _Messages:
         if clean_hash == _NULL:
             groups.append(-1)
         else:
+            clean_hash = bytes.fromhex(clean_hash)
             group = group_of.get(clean_hash)
             if group is None:
                 group = group_of[clean_hash] = len(clean_hashes)
                 clean_hashes.append(clean_hash)
-                texts.append(_text(fields[11]))
+                texts.append(fields[11])
                 group_first.append(i)
-                group_first_at.append(fields[3])
+                if has_row:
+                    stored_posted_at[i] = fields[3]
             elif t < times[group_first[group]]:
                 group_first[group] = i
-                group_first_at[group] = fields[3]
+                if has_row:
+                    stored_posted_at[i] = fields[3]
             groups.append(group)
         if not i % 50_000:
             progress.update(i)
@@ -414,7 +451,7 @@ class _PromptRows:
         self.msgs = msgs
         self.kept = kept
         keys, times, clean_hashes, group_of = msgs.keys, msgs.times, msgs.clean_hashes, msgs.group_of
-        first_seen, first_seen_at = msgs.group_first, msgs.group_first_at
+        first_seen = msgs.group_first
         self.ids = ids = [0] * len(clean_hashes)
         self.updates: list[str] = []
         stored = conn.execute(
@@ -425,7 +462,7 @@ class _PromptRows:
         )
         known = bytearray(len(clean_hashes))
         for prompt_id, text_hash, seen, was_kept, kept_key in stored:
-            group = group_of.get(text_hash)
+            group = group_of.get(bytes.fromhex(text_hash))
             if group is None:  # no message has this text any more
                 if was_kept:
                     self.updates.append(f"{prompt_id}\t\\N\tf\t\\N\n")
@@ -436,7 +473,7 @@ class _PromptRows:
             i = kept[group]
             target = (True, keys[i]) if i >= 0 else (False, None) if was_kept else (was_kept, kept_key)
             if lowered or target != (was_kept, kept_key):
-                first = first_seen_at[group] if lowered else _NULL
+                first = msgs.posted_at(first_seen[group]) if lowered else _NULL
                 self.updates.append(f"{prompt_id}\t{first}\t{'t' if target[0] else 'f'}\t{_field(target[1])}\n")
         # in hash order: the unique index on the hash fills front to back
         self.new_groups = sorted((group for group in range(len(clean_hashes)) if not known[group]), key=clean_hashes.__getitem__)
@@ -453,13 +490,15 @@ class _PromptRows:
 
     def write(self, conn: Connection) -> None:
         msgs, kept, ids = self.msgs, self.kept, self.ids
-        keys, texts, clean_hashes, first_seen_at = msgs.keys, msgs.texts, msgs.clean_hashes, msgs.group_first_at
+        keys, texts, clean_hashes, first_seen, posted_at = (
+            msgs.keys, msgs.texts, msgs.clean_hashes, msgs.group_first, msgs.posted_at,
+        )  # fmt: skip
         if self.new_groups:
             with _CopyLines(conn, "prompts", ("id", "text", "text_hash", "first_seen", "kept", "kept_message_key")) as copy:
                 for group in self.new_groups:
                     i = kept[group]
                     copy.append(
-                        f"{ids[group]}\t{_field(texts[group])}\t{clean_hashes[group]}\t{first_seen_at[group]}\t"
+                        f"{ids[group]}\t{texts[group]}\t{clean_hashes[group].hex()}\t{posted_at(first_seen[group])}\t"
                         f"{'t' if i >= 0 else 'f'}\t{_field(keys[i]) if i >= 0 else _NULL}\n"
                     )
             self.inserted = copy.written
