@@ -142,6 +142,46 @@ def test_a_bulk_load_defers_its_verdict_rows_and_dedupe_writes_them_as_the_serve
     assert any(row[2] is None and row[10] for row in actual[0]), "a representative without a user"
 
 
+def test_the_walk_split_over_two_processes_gives_the_same_verdicts(pg_url, tmp_path, monkeypatch):
+    monkeypatch.setattr(dedupe_whole, "_TWO_PROCESS_WALK_MIN", 1)
+    folder = _exports(tmp_path / "in")
+    engine = connect(pg_url)
+    report = ingest_paths(engine, [folder], BULK)
+    assert report.rejected.get("near_duplicate")
+    with _second_schema(pg_url) as oracle:
+        ingest_paths(oracle, [folder], SERVER_SIDE)
+        expected = _store(oracle)
+    assert _store(engine) == expected
+
+
+def test_a_failed_second_walk_process_fails_the_dedupe_and_changes_nothing(pg_url, tmp_path, monkeypatch):
+    import os
+
+    from promptmill import dedupe
+
+    monkeypatch.setattr(dedupe_whole, "_TWO_PROCESS_WALK_MIN", 1)
+    parent = os.getpid()
+    walk = dedupe._walk
+
+    def walk_failing_in_the_child(*args):
+        if os.getpid() != parent:
+            raise MemoryError("the child ran out of memory")
+        return walk(*args)
+
+    monkeypatch.setattr(dedupe, "_walk", walk_failing_in_the_child)
+    folder = _exports(tmp_path / "in")
+    engine = connect(pg_url)
+    ingest_paths(engine, [folder], BULK, run_dedupe=False)
+    with pytest.raises(RuntimeError, match="second process failed"):
+        run_dedupe(engine, BULK)
+    with engine.connect() as conn:  # the parent's connection still works, and nothing was written
+        assert conn.execute(sa.text("SELECT count(*) FROM message_verdicts")).scalar() == 0
+        assert conn.execute(sa.text("SELECT bool_and(verdicts_deferred) FROM source_files")).scalar()
+    monkeypatch.setattr(dedupe, "_walk", walk)
+    run_dedupe(engine, BULK)
+    assert store_status(engine)["pending_dedupe"] == 0
+
+
 @pytest.mark.parametrize("metric", ["off", "indel"])
 def test_ties_and_other_metrics_agree_with_the_server_side_passes(pg_url, tmp_path, metric):
     folder = _exports(tmp_path / "in")
