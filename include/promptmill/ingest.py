@@ -10,6 +10,7 @@ Dedupe (rules 12, 13, 34) runs afterwards over what changed; see dedupe.py.
 from __future__ import annotations
 
 import concurrent.futures
+import gc
 import hashlib
 import itertools
 import logging
@@ -373,6 +374,11 @@ def _start_worker(url: str) -> None:
     from promptmill.store import db
 
     global _worker_engine
+    # A worker allocates a few objects per message and frees them a chunk later, so the cyclic collector ran every
+    # 700 allocations and walked everything the worker inherited: frozen, it skips those, and runs 70x less often
+    # (it still collects cycles). Measured on a 1M first load: ingest phase ~1 s shorter (noisy: 3 runs each).
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
     for engine in list(db._engines.values()):
         engine.dispose(close=False)
     db._engines.clear()
