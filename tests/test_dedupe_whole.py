@@ -196,6 +196,20 @@ def test_ties_and_other_metrics_agree_with_the_server_side_passes(pg_url, tmp_pa
     assert sum(1 for row in same_minute if row[4] > 0) >= 5, "messages ranked within their minute"
 
 
+def test_deferred_verdict_rows_above_the_client_limit_are_inserted_for_the_server_side_passes(pg_url, tmp_path):
+    folder = _exports(tmp_path / "in")
+    engine = connect(pg_url)
+    too_many = BULK.with_overrides(dedupe_client_max_messages=10)
+    report = ingest_paths(engine, [folder], too_many)
+    assert report.messages > 10
+    with engine.connect() as conn:
+        assert not conn.execute(sa.text("SELECT bool_or(verdicts_deferred) FROM source_files")).scalar()
+    with _second_schema(pg_url) as oracle:
+        ingest_paths(oracle, [folder], SERVER_SIDE)
+        expected = _store(oracle)
+    assert _store(engine) == expected
+
+
 def test_a_bulk_load_onto_a_stored_history_updates_only_what_changed(pg_url, tmp_path, caplog):
     """Messages with verdict rows (an earlier load) and deferred ones (the bulk load) in one whole-store pass; a
     late history changes which attempts are the latest, so stored verdicts change too."""
