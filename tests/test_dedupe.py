@@ -383,7 +383,7 @@ def test_an_increment_deduped_while_the_lookup_indexes_are_dropped_recomputes_th
     load(engine, [raw("late", "user1", "a kite over the sea number 2", 7)], dedupe=False)  # an increment
     with engine.begin() as conn:
         conn.execute(sa.text(f"DROP INDEX {', '.join(index.name for index in lookup_indexes.LOOKUP_INDEXES)}"))
-    monkeypatch.setattr(lookup_indexes, "ensure_lookup_indexes", lambda engine: [])  # dropped after the check
+    monkeypatch.setattr(lookup_indexes, "ensure_lookup_indexes", lambda engine, then=(): [])  # dropped after the check
     report = run_dedupe(engine, SETTINGS)
     assert report.full and report.dirty_messages == 1
     after_increment = snapshot(engine)

@@ -160,7 +160,7 @@ def run_dedupe(
             with engine.connect().execution_options(**options) as conn:
                 with _dedupe_lock(conn):
                     with conn.begin():
-                        report = _dedupe(conn, settings, full=full, progress_emit=progress_emit)
+                        report, stale_statistics = _dedupe(conn, settings, full=full, progress_emit=progress_emit)
         except Exception as exc:  # raised by SQLAlchemy or, from a COPY, by the driver itself
             # a unique violation: a concurrent ingest wrote the verdict row of a message whose row was deferred
             if sqlstate(exc) in (*RETRYABLE_SQLSTATES, "23505") and attempt < attempts:
@@ -169,9 +169,23 @@ def run_dedupe(
             raise
         if report.full and engine.dialect.name == "postgresql":
             _vacuum_dirty_marks(engine)
-        ensure_lookup_indexes(engine)
+        # (built and analysed side by side, each over its own connection)
+        ensure_lookup_indexes(engine, then=[_analyze(engine, table) for table in _ANALYZED] if stale_statistics else ())
         return report
     raise AssertionError("unreachable")
+
+
+_ANALYZED = ("messages", "message_verdicts", "prompts")
+
+
+def _analyze(engine: Engine, table: str) -> Callable[[], None]:
+    """ANALYZE of one of the store's tables (outside any transaction, with the full sample), to run later."""
+
+    def analyze() -> None:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(sa.text(f"ANALYZE {table}"))
+
+    return analyze
 
 
 def has_deferred_verdicts(bind: Engine | Connection) -> bool:
@@ -226,7 +240,8 @@ def _temp(
         conn.execute(sa.text(f"ANALYZE {name}"))
 
 
-def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) -> DedupeReport:
+def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) -> tuple[DedupeReport, bool]:
+    """The dedupe, in the caller's transaction; and whether the store's planner statistics are now stale."""
     started = time.monotonic()
     report = DedupeReport(full=full)
     q = conn.execute
@@ -259,7 +274,7 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
     deferred = has_deferred_verdicts(conn)
     if not full and not deferred and dirty == 0 and max_queue_id == 0:
         report.elapsed_s = time.monotonic() - started
-        return report
+        return report, False
     whole_store = full or deferred or dirty >= WHOLE_STORE_FRACTION * stored_rows
     if not whole_store and dialect == "postgresql":
         # The incremental path looks stored rows up through the lookup indexes. They were built before the lock
@@ -293,13 +308,11 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
         _recompute_touched(conn, settings, report, progress_emit, max_queue_id)
         q(sa.text("DELETE FROM dedupe_dirty WHERE key IN (SELECT key FROM dd_msgs)"))
     q(sa.text("DELETE FROM dedupe_queue WHERE id <= :max_id"), {"max_id": max_queue_id})
-    if dialect == "postgresql" and (stats_rows < 0 or report.dirty_messages > 0.2 * stats_rows):
-        # A bulk load changed a large part of the store: refresh the planner's statistics now rather than when
-        # autovacuum gets to it, or the next increment (minutes later) is planned for the store as it was
-        # (never analysed: row counts guessed from the file size, no distribution of the hashes).
-        q(sa.text("SET LOCAL default_statistics_target = DEFAULT"))  # the store's tables get the full sample
-        for table in ("messages", "message_verdicts", "prompts"):
-            q(sa.text(f"ANALYZE {table}"))
+    # A bulk load changed a large part of the store: the planner's statistics are refreshed right after this
+    # commits (run_dedupe), rather than when autovacuum gets to it, or the next increment (minutes later) is
+    # planned for the store as it was (never analysed: row counts guessed from the file size, no distribution of
+    # the hashes).
+    stale_statistics = dialect == "postgresql" and (stats_rows < 0 or report.dirty_messages > 0.2 * stats_rows)
     if dialect == "sqlite":
         for name in ("dd_msgs", "dd_dirty", "dd_queue", "dd_raw", "dd_rawfull", "dd_rr", "dd_reps", "dd_touched", "dd_nd",
                      "dd_clean", "dd_cleanfull", "dd_cand", "dd_groups", "dd_eff", "dd_rep", "dd_known", "dd_rows"):
@@ -315,7 +328,7 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
         report.clean_groups,
         report.elapsed_s,
     )
-    return report
+    return report, stale_statistics
 
 
 def _message_count(conn: Connection) -> int:
