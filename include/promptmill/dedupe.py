@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import logging
 import time
 from collections import deque
@@ -159,7 +160,7 @@ def run_dedupe(
                 options["isolation_level"] = "REPEATABLE READ"
             with engine.connect().execution_options(**options) as conn:
                 with _dedupe_lock(conn):
-                    with conn.begin():
+                    with conn.begin(), _without_cycle_collection():
                         report, stale_statistics = _dedupe(conn, settings, full=full, progress_emit=progress_emit)
         except Exception as exc:  # raised by SQLAlchemy or, from a COPY, by the driver itself
             # a unique violation: a concurrent ingest wrote the verdict row of a message whose row was deferred
@@ -173,6 +174,20 @@ def run_dedupe(
         ensure_lookup_indexes(engine, then=[_analyze(engine, table) for table in _ANALYZED] if stale_statistics else ())
         return report
     raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def _without_cycle_collection():
+    """The cyclic garbage collector paused: dedupe creates objects by the million (rows, walk candidates) and
+    forms no reference cycles, while each of the collector's passes walks every object alive (2.5 s instead of
+    0.6 s to build a 1M first load's 726,000 walk candidates). Reference counting still frees everything."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
 
 
 _ANALYZED = ("messages", "message_verdicts", "prompts")

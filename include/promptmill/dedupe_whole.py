@@ -23,7 +23,6 @@ the dedupe retry.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import pickle
@@ -144,27 +143,8 @@ def recompute_in_client(
     total: int | None = None,
 ) -> WholeStoreCounts:
     """Every verdict and prompt row of the store from one read of the messages (PostgreSQL, inside the caller's
-    REPEATABLE READ transaction, under the dedupe lock)."""
-    # Without the cyclic garbage collector: the millions of objects this creates set it off every few hundred
-    # allocations, and each of its full passes walks them all again (the walk's attempts: 2.5 s instead of 0.6 s
-    # for 726,000). Nothing here forms a reference cycle; reference counting frees it all.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        return _recompute_in_client(conn, similarity, threshold, window_s, progress_emit, total)
-    finally:
-        if collecting:
-            gc.enable()
-
-
-def _recompute_in_client(
-    conn: Connection,
-    similarity: Callable[[str, str], float] | None,
-    threshold: float,
-    window_s: float,
-    progress_emit: Callable[[str], None] | None,
-    total: int | None,
-) -> WholeStoreCounts:
+    REPEATABLE READ transaction, under the dedupe lock). dedupe.run_dedupe runs it with the cyclic garbage
+    collector paused (see _without_cycle_collection there)."""
     counts = WholeStoreCounts()
     msgs = _read(conn, progress_emit, total)
     counts.messages = len(msgs.keys)
