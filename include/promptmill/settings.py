@@ -53,8 +53,8 @@ class Settings:
     # the dedupe lookup indexes are dropped while it is stored and built again afterwards (store/lookup_indexes.py)
     bulk_load_min_bytes: int = 64 * 1024**2
     # a dedupe of the whole store (a first load, a large backfill, --full) on PostgreSQL computes the verdicts in
-    # the client, holding ~600 bytes per message, up to this many stored messages; above, with server-side passes
-    dedupe_client_max_messages: int = 4_000_000
+    # the client, holding ~0.9 KB per message, up to this many stored messages; above, with server-side passes
+    dedupe_client_max_messages: int = 2_000_000
 
     # ingest progress/log cadence
     progress_every_s: float = 5.0
