@@ -27,8 +27,6 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import re
-import tempfile
 import threading
 from array import array
 from collections.abc import Callable, Iterator
@@ -38,6 +36,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from promptmill.progress import Progress
+from promptmill.store.copy_text import NULL, CopyLines, copy_lines, copy_out, decode, encode
 
 log = logging.getLogger("promptmill.dedupe")
 
@@ -57,27 +56,6 @@ _READ = f"""
         FROM messages m LEFT JOIN message_verdicts v ON v.key = m.key
     ) TO STDOUT
 """
-_NULL = "\\N"
-_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
-_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{1,2}|[0-7]{1,3}|.)")
-
-
-def _unescape_match(match: re.Match) -> str:
-    code = match.group(1)
-    if code[0] == "x" and len(code) > 1:
-        return chr(int(code[1:], 16))
-    if code[0].isdigit():
-        return chr(int(code, 8))
-    return _ESCAPES.get(code, code)
-
-
-def _text(field: str) -> str | None:
-    """One field of COPY's text format as its value."""
-    if field == _NULL:
-        return None
-    if "\\" in field:
-        return _ESCAPE.sub(_unescape_match, field)
-    return field
 
 
 @dataclass
@@ -130,8 +108,8 @@ class _Messages:
         if head is None:
             return None
         raw_group, group = self.raw_groups[i], self.groups[i]
-        raw_hash = self.raw_hashes[raw_group].hex() if raw_group >= 0 else _NULL
-        clean_hash = self.clean_hashes[group].hex() if group >= 0 else _NULL
+        raw_hash = self.raw_hashes[raw_group].hex() if raw_group >= 0 else NULL
+        clean_hash = self.clean_hashes[group].hex() if group >= 0 else NULL
         return f"{head}\t{raw_hash}\t{clean_hash}\t{self.tails[i]}"
 
 
@@ -181,7 +159,7 @@ def recompute_in_client(
             "CREATE TEMP TABLE dd_changed (key TEXT, raw_rep BOOLEAN, near_dup BOOLEAN, near_dup_of TEXT, "
             "prompt_id BIGINT, status TEXT, reason TEXT) ON COMMIT DROP"
         ))  # fmt: skip
-        _copy_lines(conn, "dd_changed", ("key", *_VERDICT_COLUMNS), changed_lines)
+        copy_lines(conn, "dd_changed", ("key", *_VERDICT_COLUMNS), changed_lines)
         q(sa.text("ANALYZE dd_changed"))
         q(sa.text(
             "UPDATE message_verdicts SET raw_rep = c.raw_rep, near_dup = c.near_dup, near_dup_of = c.near_dup_of, "
@@ -233,13 +211,13 @@ def _verdict_lines(
         line = new_row(i)
         if line is not None:
             yield (
-                f"{line}\t{'t' if rep else 'f'}\t{'t' if dup else 'f'}\t{_field(dup_of)}\t"
-                f"{_NULL if prompt_id is None else prompt_id}\t{status}\t{_field(reason)}\n"
+                f"{line}\t{'t' if rep else 'f'}\t{'t' if dup else 'f'}\t{encode(dup_of)}\t"
+                f"{NULL if prompt_id is None else prompt_id}\t{status}\t{encode(reason)}\n"
             )
         elif stored[i] != (bool(rep), bool(dup), dup_of, prompt_id, status, reason):
             changed_lines.append(
-                f"{_field(keys[i])}\t{'t' if rep else 'f'}\t{'t' if dup else 'f'}\t{_field(dup_of)}\t"
-                f"{_NULL if prompt_id is None else prompt_id}\t{status}\t{_field(reason)}\n"
+                f"{encode(keys[i])}\t{'t' if rep else 'f'}\t{'t' if dup else 'f'}\t{encode(dup_of)}\t"
+                f"{NULL if prompt_id is None else prompt_id}\t{status}\t{encode(reason)}\n"
             )
 
 
@@ -256,7 +234,7 @@ class _NewVerdictRowWriter(threading.Thread):
     def run(self) -> None:
         try:
             with self.engine.connect() as conn, conn.begin():
-                with _CopyLines(conn, "message_verdicts", _INPUT_COLUMNS + _VERDICT_COLUMNS) as copy:
+                with CopyLines(conn, "message_verdicts", _INPUT_COLUMNS + _VERDICT_COLUMNS) as copy:
                     for line in self.lines:
                         copy.append(line)
                 self.written = copy.written
@@ -285,27 +263,27 @@ def _read(conn: Connection, progress_emit, total: int | None) -> _Messages:
     def consume(line: str) -> None:
         i = len(keys)
         fields = line.split("\t")
-        key = _text(fields[0])
+        key = decode(fields[0])
         user = fields[2]
-        user = None if user == _NULL else shared.setdefault(user, _text(user))
+        user = None if user == NULL else shared.setdefault(user, decode(user))
         t = int(fields[10])
         seq = int(fields[4])
         pre = fields[7]
-        pre = None if pre == _NULL else shared.setdefault(pre, pre)
+        pre = None if pre == NULL else shared.setdefault(pre, pre)
         keys.append(key)
         users.append(user)
         times.append(t)
         seqs.append(seq)
         pre_reasons.append(pre)
         reason = fields[8]
-        clean_reasons.append(None if reason == _NULL else shared.setdefault(reason, reason))
+        clean_reasons.append(None if reason == NULL else shared.setdefault(reason, reason))
         has_row = fields[12] == "t"
         if has_row:
             heads.append(None)
             tails.append(None)
             stored[i] = (
-                fields[13] == "t", fields[14] == "t", _text(fields[15]),
-                None if fields[16] == _NULL else int(fields[16]), fields[17], _text(fields[18]),
+                fields[13] == "t", fields[14] == "t", decode(fields[15]),
+                None if fields[16] == NULL else int(fields[16]), fields[17], decode(fields[18]),
             )  # fmt: skip
         else:
             f0, f1, f2, f3, f4, f5, f6, f7, f8, f9 = map(len, fields[:10])
@@ -315,7 +293,7 @@ def _read(conn: Connection, progress_emit, total: int | None) -> _Messages:
             tails.append(line[tail_start : tail_start + f7 + f8 + f9 + 2])
         raw_hash = fields[5]
         rep = 0
-        if raw_hash == _NULL:
+        if raw_hash == NULL:
             raw_groups.append(-1)
         else:
             raw_hash = bytes.fromhex(raw_hash)
@@ -337,9 +315,9 @@ def _read(conn: Connection, progress_emit, total: int | None) -> _Messages:
                     rep = 1
         raw_reps.append(rep)
         if rep and has_row and user is not None:
-            stored_raw_prompts[i] = _text(fields[9])
+            stored_raw_prompts[i] = decode(fields[9])
         clean_hash = fields[6]
-        if clean_hash == _NULL:
+        if clean_hash == NULL:
             groups.append(-1)
         else:
             clean_hash = bytes.fromhex(clean_hash)
@@ -359,7 +337,7 @@ def _read(conn: Connection, progress_emit, total: int | None) -> _Messages:
         if not i % 50_000:
             progress.update(i)
 
-    _copy_out(conn, _READ, consume)
+    copy_out(conn, _READ, consume)
     progress.update(len(keys), force=len(keys) >= 100_000)
     return msgs
 
@@ -409,7 +387,7 @@ def _near_duplicates(msgs: _Messages, similarity, threshold: float, window_s: fl
                 else:
                     prompt = tail[tail.rindex("\t") + 1 :]  # the raw prompt ends the row's text
                     if "\\" in prompt:
-                        prompt = _text(prompt)
+                        prompt = decode(prompt)
                 attempts.append(_Candidate(keys[i], times[i], prompt, False, None))
             for i, (_attempt, is_dup, dup_of) in zip(session, _walk(attempts, [], similarity, threshold, window_us), strict=True):
                 if is_dup:
@@ -537,8 +515,8 @@ class _PromptRows:
             i = kept[group]
             target = (True, keys[i]) if i >= 0 else (False, None) if was_kept else (was_kept, kept_key)
             if lowered or target != (was_kept, kept_key):
-                first = msgs.posted_at(first_seen[group]) if lowered else _NULL
-                self.updates.append(f"{prompt_id}\t{first}\t{'t' if target[0] else 'f'}\t{_field(target[1])}\n")
+                first = msgs.posted_at(first_seen[group]) if lowered else NULL
+                self.updates.append(f"{prompt_id}\t{first}\t{'t' if target[0] else 'f'}\t{encode(target[1])}\n")
         # in hash order: the unique index on the hash fills front to back
         self.new_groups = sorted((group for group in range(len(clean_hashes)) if not known[group]), key=clean_hashes.__getitem__)
         if self.new_groups:
@@ -558,12 +536,12 @@ class _PromptRows:
             msgs.keys, msgs.texts, msgs.clean_hashes, msgs.group_first, msgs.posted_at,
         )  # fmt: skip
         if self.new_groups:
-            with _CopyLines(conn, "prompts", ("id", "text", "text_hash", "first_seen", "kept", "kept_message_key")) as copy:
+            with CopyLines(conn, "prompts", ("id", "text", "text_hash", "first_seen", "kept", "kept_message_key")) as copy:
                 for group in self.new_groups:
                     i = kept[group]
                     copy.append(
                         f"{ids[group]}\t{texts[group]}\t{clean_hashes[group].hex()}\t{posted_at(first_seen[group])}\t"
-                        f"{'t' if i >= 0 else 'f'}\t{_field(keys[i]) if i >= 0 else _NULL}\n"
+                        f"{'t' if i >= 0 else 'f'}\t{encode(keys[i]) if i >= 0 else NULL}\n"
                     )
             self.inserted = copy.written
         if self.updates:
@@ -572,97 +550,8 @@ class _PromptRows:
                 "CREATE TEMP TABLE dd_prompt_changes (id BIGINT, first_seen TIMESTAMPTZ, kept BOOLEAN, "
                 "kept_message_key TEXT) ON COMMIT DROP"
             ))  # fmt: skip
-            _copy_lines(conn, "dd_prompt_changes", ("id", "first_seen", "kept", "kept_message_key"), self.updates)
+            copy_lines(conn, "dd_prompt_changes", ("id", "first_seen", "kept", "kept_message_key"), self.updates)
             q(sa.text(
                 "UPDATE prompts SET first_seen = COALESCE(c.first_seen, prompts.first_seen), kept = c.kept, "
                 "kept_message_key = c.kept_message_key FROM dd_prompt_changes c WHERE prompts.id = c.id"
             ))  # fmt: skip
-
-
-def _field(value: str | None) -> str:
-    """A value in COPY's text format."""
-    if value is None:
-        return _NULL
-    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
-        value = value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    return value
-
-
-def _copy_lines(conn: Connection, table: str, columns: tuple[str, ...], lines: list[str]) -> None:
-    with _CopyLines(conn, table, columns) as copy:
-        for line in lines:
-            copy.append(line)
-
-
-class _CopyLines:
-    """A COPY of lines in its text format, sent in batches as they are appended (psycopg 3), or spooled to a
-    temporary file and sent at the end (psycopg2, whose COPY reads from a file)."""
-
-    def __init__(self, conn: Connection, table: str, columns: tuple[str, ...], batch: int = 5_000):
-        self.sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
-        self.cursor = conn.connection.dbapi_connection.cursor()
-        self.batch = batch
-        self.lines: list[str] = []
-        self.written = 0
-
-    def __enter__(self) -> _CopyLines:
-        if hasattr(self.cursor, "copy"):
-            self._context = self.cursor.copy(self.sql)
-            self._write = self._context.__enter__().write
-        else:
-            self._context = tempfile.SpooledTemporaryFile(max_size=64 * 1024**2, mode="w+", encoding="utf-8")
-            self._write = self._context.write
-        return self
-
-    def append(self, line: str) -> None:
-        self.lines.append(line)
-        if len(self.lines) >= self.batch:
-            self._send()
-
-    def _send(self) -> None:
-        self._write("".join(self.lines))
-        self.written += len(self.lines)
-        self.lines = []
-
-    def __exit__(self, *exc_info) -> None:
-        try:
-            if exc_info[0] is None and self.lines:
-                self._send()
-            if hasattr(self.cursor, "copy"):
-                self._context.__exit__(*exc_info)
-            elif exc_info[0] is None:
-                self._context.seek(0)
-                self.cursor.copy_expert(self.sql, self._context)
-        finally:
-            if not hasattr(self.cursor, "copy"):
-                self._context.close()
-            self.cursor.close()
-
-
-def _copy_out(conn: Connection, sql: str, consume: Callable[[str], None]) -> None:
-    """Each line of a COPY ... TO STDOUT in its text format, without its newline, to ``consume``."""
-    cursor = conn.connection.dbapi_connection.cursor()
-    try:
-        if hasattr(cursor, "copy"):  # psycopg 3
-            with cursor.copy(sql) as copy:
-                for data in copy:  # one row per block
-                    consume(bytes(data).decode()[:-1])
-        else:  # psycopg2 writes the rows into a file object
-            cursor.copy_expert(sql, _LineSink(consume))
-    finally:
-        cursor.close()
-
-
-class _LineSink:
-    """A writable file object that hands each complete line written to it to ``consume``."""
-
-    def __init__(self, consume: Callable[[str], None]):
-        self.consume = consume
-        self.rest = ""
-
-    def write(self, data: str | bytes) -> int:
-        text = data.decode() if isinstance(data, bytes) else data
-        *lines, self.rest = (self.rest + text).split("\n")  # a newline inside a field is escaped (\n)
-        for line in lines:
-            self.consume(line)
-        return len(data)
