@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import logging
 import secrets
+import threading
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -180,6 +181,41 @@ def test_a_failed_second_walk_process_fails_the_dedupe_and_changes_nothing(pg_ur
     monkeypatch.setattr(dedupe, "_walk", walk)
     run_dedupe(engine, BULK)
     assert store_status(engine)["pending_dedupe"] == 0
+
+
+def test_a_failed_walk_in_the_parent_does_not_wait_forever_for_the_child(pg_url, tmp_path, monkeypatch):
+    """The child blocks writing its result until the parent reads it: a parent that fails first must let it go."""
+    import os
+
+    from promptmill import dedupe
+
+    monkeypatch.setattr(dedupe_whole, "_TWO_PROCESS_WALK_MIN", 1)
+    parent = os.getpid()
+    walk = dedupe._walk
+
+    def walk_failing_in_the_parent(rows, *args):
+        if os.getpid() == parent:
+            raise KeyError("the parent's half failed")
+        for row in rows:  # a result far larger than a pipe's buffer
+            yield row, True, "x" * 100_000
+
+    monkeypatch.setattr(dedupe, "_walk", walk_failing_in_the_parent)
+    folder = _exports(tmp_path / "in")
+    engine = connect(pg_url)
+    ingest_paths(engine, [folder], BULK, run_dedupe=False)
+    raised: list[BaseException] = []
+
+    def dedupe() -> None:
+        try:
+            run_dedupe(engine, BULK)
+        except BaseException as exc:
+            raised.append(exc)
+
+    worker = threading.Thread(target=dedupe, daemon=True)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive(), "dedupe is still waiting for the walk's child"
+    assert len(raised) == 1 and "parent's half" in str(raised[0])
 
 
 @pytest.mark.parametrize("metric", ["off", "indel"])

@@ -443,11 +443,12 @@ def _two_halves(walked: list[int], users: list[str | None], walk, progress: Prog
         finally:
             os._exit(status)
     os.close(write_end)
+    reader = os.fdopen(read_end, "rb")
     try:
         results = [walk(mine, progress, (len(mine) + len(theirs)) / max(len(mine), 1))]
-        with os.fdopen(read_end, "rb") as inp:
-            data = inp.read()
+        data = reader.read()
     finally:
+        reader.close()  # (when this side failed: a child still writing gets a broken pipe and leaves)
         _, status = os.waitpid(pid, 0)
     if status != 0 or not data:
         raise RuntimeError(f"the near-duplicate walk's second process failed (wait status {status})")
