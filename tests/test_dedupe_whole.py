@@ -191,7 +191,6 @@ def test_a_failed_walk_in_the_parent_does_not_wait_forever_for_the_child(pg_url,
 
     monkeypatch.setattr(dedupe_whole, "_TWO_PROCESS_WALK_MIN", 1)
     parent = os.getpid()
-    walk = dedupe._walk
 
     def walk_failing_in_the_parent(rows, *args):
         if os.getpid() == parent:
