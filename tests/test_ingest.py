@@ -292,3 +292,20 @@ def test_a_deadlock_of_the_direct_copy_with_another_transaction_makes_the_file_r
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM messages")).scalar() == 6
         assert conn.execute(sa.text("SELECT count(*) FROM message_verdicts")).scalar() == 6
+
+
+def test_a_channel_row_is_completed_by_later_exports_and_never_erased(engine, tmp_path):
+    """A CSV export names no guild; a JSON export of the same channel does: the row keeps what any file told."""
+    msgs = [slash("ann", f"a lighthouse number {i}", i * 90, seq=i) for i in range(3)]
+    write_csv_export(tmp_path / "a" / "Stable Diffusion - Bots - dreambot-1 [101].csv", msgs[:1])
+    write_json_export(tmp_path / "b" / CHANNEL, "101", msgs[1:2], channel_name="dreambot-1")
+    write_csv_export(tmp_path / "c" / "Stable Diffusion - Bots - dreambot-1 [101] [part 3].csv", msgs[2:])
+    settings = Settings(ingest_workers=1)
+    rows = []
+    for folder in ("a", "b", "c"):
+        ingest_paths(engine, [tmp_path / folder], settings)
+        with engine.connect() as conn:
+            rows.append(tuple(conn.execute(sa.text("SELECT channel_id, name, guild_id, guild_name FROM channels")).one()))
+    assert rows[0][0] == "101" and rows[0][2] is None
+    assert rows[1] == ("101", "dreambot-1", "1002292111942635562", "Stable Diffusion")
+    assert rows[2] == rows[1]

@@ -176,9 +176,6 @@ def ingest_source(
     except OSError as exc:
         error = ExportError(source.display_path, f"cannot read: {exc.strerror or exc}")
         return _quarantine(engine, _path_key(source.display_path), source, error)
-    known = known_outcome(engine, content_hash)
-    if known is not None:
-        return FileOutcome(source.display_path, "skipped", f"already {known} (same content hash)")
     direct = True
     for attempt in range(1, 4):
         try:
@@ -222,6 +219,14 @@ def _store_file(
                 # so the next run simply ingests the file again: no durability is lost that matters, and the
                 # commit does not wait for a disk flush (one per file).
                 conn.execute(sa.text("SET LOCAL synchronous_commit = off"))
+            # The same content stored already (under any name): skipped without parsing. Asked in the file's own
+            # transaction (one connection and round trip per file fewer); a race with another worker storing the
+            # same content is settled by the unique hash below.
+            known = conn.execute(
+                sa.select(source_files.c.outcome).where(source_files.c.content_hash == content_hash)
+            ).scalar_one_or_none()
+            if known is not None:
+                raise _Refused(FileOutcome(source.display_path, "skipped", f"already {known} (same content hash)"))
             header, raw_messages = read_export(source)
             if channels_selected and not (
                 header.channel_id in channels_selected or (header.channel_name or "") in channels_selected
@@ -275,21 +280,19 @@ def _store_file(
 
 
 def _upsert_channel(conn, header) -> None:
-    existing = conn.execute(sa.select(channels.c.channel_id).where(channels.c.channel_id == header.channel_id)).first()
+    """The channel's row, inserted or completed in one statement: a name the header lacks never erases one stored."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
     values = {"name": header.channel_name, "guild_id": header.guild_id, "guild_name": header.guild_name}
-    if existing is None:
-        try:
-            with conn.begin_nested():
-                conn.execute(sa.insert(channels).values(channel_id=header.channel_id, **values))
-            return
-        except IntegrityError:
-            pass
-    if any(values.values()):
-        conn.execute(
-            sa.update(channels)
-            .where(channels.c.channel_id == header.channel_id)
-            .values(**{k: v for k, v in values.items() if v is not None})
+    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(channels)
+    statement = insert.values(channel_id=header.channel_id, **values)
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[channels.c.channel_id],
+            set_={name: sa.func.coalesce(statement.excluded[name], channels.c[name]) for name in values},
+            where=sa.or_(*(statement.excluded[name].is_not(None) for name in values)),
         )
+    )
 
 
 def iter_sources(paths: Iterable[str | os.PathLike], settings: Settings) -> Iterator[Source | ExportError]:
