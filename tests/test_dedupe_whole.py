@@ -245,6 +245,16 @@ def test_deferred_verdict_rows_above_the_client_limit_are_inserted_for_the_serve
     assert _store(engine) == expected
 
 
+def test_the_verdict_rows_of_a_bulk_load_lie_by_user_then_time(pg_url, tmp_path):
+    """Physical order is what makes an increment's reads of a user's hour cheap (a few pages, not one per row)."""
+    engine = connect(pg_url)
+    ingest_paths(engine, [_exports(tmp_path / "in")], BULK)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT username, posted_at FROM message_verdicts ORDER BY ctid")).all()
+    assert len({user for user, _ in rows}) > 3
+    assert rows == sorted(rows, key=lambda row: (row[0] is not None, row[0] or "", row[1]))
+
+
 def test_a_bulk_load_onto_a_stored_history_updates_only_what_changed(pg_url, tmp_path, caplog):
     """Messages with verdict rows (an earlier load) and deferred ones (the bulk load) in one whole-store pass; a
     late history changes which attempts are the latest, so stored verdicts change too."""
