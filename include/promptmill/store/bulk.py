@@ -7,7 +7,7 @@ so loading files in any order gives the same rows.
 
 from __future__ import annotations
 
-import io
+import contextlib
 import operator
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from promptmill.store.copy_text import CopyLines, encode
 from promptmill.store.db import sqlstate
 
 # Columns of a staged message row, in the order produced by ingest.build_row.
@@ -68,28 +69,6 @@ CREATE TEMP TABLE stage_messages (
 )"""
 
 
-def _copy_field(value) -> str:
-    """One field in COPY's text format. Most fields need no escaping: test before replacing (fast path)."""
-    kind = type(value)
-    if kind is str:
-        if "\\" in value:
-            value = value.replace("\\", "\\\\")
-        if "\t" in value:
-            value = value.replace("\t", "\\t")
-        if "\n" in value:
-            value = value.replace("\n", "\\n")
-        if "\r" in value:
-            value = value.replace("\r", "\\r")
-        return value
-    if value is None:
-        return "\\N"
-    if kind is bool:
-        return "t" if value else "f"
-    if kind is datetime:
-        return value.isoformat()
-    return str(value)
-
-
 def sqlite_timestamp(value: datetime) -> str:
     """SQLAlchemy's own SQLite DateTime storage format, in UTC, so Core reads it back and strings sort."""
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
@@ -132,30 +111,22 @@ def insert_rows(conn: Connection, table: str, columns: Sequence[str], rows: Sequ
     """Bulk insert of plain rows: COPY on PostgreSQL, one executemany on SQLite (values already in its types)."""
     if not rows:
         return
-    cursor = conn.connection.dbapi_connection.cursor()
-    try:
+    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg2":
+        with CopyLines(conn, table, tuple(columns)) as copy:  # its COPY reads the text format, formatted here
+            for row in rows:
+                copy.append("\t".join([encode(value) for value in row]) + "\n")
+        return
+    with contextlib.closing(conn.connection.dbapi_connection.cursor()) as cursor:
         if conn.dialect.name != "postgresql":
             placeholders = ", ".join("?" for _ in columns)
             cursor.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})", rows)
             return
-        sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
-        if hasattr(cursor, "copy"):
-            # psycopg 3 adapts the values in C and sends them while the server is still parsing earlier rows:
-            # half the time of formatting the text ourselves first (measured on 20,000 message rows).
-            with cursor.copy(sql) as copy:
-                write_row = copy.write_row
-                for row in rows:
-                    write_row(row)
-            return
-        buf = io.StringIO()  # psycopg2
-        write = buf.write
-        for row in rows:
-            write("\t".join([_copy_field(value) for value in row]))
-            write("\n")
-        buf.seek(0)
-        cursor.copy_expert(sql, buf)
-    finally:
-        cursor.close()
+        # psycopg 3 adapts the values in C and sends them while the server is still parsing earlier rows:
+        # half the time of formatting the text ourselves first (measured on 20,000 message rows).
+        with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            write_row = copy.write_row
+            for row in rows:
+                write_row(row)
 
 
 def iter_rows(conn: Connection, sql: str, batch: int = 20_000) -> Iterator[tuple]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import tempfile
 from collections.abc import Callable
+from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
@@ -35,13 +36,27 @@ def decode(field: str) -> str | None:
     return field
 
 
-def encode(value: str | None) -> str:
-    """A value as a field of COPY's text format."""
+def encode(value) -> str:
+    """A value (text, None, bool, timestamp, number) as a field of COPY's text format. Most fields need no
+    escaping: tested before replacing (fast path)."""
+    kind = type(value)
+    if kind is str:
+        if "\\" in value:
+            value = value.replace("\\", "\\\\")
+        if "\t" in value:
+            value = value.replace("\t", "\\t")
+        if "\n" in value:
+            value = value.replace("\n", "\\n")
+        if "\r" in value:
+            value = value.replace("\r", "\\r")
+        return value
     if value is None:
         return NULL
-    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
-        value = value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    return value
+    if kind is bool:
+        return "t" if value else "f"
+    if kind is datetime:
+        return value.isoformat()
+    return str(value)
 
 
 def copy_lines(conn: Connection, table: str, columns: tuple[str, ...], lines: list[str]) -> None:
