@@ -307,7 +307,9 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
         report.dirty_messages = stored_rows if full else dirty
         messages = _message_count(conn)
         if dialect == "postgresql" and messages <= settings.dedupe_client_max_messages:
-            _recompute_whole_store_in_client(conn, settings, report, progress_emit, messages)
+            from promptmill.dedupe_whole import recompute_in_client
+
+            recompute_in_client(conn, settings, report, progress_emit, total=messages)
             if deferred and not full:  # the messages without a verdict row count as new
                 report.dirty_messages = int(max(dirty, dirty + messages - stored_rows))
         else:
@@ -354,26 +356,6 @@ def _message_count(conn: Connection) -> int:
             sa.text("SELECT COALESCE(SUM(message_count), 0) FROM source_files WHERE outcome = 'ingested'")
         ).scalar()
     )
-
-
-def _recompute_whole_store_in_client(
-    conn: Connection, settings: Settings, report: DedupeReport, progress_emit, messages: int
-) -> None:
-    """Every verdict from one read of the messages, computed in Python and written back once (dedupe_whole.py)."""
-    from promptmill.dedupe_whole import recompute_in_client
-
-    counts = recompute_in_client(
-        conn,
-        similarity_function(settings.near_dup_metric),
-        settings.near_dup_threshold,
-        settings.near_dup_window_s,
-        progress_emit,
-        total=messages,
-    )
-    report.raw_groups = counts.raw_groups
-    report.users = counts.users
-    report.near_dup_changes = counts.near_dup_changes
-    report.clean_groups = counts.clean_groups
 
 
 def _insert_deferred_verdict_rows(conn: Connection) -> None:

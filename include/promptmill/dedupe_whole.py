@@ -29,14 +29,18 @@ import os
 import pickle
 import threading
 from array import array
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from promptmill.progress import Progress
 from promptmill.store.copy_text import NULL, CopyLines, copy_lines, copy_out, decode, encode
+
+if TYPE_CHECKING:
+    from promptmill.dedupe import DedupeReport
+    from promptmill.settings import Settings
 
 log = logging.getLogger("promptmill.dedupe")
 
@@ -56,18 +60,6 @@ _READ = f"""
         FROM messages m LEFT JOIN message_verdicts v ON v.key = m.key
     ) TO STDOUT
 """
-
-
-@dataclass
-class WholeStoreCounts:
-    messages: int = 0
-    raw_groups: int = 0
-    users: int = 0
-    near_dup_changes: int = 0
-    clean_groups: int = 0
-    verdict_rows_written: int = 0
-    verdicts_changed: int = 0
-    prompts_inserted: int = 0
 
 
 class _Messages:
@@ -115,43 +107,45 @@ class _Messages:
 
 def recompute_in_client(
     conn: Connection,
-    similarity: Callable[[str, str], float] | None,
-    threshold: float,
-    window_s: float,
+    settings: Settings,
+    report: DedupeReport,
     progress_emit: Callable[[str], None] | None = None,
     total: int | None = None,
-) -> WholeStoreCounts:
+) -> None:
     """Every verdict and prompt row of the store from one read of the messages (PostgreSQL, inside the caller's
-    REPEATABLE READ transaction, under the dedupe lock). dedupe.run_dedupe runs it with the cyclic garbage
-    collector paused (see _without_cycle_collection there)."""
-    counts = WholeStoreCounts()
+    REPEATABLE READ transaction, under the dedupe lock), its counts into ``report``; ``total``: about how many
+    messages there are, for the progress. dedupe.run_dedupe runs it with the cyclic garbage collector paused
+    (see _without_cycle_collection there)."""
+    from promptmill.dedupe import similarity_function
+
     msgs = _read(conn, progress_emit, total)
-    counts.messages = len(msgs.keys)
-    near_dup, near_dup_of = _near_duplicates(msgs, similarity, threshold, window_s, counts, progress_emit)
+    near_dup, near_dup_of = _near_duplicates(
+        msgs, similarity_function(settings.near_dup_metric), settings.near_dup_threshold,
+        settings.near_dup_window_s, report, progress_emit,
+    )  # fmt: skip
     kept = _kept_of_groups(msgs, near_dup)
-    counts.raw_groups = sum(msgs.raw_reps)
-    counts.clean_groups = len(msgs.clean_hashes)
+    report.raw_groups = sum(msgs.raw_reps)
+    report.clean_groups = len(msgs.clean_hashes)
     prompts = _PromptRows(conn, msgs, kept)
     changed_lines: list[str] = []
-    verdicts = _verdict_lines(msgs, near_dup, near_dup_of, kept, prompts.ids, changed_lines)
     if any(head is not None for head in msgs.heads):
         # The new verdict rows (all of them after a bulk load) are written over a second connection while this
         # one writes the prompt rows: the server stores both at once, on both cores. Its transaction commits
         # first; if this one then fails, the next dedupe finds those rows (the files stay marked deferred until
         # this one commits) and rewrites whatever changed, so nothing is lost or left half-done.
-        writer = _NewVerdictRowWriter(conn, verdicts)
+        lines = _verdict_lines(msgs, near_dup, near_dup_of, kept, prompts.ids, changed_lines, _by_user_and_time(msgs))
+        writer = _NewVerdictRowWriter(conn, lines)
         writer.start()
         try:
             prompts.write(conn)
         finally:
             writer.join()
         writer.raise_error()
-        counts.verdict_rows_written = writer.written
     else:
         prompts.write(conn)
-        for _line in verdicts:
-            raise AssertionError("a new verdict row without its message's input columns")
-    counts.prompts_inserted = prompts.inserted
+        # every message has a verdict row: this only collects the changed ones
+        for _line in _verdict_lines(msgs, near_dup, near_dup_of, kept, prompts.ids, changed_lines, range(len(msgs.keys))):
+            pass
     del msgs, near_dup_of, prompts
     if changed_lines:
         q = conn.execute
@@ -166,8 +160,6 @@ def recompute_in_client(
             "prompt_id = c.prompt_id, status = c.status, reason = c.reason FROM dd_changed c "
             "WHERE message_verdicts.key = c.key"
         ))  # fmt: skip
-    counts.verdicts_changed = len(changed_lines)
-    return counts
 
 
 def _verdict_lines(
@@ -177,10 +169,11 @@ def _verdict_lines(
     kept: list[int],
     prompt_ids: list[int],
     changed_lines: list[str],
+    order: Iterable[int],
 ) -> Iterator[str]:
-    """The verdict of every message (as dedupe._write_verdicts decides it): yields the whole verdict row of each
-    message without one (COPY text), and appends to ``changed_lines`` the verdict of each one whose stored verdict
-    differs."""
+    """The verdict of every message in ``order`` (as dedupe._write_verdicts decides it): yields the whole verdict
+    row of each message without one (COPY text), and appends to ``changed_lines`` the verdict of each one whose
+    stored verdict differs."""
     kept_rows = bytearray(len(msgs.keys))
     for i in kept:
         if i >= 0:
@@ -189,7 +182,7 @@ def _verdict_lines(
         msgs.keys, msgs.groups, msgs.pre_reasons, msgs.clean_reasons, msgs.raw_reps,
     )  # fmt: skip
     stored, new_row = msgs.stored, msgs.new_row
-    for i in _by_user_and_time(msgs):
+    for i in order:
         rep = raw_reps[i]
         dup = near_dup[i]
         pre = pre_reasons[i]
@@ -209,16 +202,16 @@ def _verdict_lines(
         prompt_id = prompt_ids[group] if group >= 0 else None
         dup_of = near_dup_of.get(i) if dup else None
         line = new_row(i)
-        if line is not None:
-            yield (
-                f"{line}\t{'t' if rep else 'f'}\t{'t' if dup else 'f'}\t{encode(dup_of)}\t"
-                f"{NULL if prompt_id is None else prompt_id}\t{status}\t{encode(reason)}\n"
-            )
-        elif stored[i] != (bool(rep), bool(dup), dup_of, prompt_id, status, reason):
-            changed_lines.append(
-                f"{encode(keys[i])}\t{'t' if rep else 'f'}\t{'t' if dup else 'f'}\t{encode(dup_of)}\t"
-                f"{NULL if prompt_id is None else prompt_id}\t{status}\t{encode(reason)}\n"
-            )
+        if line is None and stored[i] == (bool(rep), bool(dup), dup_of, prompt_id, status, reason):
+            continue
+        verdict = (
+            f"{'t' if rep else 'f'}\t{'t' if dup else 'f'}\t{encode(dup_of)}\t"
+            f"{NULL if prompt_id is None else prompt_id}\t{status}\t{encode(reason)}\n"
+        )
+        if line is None:
+            changed_lines.append(f"{encode(keys[i])}\t{verdict}")
+        else:
+            yield f"{line}\t{verdict}"
 
 
 def _by_user_and_time(msgs: _Messages) -> Iterator[int]:
@@ -249,7 +242,6 @@ class _NewVerdictRowWriter(threading.Thread):
         super().__init__(name="promptmill-verdict-rows", daemon=True)
         self.engine = conn.engine
         self.lines = lines
-        self.written = 0
         self.error: BaseException | None = None
 
     def run(self) -> None:
@@ -258,7 +250,6 @@ class _NewVerdictRowWriter(threading.Thread):
                 with CopyLines(conn, "message_verdicts", _INPUT_COLUMNS + _VERDICT_COLUMNS) as copy:
                     for line in self.lines:
                         copy.append(line)
-                self.written = copy.written
         except BaseException as exc:  # handed to the dedupe's thread, which rolls back and retries or reports it
             self.error = exc
 
@@ -363,7 +354,7 @@ def _read(conn: Connection, progress_emit, total: int | None) -> _Messages:
     return msgs
 
 
-def _near_duplicates(msgs: _Messages, similarity, threshold: float, window_s: float, counts: WholeStoreCounts, progress_emit):
+def _near_duplicates(msgs: _Messages, similarity, threshold: float, window_s: float, report: DedupeReport, progress_emit):
     """Rule 13: per user, the representatives newest first (posted_at DESC, posted_seq, key), walked greedily.
     A representative without a user is not walked and keeps its stored verdict (as in dedupe.py)."""
     # the very walk of the incremental path (its rows' times here in microseconds, as the window)
@@ -374,7 +365,7 @@ def _near_duplicates(msgs: _Messages, similarity, threshold: float, window_s: fl
     near_dup_of: dict[int, str] = {}
     keys, users, times, seqs, raw_reps, stored = msgs.keys, msgs.users, msgs.times, msgs.seqs, msgs.raw_reps, msgs.stored
     if similarity is None:
-        counts.near_dup_changes = sum(1 for value in stored.values() if value[1])
+        report.near_dup_changes = sum(1 for value in stored.values() if value[1])
         return near_dup, near_dup_of
     walked = []
     for i in range(n):
@@ -430,8 +421,8 @@ def _near_duplicates(msgs: _Messages, similarity, threshold: float, window_s: fl
         for i, dup_of in dups:
             near_dup[i] = 1
             near_dup_of[i] = dup_of
-        counts.near_dup_changes += changes
-        counts.users += walked_users
+        report.near_dup_changes += changes
+        report.users += walked_users
     progress.update(total, force=total > 100_000)
     return near_dup, near_dup_of
 
@@ -550,7 +541,6 @@ class _PromptRows:
             )
             for offset, group in enumerate(self.new_groups):
                 ids[group] = first_id + offset
-        self.inserted = 0
 
     def write(self, conn: Connection) -> None:
         msgs, kept, ids = self.msgs, self.kept, self.ids
@@ -565,7 +555,6 @@ class _PromptRows:
                         f"{ids[group]}\t{texts[group]}\t{clean_hashes[group].hex()}\t{posted_at(first_seen[group])}\t"
                         f"{'t' if i >= 0 else 'f'}\t{encode(keys[i]) if i >= 0 else NULL}\n"
                     )
-            self.inserted = copy.written
         if self.updates:
             q = conn.execute
             q(sa.text(

@@ -74,7 +74,6 @@ class CopyLines:
         self.cursor = conn.connection.dbapi_connection.cursor()
         self.batch = batch
         self.lines: list[str] = []
-        self.written = 0
 
     def __enter__(self) -> CopyLines:
         if hasattr(self.cursor, "copy"):
@@ -92,7 +91,6 @@ class CopyLines:
 
     def _send(self) -> None:
         self._write("".join(self.lines))
-        self.written += len(self.lines)
         self.lines = []
 
     def __exit__(self, *exc_info) -> None:
