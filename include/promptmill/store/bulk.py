@@ -41,6 +41,11 @@ MESSAGE_COLUMNS: tuple[str, ...] = (
     "clean_reason",
     "posted_seq",
 )
+# Their PostgreSQL types, for psycopg 3's binary COPY (see insert_rows).
+MESSAGE_TYPES: tuple[str, ...] = (
+    "text", "text", "text", "text", "timestamptz", "timestamptz", "text", "text", "int8", "text", "text",
+    "text", "text", "text", "bool", "text", "text", "text", "text", "int4",
+)  # fmt: skip
 # Columns of a message that are also the inputs of dedupe, copied into its message_verdicts row.
 VERDICT_INPUT_COLUMNS: tuple[str, ...] = (
     "key",
@@ -54,6 +59,7 @@ VERDICT_INPUT_COLUMNS: tuple[str, ...] = (
     "clean_reason",
     "raw_prompt",
 )
+VERDICT_INPUT_TYPES: tuple[str, ...] = tuple(MESSAGE_TYPES[MESSAGE_COLUMNS.index(c)] for c in VERDICT_INPUT_COLUMNS)
 _row_key = operator.itemgetter(0)
 _TS_COLUMNS = {MESSAGE_COLUMNS.index("posted_at"), MESSAGE_COLUMNS.index("edited_at")}
 _VERDICT_INPUTS = operator.itemgetter(*(MESSAGE_COLUMNS.index(c) for c in VERDICT_INPUT_COLUMNS))
@@ -107,8 +113,15 @@ def timestamp_param(dialect: str, value: datetime | None):
     return value.astimezone(UTC) if dialect == "postgresql" else sqlite_timestamp(value)
 
 
-def insert_rows(conn: Connection, table: str, columns: Sequence[str], rows: Sequence[Sequence]) -> None:
-    """Bulk insert of plain rows: COPY on PostgreSQL, one executemany on SQLite (values already in its types)."""
+def insert_rows(
+    conn: Connection, table: str, columns: Sequence[str], rows: Sequence[Sequence], types: Sequence[str] | None = None
+) -> None:
+    """Bulk insert of plain rows: COPY on PostgreSQL, one executemany on SQLite (values already in its types).
+
+    With ``types`` (the columns' PostgreSQL types) psycopg 3 COPYs in the binary format: for the message rows a
+    third of the client's CPU of the text format, and less for the server to parse (timestamps above all); on
+    40,000 rows of the benchmark's exports 3.8 -> 1.2 us per row in the client, 8 -> 6 us per row in all.
+    """
     if not rows:
         return
     if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg2":
@@ -123,7 +136,10 @@ def insert_rows(conn: Connection, table: str, columns: Sequence[str], rows: Sequ
             return
         # psycopg 3 adapts the values in C and sends them while the server is still parsing earlier rows:
         # half the time of formatting the text ourselves first (measured on 20,000 message rows).
-        with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        binary = " (FORMAT BINARY)" if types is not None else ""
+        with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN{binary}") as copy:
+            if types is not None:
+                copy.set_types(types)
             write_row = copy.write_row
             for row in rows:
                 write_row(row)
@@ -230,7 +246,7 @@ class MessageStager:
         self._create_stage()
         if self.dialect != "postgresql":
             rows = [_sqlite_row(row) for row in rows]
-        insert_rows(self.conn, "stage_messages", MESSAGE_COLUMNS, rows)
+        insert_rows(self.conn, "stage_messages", MESSAGE_COLUMNS, rows, MESSAGE_TYPES)
         self.staged += len(rows)
 
     def _insert_new_directly(self, rows: list[Sequence]) -> list[Sequence]:
@@ -259,10 +275,13 @@ class MessageStager:
             # instead of deadlocking (each file's keys are already nearly sorted: snowflakes in time order).
             new.sort(key=_row_key)
             try:
-                insert_rows(self.conn, "messages", MESSAGE_COLUMNS, new)
+                insert_rows(self.conn, "messages", MESSAGE_COLUMNS, new, MESSAGE_TYPES)
                 if not self.defer_verdicts:
                     verdict_inputs = _VERDICT_INPUTS
-                    insert_rows(self.conn, "message_verdicts", VERDICT_INPUT_COLUMNS, [verdict_inputs(row) for row in new])
+                    insert_rows(
+                        self.conn, "message_verdicts", VERDICT_INPUT_COLUMNS, [verdict_inputs(row) for row in new],
+                        VERDICT_INPUT_TYPES,
+                    )  # fmt: skip
                     insert_rows(self.conn, "dedupe_dirty", ("key", "marked"), [(row[0], 0) for row in new])
             except Exception as exc:
                 if sqlstate(exc) in _CONCURRENT_KEY_SQLSTATES:
