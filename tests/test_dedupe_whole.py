@@ -273,6 +273,14 @@ def test_a_bulk_load_onto_a_stored_history_updates_only_what_changed(pg_url, tmp
     assert _store(engine) == expected
 
 
+def test_the_client_dedupe_logs_how_long_each_step_took(pg_url, tmp_path, caplog):
+    engine = connect(pg_url)
+    with caplog.at_level(logging.INFO, logger="promptmill.dedupe"):
+        ingest_paths(engine, [_exports(tmp_path / "in")], BULK)
+    (line,) = [record.getMessage() for record in caplog.records if record.getMessage().startswith("dedupe (client): ")]
+    assert line.startswith("dedupe (client): read ") and "near-duplicates " in line and "new verdict rows" in line
+
+
 def test_a_full_recompute_in_the_client_changes_nothing_on_a_deduped_store(pg_url, tmp_path):
     engine = connect(pg_url)
     ingest_paths(engine, [_exports(tmp_path / "in")], SERVER_SIDE)
@@ -288,14 +296,9 @@ def test_a_full_recompute_in_the_client_changes_nothing_on_a_deduped_store(pg_ur
         )
 
 
-@pytest.mark.parametrize("rebuild_key", [True, False], ids=["key-rebuilt", "key-kept"])
-def test_a_verdict_row_written_concurrently_for_a_deferred_message_makes_dedupe_retry(
-    pg_url, tmp_path, monkeypatch, caplog, rebuild_key
-):
+def test_a_verdict_row_written_concurrently_for_a_deferred_message_makes_dedupe_retry(pg_url, tmp_path, monkeypatch, caplog):
     """An ordinary ingest may store (and give a verdict row to) a message the bulk load stored without one, after
-    dedupe read it: the COPY of its row (or, when the key is dropped for the COPY, the key's build) then fails on
-    the key, and dedupe retries with that row as a stored one."""
-    monkeypatch.setattr(dedupe_whole, "_KEY_REBUILD_SHARE", 0.0 if rebuild_key else 2.0)
+    dedupe read it: the COPY of its row then fails on the key, and dedupe retries with that row as a stored one."""
     folder = _exports(tmp_path / "in")
     engine = connect(pg_url)
     ingest_paths(engine, [folder], BULK, run_dedupe=False)
@@ -329,24 +332,23 @@ def test_a_verdict_row_written_concurrently_for_a_deferred_message_makes_dedupe_
     assert _store(engine) == expected
 
 
-def test_a_dedupe_that_fails_after_the_prompt_rows_were_committed_is_completed_by_the_next(pg_url, tmp_path, monkeypatch):
-    """The prompt rows commit on their own connection (in a forked process) before the rest: a failure of the
-    verdict rows after that leaves the files marked deferred, and the next dedupe rewrites what it must."""
+def test_a_dedupe_that_fails_after_the_verdict_rows_were_committed_is_completed_by_the_next(pg_url, tmp_path, monkeypatch):
+    """The new verdict rows commit on their own connection before the rest: a failure after that leaves the files
+    marked deferred, and the next dedupe rewrites what it must."""
     folder = _exports(tmp_path / "in")
     engine = connect(pg_url)
     ingest_paths(engine, [folder], BULK, run_dedupe=False)
 
-    def fail(conn, lines, *, rebuild_key):
-        next(lines)
-        raise RuntimeError("the verdict rows could not be written")
+    def fail(self, conn):
+        raise RuntimeError("the prompt rows could not be written")
 
     with monkeypatch.context() as patch:
-        patch.setattr(dedupe_whole, "_write_new_verdict_rows", fail)
-        with pytest.raises(RuntimeError, match="verdict rows"):
+        patch.setattr(dedupe_whole._PromptRows, "write", fail)
+        with pytest.raises(RuntimeError, match="prompt rows"):
             run_dedupe(engine, BULK)
     with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT count(*) FROM prompts")).scalar() > 0, "the prompt rows committed"
-        assert conn.execute(sa.text("SELECT count(*) FROM message_verdicts")).scalar() == 0
+        assert conn.execute(sa.text("SELECT count(*) FROM message_verdicts")).scalar() > 0, "the rows committed"
+        assert conn.execute(sa.text("SELECT count(*) FROM prompts")).scalar() == 0
         assert conn.execute(sa.text("SELECT bool_and(verdicts_deferred) FROM source_files")).scalar()
     assert store_status(engine)["messages"] > 0
 
@@ -359,47 +361,6 @@ def test_a_dedupe_that_fails_after_the_prompt_rows_were_committed_is_completed_b
     assert {index.name for index in LOOKUP_INDEXES} - {index.name for index in missing_lookup_indexes(engine)} == {
         index.name for index in LOOKUP_INDEXES
     }
-
-
-def test_a_failed_prompt_rows_process_fails_the_dedupe_and_leaves_the_verdicts_deferred(pg_url, tmp_path, monkeypatch):
-    folder = _exports(tmp_path / "in")
-    engine = connect(pg_url)
-    ingest_paths(engine, [folder], BULK, run_dedupe=False)
-
-    def fail(self, conn):
-        raise OSError("the prompt rows could not be written")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(dedupe_whole._PromptRows, "write", fail)  # (the forked child inherits the patch)
-        with pytest.raises(RuntimeError, match="prompt rows' process failed.*OSError: the prompt rows could not"):
-            run_dedupe(engine, BULK)
-    with engine.connect() as conn:  # the parent's connection still works; its transaction rolled back
-        assert conn.execute(sa.text("SELECT count(*) FROM message_verdicts")).scalar() == 0
-        assert conn.execute(sa.text("SELECT count(*) FROM prompts")).scalar() == 0
-        assert conn.execute(sa.text("SELECT bool_and(verdicts_deferred) FROM source_files")).scalar()
-    run_dedupe(engine, BULK)
-    with _second_schema(pg_url) as oracle:
-        ingest_paths(oracle, [folder], SERVER_SIDE)
-        expected = _store(oracle)
-    assert _store(engine) == expected
-
-
-def test_a_first_load_rebuilds_the_verdict_key_and_keeps_its_name(pg_url, tmp_path, caplog):
-    engine = connect(pg_url)
-    key = "SELECT conname FROM pg_constraint WHERE conrelid = 'message_verdicts'::regclass AND contype = 'p'"
-    with engine.connect() as conn:
-        before = conn.execute(sa.text(key)).scalar_one()
-    with caplog.at_level(logging.INFO, logger="promptmill.dedupe"):
-        ingest_paths(engine, [_exports(tmp_path / "in")], BULK)
-    assert any("dedupe (client): " in record.getMessage() for record in caplog.records), "the phase times"
-    with engine.connect() as conn:
-        assert conn.execute(sa.text(key)).scalar_one() == before
-        # the key works: a second row for a stored key is refused
-        with pytest.raises(sa.exc.IntegrityError):
-            conn.execute(sa.text(
-                "INSERT INTO message_verdicts (key, channel_id, posted_at) SELECT key, channel_id, posted_at "
-                "FROM message_verdicts LIMIT 1"
-            ))  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -7,13 +7,10 @@ scan, COPY text), Python applies rules 12, 13 and 34 exactly as that SQL does (t
 rule 13's walk in two processes), and the results go back with COPY:
 
 - a message without a verdict row (a bulk load stores only the messages, see ingest.py) gets its row written
-  once, already final: the columns it copies from the message are sent back as the very text they were read as.
-  When most rows are new (a first load) the table's primary key is dropped for the COPY and built after it;
+  once, already final: the columns it copies from the message are sent back as the very text they were read as;
 - a message with one gets an update only when its verdict changed;
 - prompt rows: new groups COPYd in hash order (their ids taken from the sequence in one step), stored ones
-  updated only where something changed, by a forked process over its own connection while the verdict rows are
-  written: that transaction commits first, and the files stay marked deferred until this one commits, so a dedupe
-  that fails in between is completed by the next.
+  updated only where something changed.
 
 It holds ~0.9 KB per message (883 MB after reading 1,000,000: the text of the verdict rows to write, the cleaned
 text of each group), so the caller uses it up to ``Settings.dedupe_client_max_messages`` and the server-side passes
@@ -21,8 +18,8 @@ above that.
 
 The snapshot rules are those of the rest of dedupe: REPEATABLE READ, so a message stored or changed by a concurrent
 ingest after the read is left to the next dedupe (its dirty mark is not seen, so not cleared), and a verdict row
-that a concurrent ingest wrote for a message read here without one makes the COPY (or the key's build) fail with a
-unique violation and the dedupe retry.
+that a concurrent ingest wrote for a message read here without one makes the COPY fail (unique violation) and
+the dedupe retry.
 """
 
 from __future__ import annotations
@@ -98,6 +95,16 @@ class _Messages:
         head = self.heads[i]
         return self.stored_posted_at[i] if head is None else head.split("\t", 4)[3]
 
+    def new_row(self, i: int) -> str | None:
+        """The input columns of the verdict row of a message without one, as COPY text (None when it has one)."""
+        head = self.heads[i]
+        if head is None:
+            return None
+        raw_group, group = self.raw_groups[i], self.groups[i]
+        raw_hash = self.raw_hashes[raw_group].hex() if raw_group >= 0 else NULL
+        clean_hash = self.clean_hashes[group].hex() if group >= 0 else NULL
+        return f"{head}\t{raw_hash}\t{clean_hash}\t{self.tails[i]}"
+
 
 def recompute_in_client(
     conn: Connection,
@@ -126,34 +133,26 @@ def recompute_in_client(
     prompts = _PromptRows(conn, msgs, kept)
     phases.done("kept messages and prompt ids")
     changed_lines: list[str] = []
-    new_rows = len(msgs.heads) - msgs.heads.count(None)
-    if new_rows:
-        # The prompt rows are written over a second connection while this one writes the new verdict rows (all
-        # of them after a bulk load): the server stores both at once, on both cores. The prompt rows commit
-        # first; if this transaction then fails, the next dedupe finds them (the files stay marked deferred until
+    if any(head is not None for head in msgs.heads):
+        # The new verdict rows (all of them after a bulk load) are written over a second connection while this
+        # one writes the prompt rows: the server stores both at once, on both cores. Its transaction commits
+        # first; if this one then fails, the next dedupe finds those rows (the files stay marked deferred until
         # this one commits) and rewrites whatever changed, so nothing is lost or left half-done.
-        writer = _PromptRowWriter(conn, prompts)
+        lines = _verdict_lines(msgs, near_dup, near_dup_of, kept, prompts.ids, changed_lines, _by_user_and_time(msgs))
+        writer = _NewVerdictRowWriter(conn, lines)
         writer.start()
         try:
-            # Each new row is formatted in the order the messages were read, which is the order their values lie
-            # in memory, and sent by user and time: formatted in that order, each row's values were cache misses
-            # (2.4 s against 1.0 s for a first load's 1,000,000 rows). The row replaces the head it begins with.
-            heads, tails = msgs.heads, msgs.tails
-            for i, line in _verdict_lines(msgs, near_dup, near_dup_of, kept, prompts.ids, changed_lines, range(len(heads))):
-                heads[i] = line
-                tails[i] = None
-            lines = (heads[i] for i in _by_user_and_time(msgs) if heads[i] is not None)
-            _write_new_verdict_rows(conn, lines, rebuild_key=new_rows >= _KEY_REBUILD_SHARE * len(msgs.keys))
-            phases.done("new verdict rows")
+            prompts.write(conn)
+            phases.done("prompt rows")
         finally:
             writer.join()
         writer.raise_error()
-        phases.done("prompt rows")
+        phases.done("new verdict rows (after the prompt rows)")
     else:
         prompts.write(conn)
         phases.done("prompt rows")
         # every message has a verdict row: this only collects the changed ones
-        for _row in _verdict_lines(msgs, near_dup, near_dup_of, kept, prompts.ids, changed_lines, range(len(msgs.keys))):
+        for _line in _verdict_lines(msgs, near_dup, near_dup_of, kept, prompts.ids, changed_lines, range(len(msgs.keys))):
             pass
     del msgs, near_dup_of, prompts
     if changed_lines:
@@ -197,9 +196,9 @@ def _verdict_lines(
     prompt_ids: list[int],
     changed_lines: list[str],
     order: Iterable[int],
-) -> Iterator[tuple[int, str]]:
-    """The verdict of every message in ``order`` (as dedupe._write_verdicts decides it): yields each message
-    without a verdict row with its whole row (COPY text), and appends to ``changed_lines`` the verdict of each one whose
+) -> Iterator[str]:
+    """The verdict of every message in ``order`` (as dedupe._write_verdicts decides it): yields the whole verdict
+    row of each message without one (COPY text), and appends to ``changed_lines`` the verdict of each one whose
     stored verdict differs."""
     kept_rows = bytearray(len(msgs.keys))
     for i in kept:
@@ -208,52 +207,37 @@ def _verdict_lines(
     keys, groups, pre_reasons, clean_reasons, raw_reps = (
         msgs.keys, msgs.groups, msgs.pre_reasons, msgs.clean_reasons, msgs.raw_reps,
     )  # fmt: skip
-    heads, tails, raw_groups, raw_hashes, clean_hashes = (
-        msgs.heads, msgs.tails, msgs.raw_groups, msgs.raw_hashes, msgs.clean_hashes,
-    )  # fmt: skip
-    stored = msgs.stored
-    # A new row is formatted in one step (this loop runs once per message of a first load): its raw_rep and
-    # near_dup columns by (raw_rep * 2 + near_dup), its status and reason by the reason.
-    flags = ("f\tf\t", "f\tt\t", "t\tf\t", "t\tt\t")
-    endings: dict[str | None, str] = {None: f"kept\t{NULL}\n"}
+    stored, new_row = msgs.stored, msgs.new_row
     for i in order:
         rep = raw_reps[i]
         dup = near_dup[i]
         pre = pre_reasons[i]
         if pre is not None:
-            reason = pre
+            status, reason = "rejected", pre
         elif not rep:
-            reason = "duplicate"
+            status, reason = "rejected", "duplicate"
         elif dup:
-            reason = "near_duplicate"
+            status, reason = "rejected", "near_duplicate"
         elif clean_reasons[i] is not None:
-            reason = clean_reasons[i]
+            status, reason = "rejected", clean_reasons[i]
         elif kept_rows[i]:
-            reason = None
+            status, reason = "kept", None
         else:
-            reason = "duplicate"
+            status, reason = "rejected", "duplicate"
         group = groups[i]
-        head = heads[i]
-        if head is not None:  # no verdict row yet: the whole row (see _Messages.heads)
-            ending = endings.get(reason)
-            if ending is None:
-                ending = endings[reason] = f"rejected\t{encode(reason)}\n"
-            raw_group = raw_groups[i]
-            yield i, (
-                f"{head}\t{raw_hashes[raw_group].hex() if raw_group >= 0 else NULL}\t"
-                f"{clean_hashes[group].hex() if group >= 0 else NULL}\t{tails[i]}\t{flags[rep * 2 + dup]}"
-                f"{encode(near_dup_of.get(i)) if dup else NULL}\t{prompt_ids[group] if group >= 0 else NULL}\t{ending}"
-            )
-            continue
-        status = "rejected" if reason is not None else "kept"
         prompt_id = prompt_ids[group] if group >= 0 else None
         dup_of = near_dup_of.get(i) if dup else None
-        if stored[i] == (bool(rep), bool(dup), dup_of, prompt_id, status, reason):
+        line = new_row(i)
+        if line is None and stored[i] == (bool(rep), bool(dup), dup_of, prompt_id, status, reason):
             continue
-        changed_lines.append(
-            f"{encode(keys[i])}\t{'t' if rep else 'f'}\t{'t' if dup else 'f'}\t{encode(dup_of)}\t"
+        verdict = (
+            f"{'t' if rep else 'f'}\t{'t' if dup else 'f'}\t{encode(dup_of)}\t"
             f"{NULL if prompt_id is None else prompt_id}\t{status}\t{encode(reason)}\n"
         )
+        if line is None:
+            changed_lines.append(f"{encode(keys[i])}\t{verdict}")
+        else:
+            yield f"{line}\t{verdict}"
 
 
 def _by_user_and_time(msgs: _Messages) -> Iterator[int]:
@@ -277,98 +261,23 @@ def _by_user_and_time(msgs: _Messages) -> Iterator[int]:
         yield from rows
 
 
-# When at least this share of the messages gets a new verdict row (a first load, a bulk load's dedupe), the verdict
-# table's primary key is dropped for the COPY and built again after it. The rows go in by user and time (see
-# _by_user_and_time), so the key index took them in random order: 4.3 s for the COPY of a first load's
-# 1,000,000 rows, against 1.9 s for the COPY without it and 0.6 s for building it afterwards.
-_KEY_REBUILD_SHARE = 0.5
+class _NewVerdictRowWriter(threading.Thread):
+    """COPYs the new verdict rows over its own connection, in its own transaction (see recompute_in_client)."""
 
-
-def _write_new_verdict_rows(conn: Connection, lines: Iterator[str], *, rebuild_key: bool) -> None:
-    """COPY the new verdict rows in this transaction; with ``rebuild_key``, without the primary key until they are in.
-
-    Dropping the key locks the verdict table (ACCESS EXCLUSIVE) until this transaction ends: concurrent ingests and
-    readers wait for those few seconds (no one writes a verdict row without the key). A verdict row that an ingest
-    committed for one of these messages after this transaction's snapshot makes the key's build fail with a unique
-    violation, as the COPY would with the key in place: dedupe then retries.
-    """
-    q = conn.execute
-    key_name = None
-    if rebuild_key:
-        key_name = q(sa.text(
-            "SELECT conname FROM pg_constraint WHERE conrelid = 'message_verdicts'::regclass AND contype = 'p'"
-        )).scalar_one()  # fmt: skip
-        q(sa.text(f'ALTER TABLE message_verdicts DROP CONSTRAINT "{key_name}"'))
-    with CopyLines(conn, "message_verdicts", _INPUT_COLUMNS + _VERDICT_COLUMNS) as copy:
-        for line in lines:
-            copy.append(line)
-    if key_name is not None:
-        q(sa.text(f'ALTER TABLE message_verdicts ADD CONSTRAINT "{key_name}" PRIMARY KEY (key)'))
-
-
-class _PromptRowWriter:
-    """Writes the prompt rows over its own connection and transaction, in a forked process (see
-    recompute_in_client): formatting them is Python like formatting the verdict rows, and in a thread the two would
-    share one interpreter lock (the verdict rows' write phase of a 1M first load: 5.9 s as threads). Where fork is
-    not available, in a thread.
-
-    The child inherits the parent's memory (copy on write) and its database connections, which it never touches:
-    it opens its own, and leaves with ``os._exit``, sending an error's text back through a pipe."""
-
-    def __init__(self, conn: Connection, prompts: _PromptRows):
-        self.url = conn.engine.url.render_as_string(hide_password=False)
-        self.prompts = prompts
+    def __init__(self, conn: Connection, lines: Iterator[str]):
+        super().__init__(name="promptmill-verdict-rows", daemon=True)
+        self.engine = conn.engine
+        self.lines = lines
         self.error: BaseException | None = None
-        self.thread: threading.Thread | None = None
-        self.pid = 0
-        self.read_end = -1
 
-    def _write(self) -> None:
-        from promptmill.store.db import create_engine_for
-
-        engine = create_engine_for(self.url)
+    def run(self) -> None:
         try:
-            with engine.connect() as conn, conn.begin():
-                self.prompts.write(conn)
-        finally:
-            engine.dispose()
-
-    def _write_in_thread(self) -> None:
-        try:
-            self._write()
+            with self.engine.connect() as conn, conn.begin():
+                with CopyLines(conn, "message_verdicts", _INPUT_COLUMNS + _VERDICT_COLUMNS) as copy:
+                    for line in self.lines:
+                        copy.append(line)
         except BaseException as exc:  # handed to the dedupe's thread, which rolls back and retries or reports it
             self.error = exc
-
-    def start(self) -> None:
-        if not hasattr(os, "fork"):
-            self.thread = threading.Thread(target=self._write_in_thread, name="promptmill-prompt-rows", daemon=True)
-            self.thread.start()
-            return
-        self.read_end, write_end = os.pipe()
-        self.pid = os.fork()
-        if self.pid == 0:  # the child
-            status = 1
-            try:
-                os.close(self.read_end)
-                try:
-                    self._write()
-                    status = 0
-                except BaseException as exc:
-                    with os.fdopen(write_end, "wb") as out:
-                        out.write(f"{type(exc).__name__}: {exc}".encode(errors="replace")[:16_000])
-            finally:
-                os._exit(status)
-        os.close(write_end)
-
-    def join(self) -> None:
-        if self.thread is not None:
-            self.thread.join()
-            return
-        with os.fdopen(self.read_end, "rb") as reader:
-            message = reader.read().decode(errors="replace")
-        _, status = os.waitpid(self.pid, 0)
-        if status != 0:
-            self.error = RuntimeError(f"the prompt rows' process failed (wait status {status}): {message or 'no message'}")
 
     def raise_error(self) -> None:
         if self.error is not None:
