@@ -18,34 +18,32 @@ from sqlalchemy.engine import Connection
 from promptmill.store.copy_text import CopyLines, encode
 from promptmill.store.db import sqlstate
 
-# Columns of a staged message row, in the order produced by ingest.build_row.
-MESSAGE_COLUMNS: tuple[str, ...] = (
-    "key",
-    "channel_id",
-    "author_id",
-    "author",
-    "posted_at",
-    "edited_at",
-    "content",
-    "attachments",
-    "source_file_id",
-    "era",
-    "username",
-    "raw_prompt",
-    "raw_hash",
-    "args",
-    "nsfw",
-    "pre_reason",
-    "clean_text",
-    "clean_hash",
-    "clean_reason",
-    "posted_seq",
+# Columns of a staged message row, in the order produced by ingest.build_row, with their PostgreSQL types (for
+# psycopg 3's binary COPY, see insert_rows: it sends no type with a value, so the two must not drift apart).
+_MESSAGE_COLUMN_TYPES: tuple[tuple[str, str], ...] = (
+    ("key", "text"),
+    ("channel_id", "text"),
+    ("author_id", "text"),
+    ("author", "text"),
+    ("posted_at", "timestamptz"),
+    ("edited_at", "timestamptz"),
+    ("content", "text"),
+    ("attachments", "text"),
+    ("source_file_id", "int8"),
+    ("era", "text"),
+    ("username", "text"),
+    ("raw_prompt", "text"),
+    ("raw_hash", "text"),
+    ("args", "text"),
+    ("nsfw", "bool"),
+    ("pre_reason", "text"),
+    ("clean_text", "text"),
+    ("clean_hash", "text"),
+    ("clean_reason", "text"),
+    ("posted_seq", "int4"),
 )
-# Their PostgreSQL types, for psycopg 3's binary COPY (see insert_rows).
-MESSAGE_TYPES: tuple[str, ...] = (
-    "text", "text", "text", "text", "timestamptz", "timestamptz", "text", "text", "int8", "text", "text",
-    "text", "text", "text", "bool", "text", "text", "text", "text", "int4",
-)  # fmt: skip
+MESSAGE_COLUMNS: tuple[str, ...] = tuple(column for column, _ in _MESSAGE_COLUMN_TYPES)
+MESSAGE_TYPES: tuple[str, ...] = tuple(copy_type for _, copy_type in _MESSAGE_COLUMN_TYPES)
 # Columns of a message that are also the inputs of dedupe, copied into its message_verdicts row.
 VERDICT_INPUT_COLUMNS: tuple[str, ...] = (
     "key",
