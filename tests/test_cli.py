@@ -7,7 +7,9 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+from tests.exports.zips import write_zip_raw_names
 from tests.helpers import slash, write_csv_export
 
 
@@ -65,3 +67,28 @@ def test_ingest_json_status_and_export_cleaned(store_url, tmp_path):
     assert [r[1] for r in rows[1:]] == ["a cat, 4k", "a house by a lake"]
     assert [r[3] for r in rows[1:]] == ["ann", "bob"]
     assert rows[1][0] == "0" and rows[1][2].startswith("https://cdn.discordapp.com/")
+
+
+def test_ingest_of_names_that_are_not_utf8_reports_them_escaped_and_a_rerun_skips_them(store_url, tmp_path):
+    """Issue #15: a file name in another locale's bytes aborted the whole run with a UnicodeEncodeError."""
+    landing = tmp_path / "landing"
+    write_csv_export(landing / "good [101].csv", [slash("ann", "a cat", 0, seq=1)])
+    root = os.fsencode(landing)
+    write_csv_export(Path(os.fsdecode(root + b"/caf\xe9 [123].csv")), [slash("bob", "a dog", 0, seq=2)])
+    os.mkdir(root + b"/d\xfcr")
+    write_csv_export(Path(os.fsdecode(root + b"/d\xfcr/x [124].csv")), [slash("cy", "a frog", 0, seq=3)])
+    member = (landing / "good [101].csv").read_bytes().replace(b"a cat", b"an owl")
+    write_zip_raw_names(landing / "dump.zip", {b"\xe0 la carte [125].csv": member})
+    write_zip_raw_names(landing / "bad.zip", {b"na\xefve [126].csv": member}, utf8_flag=True)  # a lying flag
+    explicit = root + b"/caf\xe9 [123].csv"  # also given on the command line, as bytes
+    out = run("ingest", str(landing), os.fsdecode(explicit), "--json", "--db", store_url)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert (report["files_ingested"], report["messages"]) == (4, 4)
+    assert [(q["path"], q["reason"].split(": ")[1]) for q in report["files_quarantined"]] == [
+        (f"{landing}/bad.zip", "corrupt or unreadable zip archive")]
+    assert "Traceback" not in out.stderr and "\\udc" not in out.stderr  # no surrogate printed as such
+    again = run("ingest", str(landing), "--json", "--db", store_url)
+    assert again.returncode == 0, again.stderr
+    report = json.loads(again.stdout)
+    assert (report["files_seen"], report["files_ingested"], report["files_skipped"]) == (5, 0, 4)

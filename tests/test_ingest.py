@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from promptmill.ingest import ingest_paths
 from promptmill.settings import Settings
 
+from tests.exports.zips import write_zip_raw_names
 from tests.helpers import EPOCH, Msg, slash, slash_content, write_csv_export, write_json_export
 
 SETTINGS = Settings()
@@ -309,3 +312,35 @@ def test_a_channel_row_is_completed_by_later_exports_and_never_erased(engine, tm
     assert rows[0][0] == "101" and rows[0][2] is None
     assert rows[1] == ("101", "dreambot-1", "1002292111942635562", "Stable Diffusion")
     assert rows[2] == rows[1]
+
+
+def test_names_that_are_not_utf8_are_ingested_stored_escaped_and_skipped_unchanged(engine, tmp_path, monkeypatch):
+    """A file (or folder, or zip member) named in another locale's bytes is ingested like any other, its name
+    stored with the bytes escaped; a re-run skips it by path, size and mtime, stat'ed by its real bytes."""
+    from promptmill.exports.sources import Source
+
+    landing = tmp_path / "in"
+    write_json_export(landing / CHANNEL, "101", [slash("ann", "a red fox", 0, seq=1)])
+    data = write_json_export(tmp_path / "x.json", "102", [slash("bob", "a blue owl", 0, seq=2)]).read_bytes()
+    root = os.fsencode(landing)
+    with open(root + b"/caf\xe9 [102].json", "wb") as handle:
+        handle.write(data)
+    os.mkdir(root + b"/d\xfcr!")  # (a "!" is not the archive member separator either)
+    write_csv_export(Path(os.fsdecode(root + b"/d\xfcr!/na\xefve [103].csv")), [slash("cy", "a green frog", 0, seq=3)])
+    write_zip_raw_names(landing / "dump.zip", {b"\xe0 la carte [104].json": data.replace(b'"102"', b'"104"')})
+    report = ingest_paths(engine, [landing], SETTINGS)
+    assert (report.files_ingested, report.files_quarantined, report.messages) == (4, [], 4)
+    with engine.connect() as conn:
+        stored = dict(conn.execute(sa.text("SELECT path, file_mtime_ns FROM source_files")).all())
+    expected = {f"{landing}/{CHANNEL}": landing / CHANNEL,
+                f"{landing}/caf\\xe9 [102].json": root + b"/caf\xe9 [102].json",
+                f"{landing}/d\\xfcr!/na\\xefve [103].csv": root + b"/d\xfcr!/na\xefve [103].csv",
+                f"{landing}/dump.zip!\\xe0 la carte [104].json": landing / "dump.zip"}
+    assert stored == {path: os.stat(real).st_mtime_ns for path, real in expected.items()}
+
+    def unread(source):
+        raise AssertionError(f"{source.display_path} read again")
+
+    monkeypatch.setattr(Source, "content_hash", unread)
+    again = ingest_paths(engine, [landing], SETTINGS)
+    assert (again.files_seen, again.files_skipped, again.files_quarantined) == (4, 4, [])

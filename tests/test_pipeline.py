@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from promptmill.pipeline import ingest_group, partition_of, plan_ingest
 from promptmill.settings import Settings
 
@@ -79,3 +81,17 @@ def test_a_backfill_is_stored_without_the_lookup_indexes_and_the_dedupe_task_bui
                       [slash("cid", "a late heron", 0, seq=1)])
     assert plan_ingest(Settings(database_url=pg_url, landing_dir=landing), run_date=None)
     assert missing_lookup_indexes(engine) == []
+
+
+def test_a_file_name_that_is_not_utf8_is_planned_by_its_real_name(store_url, tmp_path):
+    landing = tmp_path / "landing"
+    data = write_json_export(tmp_path / "x.json", "103", [slash("cy", "a green frog", 0, seq=3)]).read_bytes()
+    landing.mkdir()
+    real = os.fsdecode(os.fsencode(landing) + b"/caf\xe9 [103].json")
+    with open(real, "wb") as handle:
+        handle.write(data)
+    settings = Settings(database_url=store_url, landing_dir=landing)
+    assert plan_ingest(settings, run_date=None) == [[real]]
+    report = ingest_group(settings, [real])
+    assert report["files_ingested"] == 1
+    assert report["files_quarantined"] == [] and plan_ingest(settings, run_date=None) == []

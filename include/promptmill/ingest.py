@@ -122,9 +122,12 @@ def _path_key(path: str) -> str:
 
 
 def file_mtime_ns(source: Source) -> int | None:
-    """Modification time of the file on disk holding ``source`` (the archive for a zip member)."""
+    """Modification time of the file on disk holding ``source`` (the archive for a zip member).
+
+    Stat'ed by its real name: the display path escapes a name that is not UTF-8, and may hold a "!" of its own.
+    """
     try:
-        return os.stat(source.display_path.split("!", 1)[0]).st_mtime_ns
+        return os.stat(source.disk_path).st_mtime_ns
     except OSError:
         return None
 

@@ -59,7 +59,7 @@ def plan_ingest(settings: Settings, *, run_date: str | None = None, max_groups: 
         if isinstance(item, ExportError):
             pending.setdefault(item.source.split("!", 1)[0], 0)
             continue
-        top = item.display_path.split("!", 1)[0]
+        top = item.disk_path  # the real name: a display path escapes a name that is not UTF-8
         date = partition_of(Path(top), landing)
         if run_date and date and date != run_date:
             continue

@@ -1,14 +1,16 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import zipfile
+from pathlib import Path
 
 import pytest
 from promptmill.exports import ExportError, Source, discover, read_export
 from promptmill.exports.archives import ArchiveLimits
 
 from .dce import START, csv_bytes, dumps_dce, export_doc, iso_o, message_218
-from .zips import patch_sizes, write_symlink_zip, write_zip
+from .zips import patch_sizes, write_symlink_zip, write_zip, write_zip_raw_names
 
 JSON_A = dumps_dce(export_doc([message_218(i) for i in range(3)], channel_id="111"))
 JSON_B = dumps_dce(export_doc([message_218(i) for i in range(2)], channel_id="222"))
@@ -170,3 +172,38 @@ def test_member_damaged_after_listing_is_an_export_error(tmp_path):
         header, messages = read_export(source)
         list(messages)
     assert caught.value.source == source.display_path
+
+
+def test_member_names_that_are_not_utf8(tmp_path):
+    """A name without the UTF-8 flag is raw bytes of some code page (zipfile decodes it as cp437): shown as UTF-8
+    when it is (Linux zip, many tools), else with the bytes escaped like a file name; read by zipfile's name."""
+    archive = write_zip_raw_names(tmp_path / "d.zip", {
+        b"2024-01-31/caf\xe9 [1].json": JSON_A,  # latin-1
+        "b\u00fcro - n\u00e4me [222].csv".encode(): CSV_C,  # UTF-8 bytes, no flag
+    })
+    errors, sources = errors_and_sources(archive)
+    assert errors == []
+    assert [s.display_path for s in sources] == [f"{archive}!2024-01-31/caf\\xe9 [1].json",
+                                                 f"{archive}!b\u00fcro - n\u00e4me [222].csv"]
+    assert [(s.file_name, s.partition_date) for s in sources] == [("caf\\xe9 [1].json", "2024-01-31"),
+                                                                   ("b\u00fcro - n\u00e4me [222].csv", None)]
+    assert sources[0].content_hash() == hashlib.sha256(JSON_A).hexdigest()
+    header, messages = read_export(sources[1])
+    assert (header.channel_id, header.guild_name, len(list(messages))) == ("222", "b\u00fcro", 1)
+
+
+def test_member_name_flagged_utf8_but_not_utf8_refuses_the_archive_with_the_reason(tmp_path):
+    archive = write_zip_raw_names(tmp_path / "d.zip", {b"caf\xe9 [1].json": JSON_A}, utf8_flag=True)
+    errors, sources = errors_and_sources(archive)
+    assert sources == []
+    assert [(e.source, e.reason) for e in errors] == [(str(archive), (
+        "corrupt or unreadable zip archive: a member name is flagged as UTF-8 but is not valid UTF-8 "
+        "(byte 0xe9 at position 3 of b'caf\\xe9 [1].json')"))]
+
+
+def test_archive_whose_own_name_is_not_utf8(tmp_path):
+    path = os.fsdecode(os.fsencode(tmp_path) + b"/d\xfcmp.zip")
+    write_zip(Path(path), {"a [1].json": JSON_A})
+    errors, [source] = errors_and_sources(tmp_path)
+    assert errors == [] and source.display_path == f"{tmp_path}/d\\xfcmp.zip!a [1].json"
+    assert source.content_hash() == hashlib.sha256(JSON_A).hexdigest()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 
@@ -135,3 +136,29 @@ def test_bad_input_corpus_never_stops_the_run(tmp_path):
         error = errors[path]
         assert str(error) == f"{path}: {error.reason}"
         assert re.match(pattern, error.reason), (path, error.reason)
+
+
+def test_file_and_folder_names_that_are_not_utf8_are_shown_escaped_and_read_by_their_bytes(tmp_path):
+    """Names in another locale's bytes (os.fsdecode gives lone surrogates): displayed with the bytes escaped
+    (``caf\\xe9``), opened by the real bytes, never an error."""
+    root = os.fsencode(tmp_path)
+    with open(root + b"/caf\xe9 [123].json", "wb") as handle:
+        handle.write(GOOD_JSON)
+    os.mkdir(root + b"/d\xfcr")
+    with open(root + b"/d\xfcr/G - C - na\xefve [7].csv", "wb") as handle:
+        handle.write(GOOD_CSV)
+    os.symlink(root + b"/nowhere", root + b"/gon\xe9 [9].json")
+    errors, sources = split(discover([tmp_path]))
+    assert [(e.source, e.reason) for e in errors] == [(f"{tmp_path}/gon\\xe9 [9].json", "broken symbolic link")]
+    assert [s.display_path for s in sources] == [f"{tmp_path}/caf\\xe9 [123].json",
+                                                 f"{tmp_path}/d\\xfcr/G - C - na\\xefve [7].csv"]
+    for source in sources:
+        source.display_path.encode("utf-8")  # storable as text
+    json_source, csv_source = sources
+    assert json_source.content_hash() == hashlib.sha256(GOOD_JSON).hexdigest()
+    assert len(list(read_export(json_source)[1])) == 3
+    header, messages = read_export(csv_source)
+    assert (header.channel_id, header.channel_name, len(list(messages))) == ("7", "na\\xefve", 1)
+    # given explicitly, as the command line passes it (os.fsdecode of argv)
+    [explicit] = discover([os.fsdecode(root + b"/caf\xe9 [123].json")])
+    assert explicit.display_path == json_source.display_path and explicit.content_hash() == json_source.content_hash()

@@ -36,3 +36,24 @@ def patch_sizes(path: Path, *, compressed: int | None = None, uncompressed: int 
             struct.pack_into("<I", data, offset, field)
     path.write_bytes(bytes(data))
     return path
+
+
+def write_zip_raw_names(path: Path, members: dict[bytes, bytes], *, utf8_flag: bool = False) -> Path:
+    """A zip whose member names are the given raw bytes (not necessarily valid UTF-8), with the UTF-8 name flag
+    (general purpose bit 11) set or not, as another platform's zip tool writes them."""
+    placeholders = {f"member-{i:04d}-".ljust(len(name), "x")[: len(name)]: (name, data)
+                    for i, (name, data) in enumerate(members.items())}
+    assert all(len(p) == len(n) and len(p) > 11 for p, (n, _) in placeholders.items()), "names too short"
+    write_zip(path, {p: data for p, (_, data) in placeholders.items()})
+    raw = bytearray(path.read_bytes())
+    for signature, flags_at, name_length_at, name_at in ((b"PK\x03\x04", 6, 26, 30), (b"PK\x01\x02", 8, 28, 46)):
+        start = 0
+        while (start := raw.find(signature, start)) >= 0:
+            length = struct.unpack_from("<H", raw, start + name_length_at)[0]
+            placeholder = raw[start + name_at: start + name_at + length].decode("ascii")
+            raw[start + name_at: start + name_at + length] = placeholders[placeholder][0]
+            flags = struct.unpack_from("<H", raw, start + flags_at)[0]
+            struct.pack_into("<H", raw, start + flags_at, flags | 0x800 if utf8_flag else flags & ~0x800)
+            start += name_at + length
+    path.write_bytes(bytes(raw))
+    return path

@@ -5,6 +5,10 @@ names that would escape an extraction folder (absolute, ``..``) and symbolic lin
 extractor would. Zip bombs are refused from the central directory (declared size and ratio) and, because a
 header can lie, again while streaming: the bytes actually produced are counted against the same caps, and the
 ratio is taken against the compressed bytes actually read from the archive file.
+
+A member name without the UTF-8 flag is raw bytes of whatever code page the zip tool used (zipfile decodes it as
+cp437, the format's historical default): it is displayed as UTF-8 when its bytes are (what most tools that leave
+the flag unset write), else with the bytes escaped as ``\\xe9``, like a file name in another locale's bytes.
 """
 
 from __future__ import annotations
@@ -124,6 +128,9 @@ class _MemberStream(io.RawIOBase):
 
 
 def _describe(error: BaseException) -> str:
+    if isinstance(error, UnicodeDecodeError):  # zipfile decodes a name flagged as UTF-8 strictly
+        return (f"a member name is flagged as UTF-8 but is not valid UTF-8 (byte 0x{error.object[error.start]:02x} "
+                f"at position {error.start} of {bytes(error.object)!r})")
     if isinstance(error, EOFError):  # zipfile raises a bare EOFError when member data runs past the file end
         return "member data ends before the size its header declares (truncated or lying header)"
     if isinstance(error, OSError) and error.strerror:
@@ -143,13 +150,14 @@ def _open_archive(archive_path: str) -> tuple[zipfile.ZipFile, _CountingFile]:
 @dataclass(frozen=True, slots=True)
 class ArchiveMemberLocation:
     archive_path: str
-    member_name: str
+    member_name: str  # as zipfile decodes it
     header_offset: int  # tells apart members that share a name
     limits: ArchiveLimits
+    file_name: str  # the base name, as displayed (see _shown_member_name)
 
     @property
-    def file_name(self) -> str:
-        return self.member_name.replace("\\", "/").rsplit("/", 1)[-1]
+    def disk_path(self) -> str:
+        return self.archive_path
 
     def open(self, display_path: str) -> BinaryIO:
         try:
@@ -196,6 +204,17 @@ def _member_unsupported_reason(info: zipfile.ZipInfo) -> str | None:
     return None
 
 
+def _shown_member_name(info: zipfile.ZipInfo, name: str) -> str:
+    """The member's name (or a part of it) as displayed and stored (see the module docstring)."""
+    if name.isascii() or info.flag_bits & 0x800:
+        return name
+    try:
+        raw = name.encode("cp437")  # the bytes back (list_archive opens archives without a metadata_encoding)
+    except UnicodeEncodeError:
+        return name
+    return raw.decode("utf-8", "backslashreplace")
+
+
 def _is_skipped_folder(folder: str) -> bool:
     # Hidden folders, DCE media folders ("X [123].json_Files") and macOS resource-fork folders.
     return folder.startswith(".") or folder.endswith("_Files") or folder == "__MACOSX"
@@ -223,7 +242,7 @@ def list_archive(archive_path: str, display_path: str, outer_folders: list[str],
             is_export = extension in EXPORT_FORMATS
             if not is_export and not parts[-1].lower().endswith(NESTED_ARCHIVE_EXTENSIONS):
                 continue  # other files are ignored silently, as in folders
-            member_display = f"{display_path}!{info.filename}"
+            member_display = f"{display_path}!{_shown_member_name(info, info.filename)}"
             unsafe = _unsafe_member_reason(info, parts)
             if unsafe is not None:
                 yield ExportError(member_display, unsafe)
@@ -246,5 +265,6 @@ def list_archive(archive_path: str, display_path: str, outer_folders: list[str],
                 format=EXPORT_FORMATS[extension],
                 size=info.file_size,
                 partition_date=partition_date(outer_folders + parts[:-1]),
-                location=ArchiveMemberLocation(archive_path, info.filename, info.header_offset, limits),
+                location=ArchiveMemberLocation(archive_path, info.filename, info.header_offset, limits,
+                                               _shown_member_name(info, parts[-1])),
             )

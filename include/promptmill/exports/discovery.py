@@ -10,7 +10,7 @@ from promptmill.exports import archives
 from promptmill.exports.archives import EXPORT_FORMATS, ArchiveLimits, list_archive
 from promptmill.exports.errors import ExportError
 from promptmill.exports.naming import partition_date
-from promptmill.exports.sources import FileLocation, Source
+from promptmill.exports.sources import FileLocation, Source, shown
 
 _ARCHIVE_EXTENSION = ".zip"
 
@@ -28,6 +28,7 @@ def discover(
     to their .json/.csv members. A problem with a path or an archive member is YIELDED as an ExportError (never
     raised) so the run goes on. Inside folders, other extensions are ignored silently, and hidden files/folders
     and DCE ``*_Files`` media folders are skipped; a path given explicitly is always looked at.
+    Names that are not valid UTF-8 are read by their real bytes and displayed escaped (see ``sources.shown``).
     The zip-bomb caps default to the module-level values of ``archives`` (read at call time).
     """
     limits = ArchiveLimits(
@@ -51,17 +52,17 @@ class _Walker:
             info = os.stat(path)
         except FileNotFoundError:
             reason = "broken symbolic link" if os.path.islink(path) else "no such file or directory"
-            yield ExportError(path, reason)
+            yield ExportError(shown(path), reason)
             return
         except OSError as exc:
-            yield ExportError(path, f"cannot access: {exc.strerror or exc}")
+            yield ExportError(shown(path), f"cannot access: {exc.strerror or exc}")
             return
         if stat.S_ISDIR(info.st_mode):
             yield from self._folder(path, info)
             return
         extension = os.path.splitext(path)[1].lower()
         if extension not in EXPORT_FORMATS and extension != _ARCHIVE_EXTENSION:
-            yield ExportError(path, "not an export: expected a .json, .csv or .zip file or a folder")
+            yield ExportError(shown(path), "not an export: expected a .json, .csv or .zip file or a folder")
             return
         yield from self._file(path, info)
 
@@ -74,7 +75,7 @@ class _Walker:
             with os.scandir(folder) as scan:
                 entries = sorted(scan, key=lambda entry: entry.name)
         except OSError as exc:
-            yield ExportError(folder, f"cannot list folder: {exc.strerror or exc}")
+            yield ExportError(shown(folder), f"cannot list folder: {exc.strerror or exc}")
             return
         for entry in entries:
             if entry.name.startswith("."):
@@ -85,11 +86,11 @@ class _Walker:
                 entry_info = entry.stat()  # follows symbolic links
             except FileNotFoundError:
                 if wanted:
-                    yield ExportError(entry.path, "broken symbolic link")
+                    yield ExportError(shown(entry.path), "broken symbolic link")
                 continue
             except OSError as exc:
                 if wanted:
-                    yield ExportError(entry.path, f"cannot access: {exc.strerror or exc}")
+                    yield ExportError(shown(entry.path), f"cannot access: {exc.strerror or exc}")
                 continue
             if stat.S_ISDIR(entry_info.st_mode):
                 if not entry.name.endswith("_Files"):  # DCE media folder ("X [123].json_Files")
@@ -99,7 +100,7 @@ class _Walker:
 
     def _file(self, path: str, info: os.stat_result) -> Iterator[Source | ExportError]:
         if not stat.S_ISREG(info.st_mode):
-            yield ExportError(path, "not a regular file")
+            yield ExportError(shown(path), "not a regular file")
             return
         identity = (info.st_dev, info.st_ino)
         if identity in self._seen_files:
@@ -109,16 +110,16 @@ class _Walker:
         try:
             os.close(os.open(path, os.O_RDONLY))
         except OSError as exc:
-            yield ExportError(path, f"cannot open: {exc.strerror or exc}")
+            yield ExportError(shown(path), f"cannot open: {exc.strerror or exc}")
             return
         folders = _folders_of(path)
         extension = os.path.splitext(path)[1].lower()
         if extension == _ARCHIVE_EXTENSION:
             stem = os.path.splitext(os.path.basename(path))[0]
-            yield from list_archive(path, path, folders + [stem], self._limits)
+            yield from list_archive(path, shown(path), folders + [stem], self._limits)
             return
         yield Source(
-            display_path=path,
+            display_path=shown(path),
             format=EXPORT_FORMATS[extension],
             size=info.st_size,
             partition_date=partition_date(folders),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
@@ -12,11 +13,29 @@ from promptmill.exports.errors import ExportError
 _HASH_CHUNK = 1 << 20
 
 
+def shown(path: str) -> str:
+    """``path`` as it is displayed and stored: valid UTF-8 text whatever the name's bytes.
+
+    A file name in another locale's bytes (``caf\\xe9``) comes from os.fsdecode with its undecodable bytes as lone
+    surrogates, which no UTF-8 text (database, JSON, log) can hold: they are shown as ``\\xe9`` instead. The real
+    path (with the surrogates) is what opens the file.
+    """
+    if path.isascii():
+        return path
+    try:
+        return os.fsencode(path).decode(sys.getfilesystemencoding(), "backslashreplace")
+    except UnicodeEncodeError:  # surrogates that no bytes decode to (a str built by hand)
+        return path.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class Location(Protocol):
     """Where a source's bytes live; ``open`` returns a fresh binary stream or raises ExportError."""
 
     @property
     def file_name(self) -> str: ...
+
+    @property
+    def disk_path(self) -> str: ...
 
     def open(self, display_path: str) -> BinaryIO: ...
 
@@ -27,7 +46,11 @@ class FileLocation:
 
     @property
     def file_name(self) -> str:
-        return os.path.basename(self.path)
+        return shown(os.path.basename(self.path))
+
+    @property
+    def disk_path(self) -> str:
+        return self.path
 
     def open(self, display_path: str) -> BinaryIO:
         try:
@@ -50,8 +73,13 @@ class Source:
 
     @property
     def file_name(self) -> str:
-        """Base name of the file (of the member, for archive members)."""
+        """Base name of the file (of the member, for archive members), as displayed (see ``shown``)."""
         return self.location.file_name
+
+    @property
+    def disk_path(self) -> str:
+        """The file on disk holding the bytes (the archive, for a member): its real name, for os.stat."""
+        return self.location.disk_path
 
     def open(self) -> BinaryIO:
         """A fresh binary stream each call; raises ExportError when the bytes cannot be read."""
