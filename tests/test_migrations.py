@@ -105,3 +105,19 @@ def test_verdict_rows_get_the_raw_prompt_of_their_generation(store_url):
     with engine.connect() as conn:
         rows = conn.execute(sa.text("SELECT key, raw_prompt FROM message_verdicts ORDER BY key")).all()
     assert [tuple(r) for r in rows] == [("k1", "a cat"), ("k2", None)]
+
+
+def test_duplicate_publication_records_are_merged_and_versions_become_unique(store_url):
+    engine = create_engine_for(store_url)
+    migrate(engine, "0008_deferred_verdicts")
+    row = ("INSERT INTO publications (destination, version, content_sha256, train_rows, test_rows, created_at, "
+           "manifest) VALUES (:d, :v, 'c', 1, 1, '2026-01-01 00:00:00', '{}')")
+    with engine.begin() as conn:
+        for version in ("v0001-aaaaaaaaaaaa", "v0001-aaaaaaaaaaaa", "v0002-bbbbbbbbbbbb"):
+            conn.execute(sa.text(row), {"d": "file:///pub", "v": version})
+    migrate(engine)
+    with engine.connect() as conn:
+        kept = [tuple(r) for r in conn.execute(sa.text("SELECT id, version FROM publications ORDER BY id"))]
+    assert [version for _, version in kept] == ["v0001-aaaaaaaaaaaa", "v0002-bbbbbbbbbbbb"] and kept[0][0] == 1
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        conn.execute(sa.text(row), {"d": "file:///pub", "v": "v0002-bbbbbbbbbbbb"})

@@ -38,7 +38,7 @@ from sqlalchemy.engine import Connection, Engine
 from promptmill.progress import Progress
 from promptmill.settings import Settings
 from promptmill.store.bulk import insert_rows, iter_rows, member_of, timestamp_param, to_utc
-from promptmill.store.db import RETRYABLE_SQLSTATES, sqlite_file_lock, sqlstate
+from promptmill.store.db import RETRYABLE_SQLSTATES, sqlstate, store_lock
 from promptmill.store.lookup_indexes import missing_lookup_indexes
 
 log = logging.getLogger("promptmill.dedupe")
@@ -103,36 +103,9 @@ def similarity_function(metric: str) -> Callable[[str, str], float] | None:
 
 @contextlib.contextmanager
 def _dedupe_lock(conn: Connection):
-    """One dedupe at a time per store, held around (not inside) the dedupe transaction.
-
-    On PostgreSQL a session lock taken before the transaction begins: a REPEATABLE READ snapshot is taken by
-    the transaction's first statement, so a lock taken inside it would leave a waiting dedupe working on a
-    snapshot from before the previous dedupe committed. Polled with short statements rather than waited for in
-    one, which would hold a snapshot (and vacuum back) for as long as the other dedupe runs.
-    """
-    if conn.dialect.name != "postgresql":
-        with sqlite_file_lock(conn.engine, "dedupe"):
-            yield
-        return
-    try:
-        pause = 0.05
-        while True:
-            acquired = conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": _PG_DEDUPE_LOCK}).scalar()
-            conn.commit()
-            if acquired:
-                break
-            time.sleep(pause)
-            pause = min(pause * 2, 1.0)
+    """One dedupe at a time per store, held around (not inside) the dedupe transaction (see store_lock)."""
+    with store_lock(conn, _PG_DEDUPE_LOCK, "dedupe"):
         yield
-    finally:
-        # also when interrupted right after the lock was granted (unlocking a lock not held just says false)
-        try:
-            conn.rollback()
-            conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_DEDUPE_LOCK})
-            conn.commit()
-        except Exception:
-            # a broken connection has released its locks; never return one that might still hold it to the pool
-            conn.invalidate()
 
 
 def run_dedupe(

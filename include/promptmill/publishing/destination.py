@@ -13,8 +13,9 @@ A publication becomes visible only when complete, so a crash leaves the previous
   ``manifest.json`` last; a folder without a manifest is incomplete and ignored by readers. LATEST is a single
   object PUT, itself atomic.
 
-One publisher per destination at a time (the DAG's publish task is not mapped): a second publisher's leftovers
-cleanup could remove the first one's staging folder.
+One publisher per destination at a time: ``publish`` holds a store lock named by ``Destination.lock_name`` from
+reading LATEST to cleaning leftovers, so that version numbers stay unique and no publisher removes another's
+staging folder, whichever front door (DAG runs, the CLI) started them.
 """
 
 from __future__ import annotations
@@ -79,6 +80,14 @@ class Destination:
             raise PublishError(f"cannot open the publish destination {self.display_uri}: {exc}") from None
         self.root = root.rstrip("/") or "/"
         self.is_local = isinstance(self.fs, LocalFileSystem)
+
+    @property
+    def lock_name(self) -> str:
+        """One name per destination however it was spelled (relative path, file:// URL, symbolic link)."""
+        if self.is_local:
+            return "file://" + os.path.realpath(self.root)
+        protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+        return f"{protocol}://{self.root}"
 
     # --- paths --------------------------------------------------------------------------------------------------
 

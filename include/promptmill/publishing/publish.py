@@ -5,9 +5,10 @@ Airflow-free: the DAG's publish task and ``promptmill publish`` both call :func:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -19,6 +20,7 @@ from sqlalchemy.engine import Engine
 from promptmill.publishing import formats
 from promptmill.publishing.card import render_card
 from promptmill.publishing.destination import MANIFEST, Destination, version_name, version_sequence
+from promptmill.publishing.errors import PublishError
 from promptmill.publishing.manifest import FileInfo, build_manifest, content_sha256, dump_manifest, file_info
 from promptmill.publishing.rows import (
     PublishRow,
@@ -32,6 +34,7 @@ from promptmill.publishing.rows import (
 from promptmill.publishing.settings import PublishSettings
 from promptmill.publishing.split import TEST, TRAIN, assign_split, split_key_of
 from promptmill.publishing.tables import publications
+from promptmill.store.db import LockTimeout, lock_key, store_lock
 
 log = logging.getLogger("promptmill.publishing")
 
@@ -158,10 +161,32 @@ def publish(
             "which anyone with a list of names can reverse"
         )
         log.warning("publish: %s", warnings[-1])
+    destination = Destination(settings.out_uri, storage_options=storage_options)
+    with publish_lock(engine, destination, timeout_s=settings.lock_timeout_s):
+        return _publish_locked(engine, destination, settings, label_version, run_id, warnings, now)
+
+
+@contextlib.contextmanager
+def publish_lock(engine: Engine, destination: Destination, *, timeout_s: float | None) -> Generator[None]:
+    """Publishers to one destination take turns (see destination.py); PublishError after ``timeout_s``."""
+    name = destination.lock_name
+    purpose = "publish-" + format(lock_key(name) & 0xFFFF_FFFF_FFFF_FFFF, "016x")
+    with engine.connect() as conn, contextlib.ExitStack() as held:
+        try:
+            held.enter_context(store_lock(conn, lock_key("publish " + name), purpose, timeout_s=timeout_s))
+        except LockTimeout:
+            raise PublishError(
+                f"another publish to {destination.display_uri} has been running for over {timeout_s:g} s; "
+                "try again when it has finished (PROMPTMILL_PUBLISH_LOCK_TIMEOUT_S sets the wait)"
+            ) from None
+        yield
+
+
+def _publish_locked(engine: Engine, destination: Destination, settings: PublishSettings, label_version: str,
+                    run_id: str | None, warnings: list[str], now: dt.datetime | None) -> PublishResult:
     rowset = load_rows(
         engine, label_version, include_no_object=settings.include_no_object, username_salt=settings.username_salt
     )
-    destination = Destination(settings.out_uri, storage_options=storage_options)
     if not rowset.rows:
         log.warning("publish: no publishable row for label version %s; nothing written", label_version)
         return PublishResult(EMPTY, None, None, destination.display_uri, label_version, None,

@@ -33,6 +33,8 @@ class PublishSettings:
     label_version: str | None = None  # None -> the current version of the labeling settings
     # how many complete publications to keep at the destination (0 = keep all)
     retention: int = 10
+    # publishers to one destination take turns: how long one waits for another before it gives up (exit 1)
+    lock_timeout_s: float = 900.0
     # keys the username hash; empty -> unsalted SHA-256 (guessable from a list of names; a warning says so)
     username_salt: str = field(default="", repr=False)
 
@@ -45,6 +47,8 @@ class PublishSettings:
             raise ValueError(f"split_key must be one of {', '.join(SPLIT_KEYS)}, got {self.split_key!r}")
         if self.retention < 0:
             raise ValueError(f"retention must not be negative, got {self.retention}")
+        if self.lock_timeout_s < 0:
+            raise ValueError(f"lock_timeout_s must not be negative, got {self.lock_timeout_s}")
         if not str(self.out_uri).strip():
             raise ValueError("out_uri must not be empty")
 

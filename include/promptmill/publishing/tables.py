@@ -26,4 +26,5 @@ publications = sa.Table(
     sa.Column("created_at", TS, nullable=False),
     sa.Column("manifest", sa.Text, nullable=False),  # manifest.json as written
     sa.Index("ix_publications_destination", "destination", "created_at"),
+    sa.Index("uq_publications_destination_version", "destination", "version", unique=True),
 )

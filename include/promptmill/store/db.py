@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import threading
+import time
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -34,6 +36,10 @@ RETRYABLE_SQLSTATES = ("40001", "40P01")
 
 class StoreError(Exception):
     """The store cannot be reached or used. The message names the URL without its password."""
+
+
+class LockTimeout(StoreError):
+    """Another process held a store lock for longer than the caller was willing to wait."""
 
 
 def redact_url(url: str) -> str:
@@ -105,19 +111,84 @@ def _migration_lock(engine: Engine):
 
 
 @contextlib.contextmanager
-def sqlite_file_lock(engine: Engine, purpose: str):
-    """An exclusive lock beside a SQLite database file, across processes (no-op for in-memory databases)."""
+def sqlite_file_lock(engine: Engine, purpose: str, *, timeout_s: float | None = None):
+    """An exclusive lock beside a SQLite database file, across processes (no-op for in-memory databases).
+
+    Waits for ever, or raises LockTimeout after ``timeout_s``. The kernel releases it when its holder dies.
+    """
     database = engine.url.database
     if not database or database == ":memory:":
         yield
         return
     lock_path = Path(database).expanduser().with_name(f"{Path(database).name}.{purpose}.lock")
     with open(lock_path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        if timeout_s is None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        else:
+            _poll(lambda: _try_flock(handle), timeout_s, purpose)
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _try_flock(handle) -> bool:
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _poll(try_once, timeout_s: float | None, purpose: str) -> None:
+    """Call ``try_once`` with growing pauses until it returns True; LockTimeout after ``timeout_s`` (None: never)."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    pause = 0.05
+    while not try_once():
+        if deadline is not None and time.monotonic() >= deadline:
+            raise LockTimeout(f"the {purpose} lock is held by another process")
+        remaining = 1.0 if deadline is None else max(deadline - time.monotonic(), 0.01)
+        time.sleep(min(pause, remaining))
+        pause = min(pause * 2, 1.0)
+
+
+def lock_key(name: str) -> int:
+    """A PostgreSQL advisory lock key (signed 64-bit) for a lock known by name (e.g. one per destination)."""
+    return int.from_bytes(hashlib.sha256(name.encode("utf-8", "surrogateescape")).digest()[:8], "big", signed=True)
+
+
+@contextlib.contextmanager
+def store_lock(conn: sa.Connection, key: int, purpose: str, *, timeout_s: float | None = None):
+    """One holder at a time per store, across processes, held around (not inside) the holder's transactions.
+
+    On PostgreSQL a session advisory lock on ``conn``, taken before any transaction of the holder begins: a
+    REPEATABLE READ snapshot is taken by a transaction's first statement, so a lock taken inside it would leave a
+    waiter working on a snapshot from before the previous holder committed. Polled with short statements rather
+    than waited for in one, which would hold a snapshot (and vacuum back) while the other holder runs. On SQLite a
+    file lock named by ``purpose``. Either is released by the server or the kernel when its holder dies.
+    """
+    if conn.dialect.name != "postgresql":
+        with sqlite_file_lock(conn.engine, purpose, timeout_s=timeout_s):
+            yield
+        return
+
+    def try_once() -> bool:
+        acquired = conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+        conn.commit()
+        return bool(acquired)
+
+    try:
+        _poll(try_once, timeout_s, purpose)
+        yield
+    finally:
+        # also when interrupted right after the lock was granted (unlocking a lock not held just says false)
+        try:
+            conn.rollback()
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            conn.commit()
+        except Exception:
+            # a broken connection has released its locks; never return one that might still hold it to the pool
+            conn.invalidate()
 
 
 def alembic_config(conn: sa.Connection):
@@ -132,7 +203,7 @@ def alembic_config(conn: sa.Connection):
 
 # The newest migration (tests/test_migrations.py checks it against the scripts). A store already there needs no
 # alembic at all: importing and running it costs ~0.7 s on every command, most of a re-run over ingested files.
-HEAD_REVISION = "0008_deferred_verdicts"
+HEAD_REVISION = "0009_hostile_input"
 
 
 def is_at_head(engine: Engine) -> bool:

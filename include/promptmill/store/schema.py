@@ -31,6 +31,8 @@ source_files = sa.Table(
     sa.Column("elapsed_s", sa.Float),
     # Stored by a bulk load without the verdict rows of its new messages: the next dedupe writes them (whole store)
     sa.Column("verdicts_deferred", sa.Boolean, nullable=False, server_default=sa.false()),
+    # what was odd about an ingested file without refusing it, one line each (e.g. a channel id mismatch)
+    sa.Column("warnings", sa.Text),
     sa.Index("ix_source_files_path", "path"),
 )
 
