@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
@@ -269,3 +272,83 @@ def test_values_msgspec_refuses_are_read_as_before(tmp_path, layout, oddity):
     path = write_json(tmp_path / "e.json", messages, compact=layout == "compact")
     _, read = read_all(path)
     assert read == _general_conversion(batch_json)
+
+
+# --- Hostile documents (issue #15): bounded depth and bounded memory per message, on both paths -----------------
+
+_BOUNDED_READ = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
+from promptmill.exports import ExportError, discover, read_export
+[source] = discover([sys.argv[1]])
+try:
+    header, messages = read_export(source)
+    print("messages", sum(1 for _ in messages))
+except ExportError as exc:
+    print("error", exc.reason)
+print("rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10)
+"""
+
+
+def read_bounded(path, limit_bytes: int = 1536 << 20) -> tuple[str, int]:
+    """Read an export in a child process whose address space is capped (a blow-up fails there, not the machine);
+    returns (what it printed: "messages N" or "error <reason>", peak RSS in MB)."""
+    out = subprocess.run([sys.executable, "-c", _BOUNDED_READ.format(limit=limit_bytes), str(path)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result, rss = out.stdout.strip().splitlines()
+    return result, int(rss.split()[1])
+
+
+def hostile_export(path, layout: str, middle_message: dict, replace: dict[bytes, bytes] | None = None):
+    """A three-message export whose middle message is ``middle_message``; ``replace`` patches the bytes."""
+    data = dumps_dce(export_doc([message_247(0), middle_message, message_247(2)]), compact=layout == "compact")
+    for old, new in (replace or {}).items():
+        assert old in data
+        data = data.replace(old, new)
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_deep_nesting_is_refused_at_its_byte_with_bounded_memory(tmp_path, layout):
+    depth = 100_000  # 205 KB of brackets drove the ijson path to 21.9 GB
+    path = hostile_export(tmp_path / "deep [1].json", layout, {**message_247(1), "embeds": "NEST"},
+                          {b'"NEST"': b"[" * depth + b"]" * depth})
+    result, rss_mb = read_bounded(path)
+    first_bracket = path.read_bytes().index(b"[" * 100)
+    # the document, messages and the message are levels 1-3, so the first bracket is level 4 and the 1,025th
+    # level, the first one too deep, is 1,021 brackets further
+    assert result == f"error JSON nested deeper than 1024 levels at byte {first_bracket + 1025 - 4}"
+    assert rss_mb < 300
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_nesting_a_dce_message_could_have_is_read(tmp_path, layout):
+    path = hostile_export(tmp_path / "nested [1].json", layout, {**message_247(1), "embeds": "NEST"},
+                          {b'"NEST"': b"[" * 200 + b"]" * 200})
+    assert read_bounded(path)[0] == "messages 3"
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("where", ["content", "embeds"])
+def test_a_message_over_the_size_cap_is_refused_with_its_offset(tmp_path, layout, where):
+    huge = "x" * (9 << 20) if where == "content" else [{"title": "y" * 1000}] * 9000
+    middle = {**message_247(1), where: huge}
+    path = hostile_export(tmp_path / "huge [1].json", layout, middle)
+    result, rss_mb = read_bounded(path)
+    start = path.read_bytes().index(b'"id": "' + middle["id"].encode() if layout == "dce" else
+                                    b'"id":"' + middle["id"].encode())
+    match = re.fullmatch(r"error message #1 starting near byte (\d+) is larger than 8 MiB \(no DCE message is\)",
+                         result)
+    assert match, result
+    assert abs(int(match[1]) - start) < 1 << 20  # within one read of the message's first byte
+    assert rss_mb < 300
+
+
+def test_a_huge_value_before_the_messages_is_refused(tmp_path):
+    path = hostile_export(tmp_path / "head [1].json", "compact", message_247(1),
+                          {b'"dateRange":': b'"junk":"' + b"z" * (9 << 20) + b'","dateRange":'})
+    result, rss_mb = read_bounded(path)
+    assert re.fullmatch(r"error a value starting near byte \d+ is larger than 8 MiB \(no DCE message is\)", result)
+    assert rss_mb < 300

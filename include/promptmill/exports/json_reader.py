@@ -8,19 +8,24 @@ Two paths produce the same messages:
   the slice is then parsed by orjson, and a slice that parses as one JSON object *is* that object (a value that
   starts with ``{`` and ends with ``}`` is balanced only if the two match). This avoids building Python objects for
   every event and runs about 3x faster than ijson on this machine.
-* Slow path, for any other layout and for every anomaly of the fast one: ijson (the yajl2_c backend when
-  available) streams ``messages.item``. When the fast path meets something it cannot slice or parse, the file is
-  re-read on the slow path, which skips the messages already produced and either goes on or reports the exact
-  problem (a JSON syntax error is located to the byte by re-parsing the failing chunk one byte at a time).
+* Slow path, for any other layout and for every anomaly of the fast one: ijson's basic events (the yajl2_c
+  backend when available), one message built at a time. When the fast path meets something it cannot slice or
+  parse, the file is re-read on the slow path, which skips the messages already produced and either goes on or
+  reports the exact problem (a JSON syntax error or a nesting too deep is located to the byte by re-parsing the
+  failing chunk one byte at a time).
 
-Memory stays bounded on both paths: one read chunk plus one message at a time. ``messageCount`` follows the
-messages in the file, so ``ExportHeader.declared_count`` is filled in when the message iterator is exhausted
-(and checked against the number of messages read).
+Memory stays bounded on both paths, whatever the file holds: one read chunk plus one message at a time, a message
+(or any other top-level value) of at most ``_MAX_MESSAGE_BYTES``, and at most ``MAX_NESTING_DEPTH`` levels of
+nesting (orjson and msgspec stop at about that depth on their own; the slow path counts). A file over either
+bound is refused with the offset. ``messageCount`` follows the messages in the file, so
+``ExportHeader.declared_count`` is filled in when the message iterator is exhausted (and checked against the
+number of messages read).
 """
 
 from __future__ import annotations
 
 import ast
+import itertools
 import logging
 import re
 from collections.abc import Iterator
@@ -48,16 +53,16 @@ _HEADER_KEYS = ("guild", "channel", "dateRange", "exportedAt")
 _BOM = b"\xef\xbb\xbf"
 _READ_CHUNK = 512 << 10  # also the size of one orjson batch: bounds the objects alive at once
 _MAX_HEADER_BYTES = 4 << 20  # DCE headers are a few hundred bytes; beyond this the file is not DCE-shaped
-_MAX_MESSAGE_BYTES = 64 << 20  # one message (reaction users can make it large); beyond it, the slow path
+# One message (reaction users can make it large, a Discord message's text is at most 4,000 characters); beyond
+# this the fast path hands over to the slow one, which refuses the file.
+_MAX_MESSAGE_BYTES = 8 << 20
 _MAX_TRAILER_BYTES = 1 << 20  # what may follow the messages array ("messageCount": N })
-_TAIL_KEEP = 64 << 10
+# DCE messages nest a few levels (embeds, fields, reactions); orjson and msgspec refuse about a thousand.
+MAX_NESTING_DEPTH = 1024
 _DCE_MESSAGES_KEY = b'\n  "messages": ['
 _DCE_MESSAGE_END = b"\n    }"
 _WHITESPACE = re.compile(rb"[ \t\r\n]*")
 _OPEN_BRACE, _CLOSE_BRACKET, _COMMA = b"{],"
-_MESSAGE_COUNT_AT_END = re.compile(rb'"messageCount"\s*:\s*(\d+)\s*\}\s*$')
-# A prefix no DCE document contains: parsing with it validates syntax without building objects.
-_NO_MATCH_PREFIX = "\x00.\x00"
 
 
 class _SlowPathNeeded(Exception):
@@ -345,7 +350,7 @@ class _FastReader:
                     try:
                         # msgspec decodes only the fields read, about twice as fast as orjson building them all
                         converted = _messages_of_batch(batch_json, channel_id)
-                    except (msgspec.DecodeError, ValueError):
+                    except (msgspec.DecodeError, ValueError, RecursionError):  # (nested too deep for msgspec)
                         converted = self._convert_with_orjson(batch_json, count, channel_id, batch_offset)
                     self._pos = end
                     count += len(converted)
@@ -403,11 +408,13 @@ class _FastReader:
 
 
 class _CountingReader:
-    """File-like wrapper for ijson: skips a BOM, counts bytes, keeps the last bytes read (for messageCount).
+    """File-like wrapper for ijson: skips a BOM, counts bytes, and bounds the bytes one value may span.
 
-    Offsets are file offsets (a skipped BOM counts). With ``drip_from`` it hands out single bytes from that
-    offset on, so that a parser error is raised right after the byte that caused it (used only to locate an
-    error already seen, never on the normal path).
+    Offsets are file offsets (a skipped BOM counts). While ``value_start`` is set, a read that takes the value
+    past ``_MAX_MESSAGE_BYTES`` raises _ValueTooLarge before the parser can buffer more of it (one string can be
+    the whole file). With ``drip_from`` it hands out single bytes from that offset on, so that a parser error is
+    raised right after the byte that caused it (used only to locate an error already seen, never on the normal
+    path).
     """
 
     def __init__(self, stream: BinaryIO, drip_from: int | None = None) -> None:
@@ -416,11 +423,13 @@ class _CountingReader:
         self._pending, self.position = _split_bom(stream.read(len(_BOM)))
         self.last_chunk_start = self.position
         self.at_eof = False
-        self.tail = b""
+        self.value_start: int | None = None
 
     def read(self, size: int = -1) -> bytes:
         if size == 0:  # ijson probes the stream type with read(0)
             return self._stream.read(0)
+        if self.value_start is not None and self.position - self.value_start > _MAX_MESSAGE_BYTES:
+            raise _ValueTooLarge
         if size is None or size < 0:
             size = _READ_CHUNK
         if self._drip_from is not None:
@@ -432,9 +441,32 @@ class _CountingReader:
             self.at_eof = True
         self.last_chunk_start = self.position
         self.position += len(data)
-        if self._drip_from is None:
-            self.tail = (self.tail[-(_TAIL_KEEP - len(data)):] + data) if len(data) < _TAIL_KEEP else data[-_TAIL_KEEP:]
         return data
+
+
+class _TooDeep(Exception):
+    """Nesting beyond MAX_NESTING_DEPTH (located to the byte by a second, dripping parse)."""
+
+
+class _ValueTooLarge(Exception):
+    """One message (or top-level value) spans more than _MAX_MESSAGE_BYTES."""
+
+
+def _events(reader: _CountingReader) -> Iterator[tuple[str, object]]:
+    """ijson's basic events, with the nesting depth bounded.
+
+    Basic events carry no prefix: ijson's prefixed events repeat the path of every enclosing container, so a
+    deeply nested value made their memory grow with the square of its depth (tens of GB for a 200 KB file).
+    """
+    depth = 0
+    for event, value in _ijson.basic_parse(reader, use_float=True):
+        if event == "start_map" or event == "start_array":
+            depth += 1
+            if depth > MAX_NESTING_DEPTH:
+                raise _TooDeep
+        elif event == "end_map" or event == "end_array":
+            depth -= 1
+        yield event, value
 
 
 def _split_bom(head: bytes) -> tuple[bytes, int]:
@@ -442,8 +474,15 @@ def _split_bom(head: bytes) -> tuple[bytes, int]:
     return (b"", len(_BOM)) if head == _BOM else (head, 0)
 
 
-def _syntax_reason(source: Source, error: Exception, failed_chunk_start: int) -> str:
-    """A precise reason for an ijson error: the byte offset (found by a second, dripping parse) and yajl's text."""
+def _parse_error_reason(source: Source, error: Exception, reader: _CountingReader, what: str) -> str:
+    """A precise reason for a slow-path failure: the byte offset (found by a second, dripping parse) and why."""
+    if isinstance(error, _ValueTooLarge):
+        return (f"{what} starting near byte {reader.value_start} is larger than {_MAX_MESSAGE_BYTES >> 20} MiB "
+                "(no DCE message is)")
+    offset, at_eof, too_deep = _locate_error(source, reader.last_chunk_start)
+    if too_deep or isinstance(error, _TooDeep):
+        where = f"at byte {offset}" if offset is not None else f"after byte {reader.last_chunk_start}"
+        return f"JSON nested deeper than {MAX_NESTING_DEPTH} levels {where}"
     text = str(error)
     if text.startswith(("b'", 'b"')):  # the C backend sometimes hands over the bytes repr of the message
         try:
@@ -451,29 +490,34 @@ def _syntax_reason(source: Source, error: Exception, failed_chunk_start: int) ->
         except (ValueError, SyntaxError):
             pass
     message = (text.strip().splitlines() or ["invalid JSON"])[0]
-    offset, at_eof = _locate_syntax_error(source, failed_chunk_start)
     if at_eof:
         return f"truncated JSON: the document ends unexpectedly at byte {offset} ({message})"
     if offset is None:
-        return f"invalid JSON after byte {failed_chunk_start} ({message})"
+        return f"invalid JSON after byte {reader.last_chunk_start} ({message})"
     return f"invalid JSON at byte {offset} ({message})"
 
 
-def _locate_syntax_error(source: Source, failed_chunk_start: int) -> tuple[int | None, bool]:
+def _locate_error(source: Source, failed_chunk_start: int) -> tuple[int | None, bool, bool]:
+    """(offset of the failing byte, whether the document ended there, whether it was too deep)."""
     try:
         stream = source.open()
     except ExportError:
-        return None, False
+        return None, False, False
     with stream:
         reader = _CountingReader(stream, drip_from=failed_chunk_start)
         try:
-            for _ in _ijson.items(reader, _NO_MATCH_PREFIX):
+            for _ in _events(reader):
                 pass
+        except _TooDeep:
+            return reader.position - 1, False, True
         except JSONError:
-            return (reader.position, True) if reader.at_eof else (reader.position - 1, False)
+            return (reader.position, True, False) if reader.at_eof else (reader.position - 1, False, False)
         except (ExportError, OSError):
-            return None, False
-    return None, False
+            return None, False, False
+    return None, False, False
+
+
+_PARSE_ERRORS = (JSONError, _TooDeep, _ValueTooLarge)
 
 
 def _read_slow(source: Source) -> tuple[ExportHeader, Iterator[RawMessage]]:
@@ -481,84 +525,91 @@ def _read_slow(source: Source) -> tuple[ExportHeader, Iterator[RawMessage]]:
     with stream:
         reader = _CountingReader(stream)
         try:
-            doc = _scan_header(source, _ijson.parse(reader, use_float=True))
-        except JSONError as exc:
+            doc = _scan_header(source, reader, _events(reader))
+        except _PARSE_ERRORS as exc:
             if reader.position == 0:
                 raise ExportError(source.display_path, "empty file") from None
-            raise ExportError(source.display_path, _syntax_reason(source, exc, reader.last_chunk_start)) from None
+            raise ExportError(source.display_path, _parse_error_reason(source, exc, reader, "a value")) from None
         except OSError as exc:
             raise ExportError(source.display_path, f"read failed: {exc.strerror or exc}") from None
     header = _build_header(source, doc)
     return header, _slow_messages(source, header, skip=0)
 
 
-def _scan_header(source: Source, events: Iterator[tuple[str, str, object]]) -> dict:
+def _scan_header(source: Source, reader: _CountingReader, events: Iterator[tuple[str, object]]) -> dict:
     """The top-level keys before ``messages`` (only the header ones are built, others skipped)."""
     where = source.display_path
-    _, event, _ = next(events)
+    event, _ = next(events)
     if event != "start_map":
         kind = {"start_array": "an array"}.get(event, "a scalar")
         raise ExportError(where, f"not a DCE export: the top-level JSON value is {kind}, not an object")
     doc: dict = {}
-    for prefix, event, value in events:
-        if event == "end_map" and prefix == "":
+    for event, value in events:
+        if event == "end_map":
             raise ExportError(where, "not a DCE export: no top-level 'messages' array")
-        if event != "map_key":  # pragma: no cover - at depth 1 only keys and the closing brace occur
-            continue
         if value == "messages":
-            _, event, _ = next(events)
+            event, _ = next(events)
             if event != "start_array":
                 raise ExportError(where, "not a DCE export: 'messages' is not an array")
             return doc
+        reader.value_start = reader.position
+        built = _value(events)
+        reader.value_start = None
         if value in _HEADER_KEYS:
-            doc[value] = _build_value(events)
-        else:
-            _skip_value(events)
+            doc[value] = built
     raise ExportError(where, "truncated JSON: no 'messages' array")  # pragma: no cover - ijson raises first
 
 
-def _build_value(events: Iterator[tuple[str, str, object]]) -> object:
+def _value(events: Iterator[tuple[str, object]], first: tuple[str, object] | None = None) -> object:
+    """The next complete value of ``events``, or the one that starts with ``first`` (the caller bounds its size
+    and depth)."""
     builder = ObjectBuilder()
     depth = 0
-    for _, event, value in events:
+    for event, value in itertools.chain([first] if first else (), events):
         builder.event(event, value)
-        if event in ("start_map", "start_array"):
+        if event == "start_map" or event == "start_array":
             depth += 1
-        elif event in ("end_map", "end_array"):
+        elif event == "end_map" or event == "end_array":
             depth -= 1
         if depth == 0:
             return builder.value
-    return None  # pragma: no cover - ijson raises on a truncated document
-
-
-def _skip_value(events: Iterator[tuple[str, str, object]]) -> None:
-    depth = 0
-    for _, event, _ in events:
-        if event in ("start_map", "start_array"):
-            depth += 1
-        elif event in ("end_map", "end_array"):
-            depth -= 1
-        if depth == 0:
-            return
+    raise JSONError("incomplete JSON value")  # pragma: no cover - ijson raises on a truncated document
 
 
 def _slow_messages(source: Source, header: ExportHeader, skip: int) -> Iterator[RawMessage]:
-    """ijson over ``messages.item``; the first ``skip`` messages (already produced) are parsed but not yielded."""
+    """The messages of ``messages`` one at a time; the first ``skip`` (already produced) are parsed, not yielded."""
     stream = source.open()
     reader = _CountingReader(stream)
     count = 0
     channel_id = header.channel_id
+    what = "a value"
     try:
-        for doc in _ijson.items(reader, "messages.item", use_float=True):
+        events = _events(reader)
+        _scan_header(source, reader, events)
+        for event, value in events:
+            if event == "end_array":
+                break
+            what = f"message #{count}"
+            reader.value_start = reader.position
+            doc = value if event not in ("start_map", "start_array") else _value(events, (event, value))
+            reader.value_start = None
             if count >= skip:
                 yield _convert(source, doc, count, channel_id)
             count += 1
         if count < skip:  # the fast path cannot have read messages the document does not hold
             raise ExportError(source.display_path, "the file changed while it was being read")
-        match = _MESSAGE_COUNT_AT_END.search(reader.tail)
-        _check_count(source, header, int(match[1]) if match else None, count)
-    except JSONError as exc:
-        raise ExportError(source.display_path, _syntax_reason(source, exc, reader.last_chunk_start)) from None
+        declared = None
+        what = "a value after 'messages'"
+        for event, value in events:  # the rest of the document: messageCount, and the check that it is valid
+            if event == "map_key":
+                reader.value_start = reader.position
+                built = _value(events)
+                reader.value_start = None
+                if value == "messageCount":
+                    declared = built
+        _check_count(source, header, declared, count)
+    except _PARSE_ERRORS as exc:
+        raise ExportError(source.display_path, _parse_error_reason(source, exc, reader, what)) from None
     except OSError as exc:
         raise ExportError(source.display_path, f"read failed: {exc.strerror or exc}") from None
     finally:
