@@ -344,3 +344,128 @@ def test_names_that_are_not_utf8_are_ingested_stored_escaped_and_skipped_unchang
     monkeypatch.setattr(Source, "content_hash", unread)
     again = ingest_paths(engine, [landing], SETTINGS)
     assert (again.files_seen, again.files_skipped, again.files_quarantined) == (4, 4, [])
+
+
+def _process_state(pid: int) -> tuple[int, str, int] | None:
+    """(parent pid, state, start time) of a process, from /proc; None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return int(fields[1]), fields[0], int(fields[19])
+
+
+def _children(pid: int) -> dict[int, int]:
+    """{child pid: its start time} of a process (scanning /proc: works without CONFIG_PROC_CHILDREN)."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (state := _process_state(int(entry))) is not None and state[0] == pid:
+            found[int(entry)] = state[2]
+    return found
+
+
+def test_kill_9_of_the_ingest_kills_its_workers_and_a_rerun_completes_the_store(pg_url, tmp_path):
+    """Issue #15: the forked workers of a killed `promptmill ingest` went on committing files under PID 1, then
+    blocked forever holding their connections. They must die with their parent, leaving every file stored whole
+    or not at all."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from promptmill.synth import SynthConfig, write_exports
+
+    cfg = SynthConfig(messages=150_000, seed=5, channels=4, partition_size=500, formats=("csv",))
+    files = write_exports(tmp_path / "landing", cfg)
+    env = dict(os.environ, PROMPTMILL_INGEST_WORKERS="3")
+    command = [sys.executable, "-m", "promptmill.cli", "ingest", str(tmp_path / "landing"), "--json", "--db", pg_url]
+    probe = sa.create_engine(pg_url, poolclass=sa.pool.NullPool)
+    parent = subprocess.Popen([*command, "--no-dedupe"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    workers: dict[int, int] = {}
+    try:
+        deadline = time.monotonic() + 60
+        stored = 0
+        while len(workers) < 3 or not stored:  # the workers exist and have committed a file
+            assert parent.poll() is None, f"the ingest ended before it was killed: {parent.stderr.read()[-2000:]}"
+            assert time.monotonic() < deadline, f"no 3 workers storing files after 60 s: {workers}"
+            workers.update(_children(parent.pid))
+            try:
+                with probe.connect() as conn:
+                    stored = conn.execute(sa.text("SELECT count(*) FROM source_files")).scalar()
+            except sa.exc.ProgrammingError:  # not migrated yet
+                pass
+            time.sleep(0.05)
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.monotonic() + 5
+        alive = workers
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.05)
+            # (a zombie is dead: an init that does not reap, as in some containers, leaves it listed)
+            alive = {pid: started for pid, started in workers.items()
+                     if (state := _process_state(pid)) is not None and state[2] == started and state[1] != "Z"}
+        assert not alive, f"workers outlived their killed parent: {sorted(alive)}"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait(10)
+        for pid, started in workers.items():
+            if (state := _process_state(pid)) is not None and state[2] == started:
+                os.kill(pid, signal.SIGKILL)
+    with probe.connect() as conn:
+        stored_before = conn.execute(sa.text("SELECT count(*) FROM source_files")).scalar()
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    report = json.loads(rerun.stdout)
+    assert report["files_quarantined"] == [] and stored_before < len(files)
+    assert (report["files_seen"], report["files_ingested"]) == (len(files), len(files) - stored_before)
+    with probe.connect() as conn:
+        assert conn.execute(sa.text(
+            "SELECT count(*), sum(message_count) FROM source_files WHERE outcome = 'ingested'")).one() == (
+            len(files), cfg.messages)
+        assert conn.execute(sa.text("SELECT count(*) FROM messages")).scalar() == cfg.messages
+        assert conn.execute(sa.text("SELECT count(*) FROM message_verdicts WHERE status = 'pending'")).scalar() == 0
+    probe.dispose()
+
+
+def _report_death_arrangements(parent_pid: int, parent_main_thread: int, results) -> None:
+    """In a forked child: arrange to die with the parent, then report how (parent-death signal, polling thread)."""
+    import ctypes
+    import threading
+
+    from promptmill.ingest import die_with_parent
+
+    die_with_parent(parent_pid, parent_main_thread)
+    signal_number = ctypes.c_int(-1)
+    ctypes.CDLL(None).prctl(2, ctypes.byref(signal_number), 0, 0, 0)  # PR_GET_PDEATHSIG
+    results.put((signal_number.value, [t.name for t in threading.enumerate() if t.name == "watch-parent"]))
+
+
+@pytest.mark.parametrize("forked_from", ["main thread", "other thread", "dead parent"])
+def test_a_worker_dies_with_its_parent_by_signal_or_by_polling(forked_from):
+    """The parent-death signal fires when the forking *thread* ends: only a fork from the main thread may use it;
+    a fork from another thread polls the parent pid; a parent already gone (the race) ends the worker at once."""
+    import multiprocessing
+    import signal
+    import threading
+
+    context = multiprocessing.get_context("fork")
+    results = context.SimpleQueue()
+    parent_pid = os.getpid() + (1 if forked_from == "dead parent" else 0)
+    child = context.Process(target=_report_death_arrangements,
+                            args=(parent_pid, threading.main_thread().ident, results))
+    starter = threading.Thread(target=child.start)
+    if forked_from == "other thread":
+        starter.start()
+        starter.join()
+    else:
+        child.start()
+    child.join(30)
+    assert child.exitcode is not None, "the child never ended"
+    if forked_from == "dead parent":
+        assert child.exitcode == -signal.SIGKILL and results.empty()
+        return
+    assert child.exitcode == 0
+    expected = (signal.SIGKILL, []) if forked_from == "main thread" else (0, ["watch-parent"])
+    assert results.get() == expected

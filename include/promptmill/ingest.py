@@ -10,12 +10,16 @@ Dedupe (rules 12, 13, 34) runs afterwards over what changed; see dedupe.py.
 from __future__ import annotations
 
 import concurrent.futures
+import ctypes
 import gc
 import hashlib
 import itertools
 import logging
 import multiprocessing
 import os
+import signal
+import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -373,13 +377,50 @@ def ingest_paths(
 
 
 _worker_engine: Engine | None = None
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_PARENT_POLL_S = 0.5
 
 
-def _start_worker(url: str) -> None:
-    """In a forked worker: drop the parent's pooled connections (they are the parent's) and open its own engine."""
+def _set_parent_death_signal() -> bool:
+    """Ask Linux to SIGKILL this process when the thread that forked it ends; False where it cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(_PARENT_POLL_S)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def die_with_parent(parent_pid: int, parent_main_thread: int) -> None:
+    """In a forked worker: make it die with the process that forked it, even by kill -9 (which runs no cleanup).
+
+    Orphaned workers went on committing files and then blocked forever on the dead parent's pipe, holding their
+    connections. Linux's parent-death signal fires when the *thread* that forked ends, so it is used only when the
+    parent's main thread forked (a forked child runs on a copy of that thread: same ident), the one that lives as
+    long as the process; otherwise, and where prctl is unavailable, a daemon thread polls the parent pid. A parent
+    already gone when the signal is set (the race right after fork) ends the worker at once.
+    """
+    armed = threading.get_ident() == parent_main_thread and _set_parent_death_signal()
+    if os.getppid() != parent_pid:
+        os.kill(os.getpid(), signal.SIGKILL)
+    if not armed:
+        threading.Thread(target=_watch_parent, args=(parent_pid,), name="watch-parent", daemon=True).start()
+
+
+def _start_worker(url: str, parent_pid: int, parent_main_thread: int) -> None:
+    """In a forked worker: die with the parent, drop the parent's pooled connections (they are the parent's) and
+    open its own engine."""
     from promptmill.store import db
 
     global _worker_engine
+    die_with_parent(parent_pid, parent_main_thread)
     # A worker allocates a few objects per message and frees them a chunk later, so the cyclic collector ran every
     # 700 allocations and walked everything the worker inherited: frozen, it skips those, and runs 70x less often
     # (it still collects cycles). Measured on a 1M first load: ingest phase ~1 s shorter (noisy: 3 runs each).
@@ -415,7 +456,10 @@ def _ingest_in_workers(
     # fork: workers start at once with everything imported, and need no `__main__` guard in the caller's script.
     context = multiprocessing.get_context("fork")
     with concurrent.futures.ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_start_worker, initargs=(url,)
+        max_workers=workers,
+        mp_context=context,
+        initializer=_start_worker,
+        initargs=(url, os.getpid(), threading.main_thread().ident),
     ) as pool:
         queue = iter(todo)
         running: dict[concurrent.futures.Future, Source] = {}
