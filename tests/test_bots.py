@@ -293,3 +293,17 @@ def test_any_text_gives_a_consistent_generation(content, profile):
         assert generation.era is not None
         assert isinstance(generation.raw_prompt, str)
         assert content.split()[0] == "Dreamt"
+
+
+@pytest.mark.parametrize("profile", ["parity", "improved"])
+@pytest.mark.parametrize("template", [slash, text_era])
+def test_a_prompt_longer_than_a_bot_message_can_hold_is_rejected_as_too_long(profile, template):
+    from promptmill.bots import MAX_PROMPT_CHARS
+
+    at_cap = ("a cat on a red chair, " * 200)[:MAX_PROMPT_CHARS]
+    kept = extract(template(at_cap), profile=profile)
+    assert kept.reject is None and len(kept.raw_prompt) == MAX_PROMPT_CHARS
+    for prompt in (at_cap + "x", "a cat, " * 150_000):  # one character over, and a 1 MB message
+        too_long = extract(template(prompt), profile=profile)
+        assert (too_long.reject, too_long.raw_prompt, too_long.username) == ("too_long", None, "moonfox")
+        assert too_long.era == kept.era

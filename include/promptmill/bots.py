@@ -23,7 +23,8 @@ Profiles (see :data:`promptmill.cleaning.PROFILES`):
   the last character of a trailing WARNING line instead of the closing backtick).
 
 Rejection reasons: "empty", "not_a_generation", "in_progress", "nsfw", "nsfw_word",
-"multiple_commands", "no_user", "multiple_users" (slash era), "malformed_command" (text era).
+"multiple_commands", "no_user", "multiple_users" (slash era), "malformed_command" (text era), and in every era
+"too_long" (a prompt over MAX_PROMPT_CHARS; its message keeps its text).
 Rejected records still carry the NSFW flag (set whenever the era's NSFW notice is present), the era when
 the message is the bot's (None for "empty"/"not_a_generation") and, for "nsfw"/"nsfw_word", the username,
 raw prompt and args, so nothing is lost; only records with ``reject is None`` are usable generations.
@@ -83,6 +84,9 @@ _TEXT_VALUE_FLAGS = {
     "-A": ("sampler", str.lower),
     "--sampler": ("sampler", str.lower),
 }
+# The bot's reply, which holds the prompt, is a Discord message: at most 2,000 characters. A longer prompt did not
+# come from the bot (and would cost more to label than a thousand real ones), so no real prompt is ever refused.
+MAX_PROMPT_CHARS = 2_000
 _TEXT_GRID_FLAGS = frozenset({"-g", "--grid"})
 _TEXT_SWITCH_FLAGS = frozenset({"-i", "-t", "-p", "-a"})
 
@@ -91,8 +95,16 @@ def extract(content: str, *, profile: str = "parity") -> Generation:
     """Parse one message's content into a generation record (or a rejected one, with the reason).
 
     ``profile`` is "parity" (the notebook, exactly) or "improved" (see the module docstring); an unknown
-    profile raises ValueError. Any ``content`` string, however malformed, gives a record.
+    profile raises ValueError. Any ``content`` string, however malformed, gives a record. A prompt longer than
+    MAX_PROMPT_CHARS is rejected as ``too_long`` in every profile.
     """
+    generation = _extract(content, profile)
+    if generation.raw_prompt is not None and len(generation.raw_prompt) > MAX_PROMPT_CHARS:
+        return Generation(era=generation.era, username=generation.username, nsfw=generation.nsfw, reject="too_long")
+    return generation
+
+
+def _extract(content: str, profile: str) -> Generation:
     if profile not in PROFILES:
         check_profile(profile)
     if not isinstance(content, str) or not content:

@@ -235,3 +235,21 @@ def test_reasoning_tokens_are_billed_and_recorded(sqlite_engine, settings, clien
     label_pending(sqlite_engine, replace(settings, reasoning_effort="medium"), client_config)
     ledger = assert_ledger_equals_billing(sqlite_engine, fake, settings)
     assert all(r["reasoning_tokens"] > 0 for r in ledger)
+
+
+def test_a_prompt_over_the_cap_from_an_older_store_is_never_sent(engine, settings, client_config, fake):
+    """Ingest rejects prompts over bots.MAX_PROMPT_CHARS; one stored before that rule is neither pending, nor
+    estimated, nor sent (a 50 MB prompt was re-sent on every run and stopped the labeling of the others)."""
+    from promptmill.bots import MAX_PROMPT_CHARS
+    from promptmill.labeling.estimate import estimate
+
+    texts = make_prompts(30)
+    huge = "a castle on a hill, " * 100_000
+    ids = add_prompts(engine, texts[:15] + [huge, "x" * (MAX_PROMPT_CHARS + 1)] + texts[15:])
+    assert estimate(engine, settings)["pending"] == 30
+    summary = label_pending(engine, settings, client_config)
+    assert (summary.labeled, summary.failed) == (30, 0)
+    assert_labels_match(engine, ids[:15] + ids[17:], texts)
+    billed = fake.snapshot()["prompt_bills"]
+    assert huge not in billed and sum(billed.values()) == 30
+    assert label_status(engine, settings)["pending"] == 0

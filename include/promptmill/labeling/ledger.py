@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from promptmill.bots import MAX_PROMPT_CHARS
 from promptmill.labeling.contract import Instructions, label_version, load_instructions
 from promptmill.labeling.pricing import Usage
 from promptmill.labeling.settings import LabelSettings
@@ -74,7 +75,11 @@ def insert_ignore(conn: Connection, table: sa.Table, rows: Sequence[dict[str, An
 
 def pending_condition(version: str, run_key: str | None = None) -> sa.ColumnElement[bool]:
     """Kept prompts with no label of ``version`` that no live batch job of ``version`` holds; with ``run_key``, also
-    none that another run holds a live claim on (see label_claims)."""
+    none that another run holds a live claim on (see label_claims).
+
+    A prompt longer than bots.MAX_PROMPT_CHARS is never pending: ingest rejects such prompts (``too_long``), so
+    one can only be in a store ingested by an older version until ``promptmill reprocess``; this bounds what a
+    request can ever carry (pack size x the cap)."""
     labeled = sa.exists().where(labels.c.prompt_id == prompts.c.id, labels.c.version == version)
     in_batch = (
         sa.exists()
@@ -83,7 +88,8 @@ def pending_condition(version: str, run_key: str | None = None) -> sa.ColumnElem
         .where(label_batch_jobs.c.version == version)
         .where(label_batch_jobs.c.state.in_(ACTIVE_JOB_STATES))
     )
-    pending = sa.and_(prompts.c.kept.is_(True), ~labeled, ~in_batch)
+    not_too_long = sa.func.length(prompts.c.text) <= MAX_PROMPT_CHARS
+    pending = sa.and_(prompts.c.kept.is_(True), not_too_long, ~labeled, ~in_batch)
     if run_key is None:
         return pending
     claimed_by_another_run = (
