@@ -9,15 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.exports.zips import write_zip_raw_names
+from tests.exports.zips import write_many_member_zip, write_zip_raw_names
 from tests.helpers import slash, write_csv_export
 
 
-def run(*args, env_extra=None):
+def run(*args, env_extra=None, timeout=300):
     env = dict(os.environ)
     env.update(env_extra or {})
     return subprocess.run(
-        [sys.executable, "-m", "promptmill.cli", *args], capture_output=True, text=True, env=env, timeout=300
+        [sys.executable, "-m", "promptmill.cli", *args], capture_output=True, text=True, env=env, timeout=timeout
     )
 
 
@@ -92,3 +92,56 @@ def test_ingest_of_names_that_are_not_utf8_reports_them_escaped_and_a_rerun_skip
     assert again.returncode == 0, again.stderr
     report = json.loads(again.stdout)
     assert (report["files_seen"], report["files_ingested"], report["files_skipped"]) == (5, 0, 4)
+
+
+def test_ingest_of_a_zip_of_10000_members_is_linear(sqlite_url, tmp_path):
+    """Issue #15: each member re-read the archive's whole central directory (twice), so 10,000 tiny members
+    took ~20 minutes. Within 120 s now (~5 s measured), or the subprocess times out and the test fails."""
+    archive = write_many_member_zip(tmp_path / "many.zip", 10_000)
+    out = run("ingest", str(archive), "--json", "--no-dedupe", "-q", "--db", sqlite_url, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout)
+    assert (report["files_ingested"], report["messages"], report["files_quarantined"]) == (10_000, 10_000, [])
+
+
+def test_mistakes_with_paths_are_one_line_exit_1_and_create_nothing(tmp_path):
+    """A folder that does not exist is an error, never created (issue #15, 7)."""
+    store = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    cases = [
+        (("export-cleaned", str(tmp_path / "no" / "such" / "out.tsv"), "--db", store), "no such folder"),
+        (("status", "--db", f"sqlite:///{tmp_path / 'no' / 'such' / 'x.sqlite'}"), "does not exist"),
+        (("status", "--db", "sqlite://tmp/x.sqlite"), "invalid SQLite URL"),
+    ]
+    for args, reason in cases:
+        out = subprocess.run([sys.executable, "-m", "promptmill.cli", *args], capture_output=True, text=True,
+                             cwd=tmp_path, timeout=120)
+        assert out.returncode == 1, (args, out.stderr)
+        assert out.stderr.count("\n") == 1 and reason in out.stderr and "Traceback" not in out.stderr, out.stderr
+        assert out.stdout == ""
+    created = sorted(p.name for p in tmp_path.iterdir())
+    assert created == ["store.sqlite", "store.sqlite.migrate.lock"]  # no "no" folder, no stray "tmp" folder
+
+
+def test_export_cleaned_into_a_full_disk_leaves_nothing_behind(tmp_path):
+    landing = tmp_path / "landing"
+    write_csv_export(landing / "Stable Diffusion - Bots - dreambot-1 [101].csv",
+                     [slash("alice", f"a red fox number {i}", minutes=i * 90) for i in range(300)])
+    db = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    assert run("ingest", str(landing), "--db", db, "-q").returncode == 0
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    script = (f"mount -t tmpfs -o size=8k none {disk} && "
+              f"{sys.executable} -m promptmill.cli export-cleaned {disk}/out.tsv --db {db}; "
+              f"echo rc=$?; ls -A {disk}")
+    out = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.stdout.splitlines() == ["rc=1"], out  # nothing left in the folder, not even the temporary file
+    assert out.stderr.count("\n") == 1 and "No space left on device" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_exit_codes_are_documented_and_bad_values_are_usage_errors(tmp_path):
+    assert "exit codes: 0 success; 1 a runtime error" in run("--help").stdout
+    db = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    out = run("publish", "--db", db, "--test-ratio", "1.5")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "test_ratio" in out.stderr
+    out = run("status", "--db", db, env_extra={"PROMPTMILL_INGEST_WORKERS": "many"})
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "ingest_workers" in out.stderr

@@ -11,6 +11,10 @@ from pathlib import Path
 from promptmill.settings import SAMPLES_DIR, Settings
 from promptmill.store.db import StoreError, redact_url
 
+EXIT_CODES = ("exit codes: 0 success; 1 a runtime error (unreachable database or server, refused credentials, "
+              "a file that cannot be written, bad data); 2 a usage error (unknown command or option, a bad option or "
+              "PROMPTMILL_* value). Errors are one line on stderr.")
+
 
 class UsageError(Exception):
     """Bad command-line usage: exit code 2, one line."""
@@ -50,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="promptmill",
         description="Turn DiscordChatExporter dumps of Stable Diffusion bot channels into a labeled prompt dataset.",
+        epilog=EXIT_CODES,
         parents=[common],
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -123,9 +128,7 @@ def _settings(args) -> Settings:
 
 
 def _engine(settings: Settings):
-    from promptmill.store.db import connect
-
-    return connect(settings.effective_database_url)
+    return settings.connect_store()
 
 
 def _print_json(obj) -> None:
@@ -151,6 +154,8 @@ def cmd_ingest(args, settings: Settings) -> int:
         )
         for item in data["files_quarantined"]:
             print(f"  quarantined: {item['reason']}")
+        for item in data["warnings"]:
+            print(f"  warning: {item['path']}: {item['warning']}")
         print(f"messages: {data['messages']:,} ({data['generations']:,} generations)")
         print(f"kept: {data['kept']:,}")
         if data["rejected"]:
@@ -261,6 +266,10 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         settings = _settings(args)
+    except ValueError as exc:  # a bad option or PROMPTMILL_* value: how the command was called
+        print(f"promptmill: error: {exc}", file=sys.stderr)
+        return 2
+    try:
         handler = getattr(args, "handler", None)
         if handler is not None:  # extension commands (labeling, publishing) register their own handler
             return handler(args, _engine(settings), settings)
@@ -270,6 +279,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (StoreError, ValueError) as exc:
         print(f"promptmill: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a file or folder the command was to write or read (read-only, full disk, missing)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"promptmill: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("promptmill: interrupted", file=sys.stderr)

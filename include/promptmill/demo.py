@@ -21,12 +21,11 @@ def run_demo(settings: Settings, samples: Path) -> int:
     from promptmill.labeling.settings import LabelSettings
     from promptmill.publishing import PublishSettings, publish
     from promptmill.status import store_status
-    from promptmill.store.db import connect
 
     url = settings.effective_database_url
     print(f"promptmill demo: store {redact_url(url)}")
     print(f"1. ingesting the sample exports in {samples}")
-    engine = connect(url)
+    engine = settings.connect_store()
     report = ingest_paths(engine, [samples], settings)
     print(
         f"   files: {report.files_ingested} ingested, {report.files_skipped} already ingested, "

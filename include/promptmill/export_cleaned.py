@@ -8,6 +8,7 @@ pandas' ``DataFrame.to_csv(sep="\\t")`` writes, so downstream readers of the ori
 from __future__ import annotations
 
 import csv
+import errno
 import os
 from pathlib import Path
 
@@ -17,9 +18,23 @@ from sqlalchemy.engine import Engine
 
 
 def export_cleaned(engine: Engine, out_path: str | os.PathLike) -> int:
+    """Write the file (complete or not at all: written beside it, then renamed); returns the number of rows.
+
+    The folder must exist: a mistyped path is an error (FileNotFoundError), never new folders."""
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    if not out_path.parent.is_dir():
+        raise FileNotFoundError(errno.ENOENT, "no such folder", str(out_path.parent))
     tmp = out_path.with_name(out_path.name + ".tmp")
+    try:
+        rows = _write(engine, tmp)
+        os.replace(tmp, out_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return rows
+
+
+def _write(engine: Engine, tmp: Path) -> int:
     rows = 0
     # Ties on the date keep the notebook's order before its stable sort: (username, date) descending.
     collate = 'COLLATE "C"' if engine.dialect.name == "postgresql" else ""
@@ -38,5 +53,4 @@ def export_cleaned(engine: Engine, out_path: str | os.PathLike) -> int:
             urls = ",".join(orjson.loads(attachments)) if attachments else ""
             writer.writerow([rows, clean_text, urls, username or ""])
             rows += 1
-    os.replace(tmp, out_path)
     return rows

@@ -20,9 +20,7 @@ MAX_INGEST_GROUPS = 64
 
 
 def _engine(settings: Settings):
-    from promptmill.store.db import connect
-
-    return connect(settings.effective_database_url)
+    return settings.connect_store()
 
 
 def partition_of(path: Path, landing: Path) -> str | None:

@@ -71,6 +71,15 @@ class Settings:
             return self.database_url
         return f"sqlite:///{Path(self.data_dir) / 'promptmill.sqlite'}"
 
+    def connect_store(self):
+        """The store's engine, migrated. The default embedded store's folder is created; the folder of a SQLite
+        URL given explicitly must exist (a mistyped path is an error, not a new empty store)."""
+        from promptmill.store.db import connect
+
+        if not self.database_url:
+            Path(self.data_dir).mkdir(parents=True, exist_ok=True)
+        return connect(self.effective_database_url)
+
     def with_overrides(self, **overrides: Any) -> Settings:
         """Apply non-None overrides (CLI flags / DAG params), converting strings to the field types."""
         return env_settings.with_overrides(self, overrides, what="setting")

@@ -25,14 +25,12 @@ class LabelBatchOperator(BaseOperator):
         self.descriptor = descriptor
 
     def _resolve(self, context):
-        from promptmill.store.db import connect
-
         from promptmill_airflow import config
 
         params = context["params"]
         settings = config.settings(params)
         label_settings = config.label_settings(params, context["run_id"])
-        return connect(settings.effective_database_url), label_settings, config.client_config()
+        return settings.connect_store(), label_settings, config.client_config()
 
     def execute(self, context) -> dict[str, Any]:
         engine, label_settings, client_config = self._resolve(context)

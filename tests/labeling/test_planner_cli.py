@@ -74,5 +74,17 @@ def test_cli_label_and_estimate(sqlite_engine, fake, client_config, capsys, monk
     assert "labeled 10 prompts" in captured.out and "labeled 10/10" in captured.err
     monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong")
     add_prompts(sqlite_engine, ["a new prompt, 4k"])
-    assert run_cli(["label", "--base-url", fake.base_url], sqlite_engine) == 2
-    assert "refused the credentials" in capsys.readouterr().err
+    # exit codes: 1 for what went wrong at run time (refused credentials, an unreachable server), 2 for usage only
+    assert run_cli(["label", "--base-url", fake.base_url], sqlite_engine) == 1
+    err = capsys.readouterr().err
+    assert "refused the credentials" in err.splitlines()[-1] and "sk-wrong" not in err and "Traceback" not in err
+    monkeypatch.setenv("OPENAI_API_KEY", client_config.api_key)
+    monkeypatch.setenv("PROMPTMILL_LABEL_MAX_RETRIES", "1")
+    monkeypatch.setenv("PROMPTMILL_LABEL_BACKOFF_BASE_S", "0.01")
+    assert run_cli(["label", "--base-url", "http://127.0.0.1:9/v1"], sqlite_engine) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith("promptmill label: ") and "Traceback" not in err
+    assert run_cli(["label", "--pack-size", "0", "--base-url", fake.base_url], sqlite_engine) == 2
+    assert "pack_size" in capsys.readouterr().err
+    monkeypatch.setenv("PROMPTMILL_LABEL_CONCURRENCY", "many")
+    assert run_cli(["estimate"], sqlite_engine) == 2

@@ -62,6 +62,14 @@ def _print(args: argparse.Namespace, payload: dict[str, Any], human: str) -> Non
         print(human)
 
 
+def _fail(args: argparse.Namespace, command: str, error: Exception, code: int) -> int:
+    """One line on stderr (and the error as JSON with --json); ``code`` 2 for usage, 1 for everything else."""
+    if getattr(args, "json", False):
+        print(json.dumps({"error": str(error)}))
+    print(f"promptmill {command}: {error}", file=sys.stderr)
+    return code
+
+
 def handle_label(args: argparse.Namespace, engine: Engine, settings: object = None) -> int:
     from promptmill.labeling.client import ClientConfig
     from promptmill.labeling.contract import ContractError
@@ -72,6 +80,9 @@ def handle_label(args: argparse.Namespace, engine: Engine, settings: object = No
     try:
         settings = settings_from_args(args)
         client_config = ClientConfig.from_env(base_url=getattr(args, "base_url", None))
+    except ValueError as exc:  # a bad flag or PROMPTMILL_LABEL_* value: how the command was called
+        return _fail(args, "label", exc, 2)
+    try:
         if settings.mode == "batch":
             from promptmill.labeling.batch_mode import run_batch_mode
 
@@ -85,11 +96,8 @@ def handle_label(args: argparse.Namespace, engine: Engine, settings: object = No
                 print(p.line(), file=sys.stderr, flush=True)
 
         summary = label_pending(engine, settings, client_config, progress=progress)
-    except (LabelingError, ContractError, PriceError, ValueError) as exc:
-        if getattr(args, "json", False):
-            print(json.dumps({"error": str(exc)}))
-        print(f"promptmill label: {exc}", file=sys.stderr)
-        return 2
+    except (LabelingError, ContractError, PriceError, ValueError) as exc:  # the server, the files, the data
+        return _fail(args, "label", exc, 1)
     result = summary.as_dict()
     _print(
         args,
@@ -106,10 +114,13 @@ def handle_estimate(args: argparse.Namespace, engine: Engine, settings: object =
     from promptmill.labeling.pricing import PriceError
 
     try:
-        result = estimate(engine, settings_from_args(args))
+        settings = settings_from_args(args)
+    except ValueError as exc:
+        return _fail(args, "estimate", exc, 2)
+    try:
+        result = estimate(engine, settings)
     except (ContractError, PriceError, ValueError) as exc:
-        print(f"promptmill estimate: {exc}", file=sys.stderr)
-        return 2
+        return _fail(args, "estimate", exc, 1)
     _print(
         args,
         result,

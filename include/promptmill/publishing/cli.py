@@ -70,7 +70,11 @@ def describe(result: PublishResult) -> str:
 
 
 def handle_publish(args: argparse.Namespace, engine: Engine, settings: Any = None) -> int:
-    publish_settings = settings_from_args(args, data_dir=getattr(settings, "data_dir", None))
+    try:
+        publish_settings = settings_from_args(args, data_dir=getattr(settings, "data_dir", None))
+    except ValueError as exc:  # a bad option or PROMPTMILL_PUBLISH_* value: a usage error
+        print(f"promptmill: error: {exc}", file=sys.stderr)
+        return 2
     try:
         # Imported here: the writers (pandas, pyarrow) would add half a second to every other command.
         from promptmill.publishing.publish import publish

@@ -162,8 +162,11 @@ def publish(
         )
         log.warning("publish: %s", warnings[-1])
     destination = Destination(settings.out_uri, storage_options=storage_options)
-    with publish_lock(engine, destination, timeout_s=settings.lock_timeout_s):
-        return _publish_locked(engine, destination, settings, label_version, run_id, warnings, now)
+    try:
+        with publish_lock(engine, destination, timeout_s=settings.lock_timeout_s):
+            return _publish_locked(engine, destination, settings, label_version, run_id, warnings, now)
+    except OSError as exc:  # read-only, full, gone: the previous publication stays current (see destination.py)
+        raise PublishError(f"cannot publish to {destination.display_uri}: {exc.strerror or exc}") from exc
 
 
 @contextlib.contextmanager

@@ -65,8 +65,13 @@ def create_engine_for(url: str) -> Engine:
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         database = parsed.database
-        if database and database != ":memory:":
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        if parsed.host or parsed.port or parsed.username:
+            raise StoreError(f"invalid SQLite URL {redact_url(url)!r}: a SQLite URL names a file, not a host: "
+                             "sqlite:///relative/path.sqlite or sqlite:////absolute/path.sqlite")
+        if database and database != ":memory:" and not database.startswith("file:"):
+            folder = Path(database).expanduser().parent
+            if not folder.is_dir():
+                raise StoreError(f"cannot open the SQLite store {database}: the folder {folder} does not exist")
         engine = sa.create_engine(url, connect_args={"timeout": 60})
 
         @sa.event.listens_for(engine, "connect")
