@@ -469,3 +469,19 @@ def test_a_worker_dies_with_its_parent_by_signal_or_by_polling(forked_from):
     assert child.exitcode == 0
     expected = (signal.SIGKILL, []) if forked_from == "main thread" else (0, ["watch-parent"])
     assert results.get() == expected
+
+
+def test_a_channel_id_that_differs_from_the_file_name_is_a_recorded_warning(engine, tmp_path):
+    landing = tmp_path / "landing"
+    msgs = [slash("alice", "a lighthouse at dusk", minutes=0), slash("bob", "a fox in snow", minutes=1)]
+    write_json_export(landing / "Stable Diffusion - Bots - dreambot-1 [777].json", "555", msgs)
+    write_json_export(landing / "Stable Diffusion - Bots - dreambot-2 [888].json", "888",
+                      [slash("carol", "a castle in fog", minutes=2)])
+    report = ingest_paths(engine, [landing], Settings())
+    mismatched = str(landing / "Stable Diffusion - Bots - dreambot-1 [777].json")
+    expected = "the file name says channel 777 but the export's header says 555: stored under 555"
+    assert report.files_ingested == 2 and report.as_dict()["warnings"] == [{"path": mismatched, "warning": expected}]
+    with engine.connect() as conn:
+        rows = dict(conn.execute(sa.text("SELECT channel_id, warnings FROM source_files")).all())
+        stored_channels = {r[0] for r in conn.execute(sa.text("SELECT DISTINCT channel_id FROM messages"))}
+    assert rows == {"555": expected, "888": None} and stored_channels == {"555", "888"}

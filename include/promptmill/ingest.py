@@ -33,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 
 from promptmill.derive import PRE_REASON_INDEX, build_row
 from promptmill.exports import ExportError, Source, discover, read_export
+from promptmill.exports.naming import channel_id_mismatch
 from promptmill.progress import Progress
 from promptmill.settings import Settings
 from promptmill.store.bulk import KeyStoredConcurrently, MessageStager, member_of
@@ -51,6 +52,7 @@ class FileOutcome:
     messages: int = 0
     generations: int = 0
     file_id: int | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -59,6 +61,7 @@ class IngestReport:
     files_ingested: int = 0
     files_skipped: int = 0
     files_quarantined: list[dict] = field(default_factory=list)
+    warnings: list[dict] = field(default_factory=list)  # {path, warning}: ingested, but something was odd
     messages: int = 0
     generations: int = 0
     kept: int = 0
@@ -68,6 +71,7 @@ class IngestReport:
 
     def add(self, outcome: FileOutcome) -> None:
         self.files_seen += 1
+        self.warnings.extend({"path": outcome.path, "warning": warning} for warning in outcome.warnings)
         if outcome.outcome == "ingested":
             self.files_ingested += 1
             self.messages += outcome.messages
@@ -235,6 +239,7 @@ def _store_file(
             if known is not None:
                 raise _Refused(FileOutcome(source.display_path, "skipped", f"already {known} (same content hash)"))
             header, raw_messages = read_export(source)
+            warnings = [w for w in (channel_id_mismatch(source.file_name, header.channel_id),) if w is not None]
             if channels_selected and not (
                 header.channel_id in channels_selected or (header.channel_name or "") in channels_selected
             ):
@@ -258,6 +263,7 @@ def _store_file(
                     outcome="ingested",
                     ingested_at=_now(),
                     verdicts_deferred=defer_verdicts,
+                    warnings="\n".join(warnings) or None,
                 )
                 .returning(source_files.c.id)
             ).scalar_one()
@@ -283,7 +289,9 @@ def _store_file(
         if known_outcome(engine, content_hash) is not None:
             return FileOutcome(source.display_path, "skipped", "ingested concurrently by another worker")
         raise
-    return FileOutcome(source.display_path, "ingested", None, messages, generations, file_id)
+    for warning in warnings:
+        log.warning("%s: %s", source.display_path, warning)
+    return FileOutcome(source.display_path, "ingested", None, messages, generations, file_id, warnings)
 
 
 def _upsert_channel(conn, header) -> None:

@@ -72,6 +72,18 @@ def parse_export_file_name(file_name: str) -> ExportFileName | None:
     )
 
 
+def channel_id_mismatch(file_name: str, channel_id: str) -> str | None:
+    """A warning when a DCE file name's ``[<channelId>]`` names another channel than the export's header does.
+
+    The header wins (it is what DCE read from Discord; a name can be edited or copied), but a mismatch usually
+    means a renamed or mixed-up file, which the operator should hear about."""
+    name = parse_export_file_name(file_name)
+    if name is None or name.channel_id == channel_id:
+        return None
+    return (f"the file name says channel {name.channel_id} but the export's header says {channel_id}: "
+            f"stored under {channel_id}")
+
+
 def fallback_channel_id(file_name: str) -> str:
     """Channel id for an export whose name has no ``[<channelId>]`` token (renamed files, custom ``-o`` templates).
 
