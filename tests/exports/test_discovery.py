@@ -98,6 +98,10 @@ def build_corpus(folder):
                             r"line 3: invalid UTF-8 byte 0xe9 at byte offset \d+"),
         "date [12].csv": (GOOD_CSV + b'"1","a","someday","x","",""\n', r"line 3: unrecognised Date value 'someday'"),
         "corrupt.zip": (b"PK\x03\x04 definitely not a zip", r"corrupt or unreadable zip archive: File is not a zip file"),
+        "deep [17].json": (full.replace(b'"content":', b'"embeds": ' + b"[" * 100_000 + b"]" * 100_000 + b',"content":', 1),
+                           r"JSON nested deeper than 1024 levels at byte \d+"),
+        "huge [18].json": (full.replace(b'"content": "', b'"content": "' + b"x" * (9 << 20), 1),
+                           r"message #0 starting near byte \d+ is larger than 8 MiB"),
     }
     expected = {}
     for name, (data, reason) in files.items():
