@@ -36,10 +36,12 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+# Run as `python benchmarks/ingest.py`, Python puts benchmarks/ on sys.path, not the repository root: add the root
+# so that the test-data generator (tests/synth/) imports as `tests.synth`.
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from promptmill.synth import SynthConfig, write_exports  # noqa: E402
+from tests.synth import SynthConfig, write_exports  # noqa: E402
 
 PROMPTMILL = [sys.executable, "-m", "promptmill.cli"]
 

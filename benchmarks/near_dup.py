@@ -1,5 +1,5 @@
 """Near-duplicate metric benchmark: how often each metric/threshold merges a user's retry of a prompt (wanted)
-and two unrelated prompts (not wanted). Prompts come from promptmill.synth's vocabulary and its retry edits
+and two unrelated prompts (not wanted). Prompts come from tests.synth's vocabulary and its retry edits
 (the same text re-rolled, a modifier added or dropped, a style swapped, the scene changed).
 
 Usage: .venv/bin/python benchmarks/near_dup.py [--pairs 20000] [--seed 7]
@@ -12,10 +12,13 @@ import random
 import sys
 from pathlib import Path
 
+# Run as `python benchmarks/near_dup.py`, Python puts benchmarks/ on sys.path, not the repository root: add the
+# root so that the test-data generator (tests/synth/) imports as `tests.synth`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from promptmill.dedupe import similarity_function  # noqa: E402
-from promptmill.synth import _PromptWriter  # noqa: E402
+
+from tests.synth import PromptWriter  # noqa: E402
 
 METRICS = {"jaro": (0.6, 0.8, 0.9), "token_set": (0.6, 0.8, 0.9), "indel": (0.6, 0.75, 0.85)}
 
@@ -25,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
-    writer = _PromptWriter(random.Random(args.seed))
+    writer = PromptWriter(random.Random(args.seed))
     retries, unrelated = [], []
     for _ in range(args.pairs):
         base = writer.fresh()

@@ -374,7 +374,7 @@ def test_kill_9_of_the_ingest_kills_its_workers_and_a_rerun_completes_the_store(
     import sys
     import time
 
-    from promptmill.synth import SynthConfig, write_exports
+    from tests.synth import SynthConfig, write_exports
 
     cfg = SynthConfig(messages=150_000, seed=5, channels=4, partition_size=500, formats=("csv",))
     files = write_exports(tmp_path / "landing", cfg)

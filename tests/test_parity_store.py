@@ -15,9 +15,9 @@ import pytest
 from promptmill.export_cleaned import export_cleaned
 from promptmill.ingest import ingest_paths
 from promptmill.settings import Settings
-from promptmill.synth import SynthConfig, write_exports
 
 from tests.reference.notebook import clean_like_notebook
+from tests.synth import SynthConfig, write_exports
 
 
 def _notebook(paths) -> pd.DataFrame:

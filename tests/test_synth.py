@@ -1,4 +1,4 @@
-"""promptmill.synth: deterministic, DCE-shaped, streaming synthetic exports."""
+"""tests.synth: deterministic, DCE-shaped, streaming synthetic exports."""
 
 from __future__ import annotations
 
@@ -11,11 +11,14 @@ from datetime import datetime
 from itertools import islice
 from pathlib import Path
 
+import promptmill
 import pytest
-from promptmill import synth
-from promptmill.synth import SynthConfig, iter_messages, write_exports
 
-SAMPLES = Path(synth.__file__).parent / "samples" / "landing"
+from tests import synth
+from tests.synth import SynthConfig, iter_messages, write_exports
+from tests.synth.cli import main
+
+SAMPLES = Path(promptmill.__file__).parent / "samples" / "landing"
 DCE_TOP_KEYS = ["guild", "channel", "dateRange", "exportedAt", "messages", "messageCount"]
 DCE_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,7})?\+00:00$")
 ISO_O_DATE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{7}\+00:00$")
@@ -251,7 +254,7 @@ def test_bundled_samples_are_up_to_date(tmp_path):
     regenerated = _tree(tmp_path)
     assert committed.keys() == regenerated.keys()
     stale = [name for name in committed if committed[name] != regenerated[name]]
-    assert not stale, f"stale samples, run `python -m promptmill.synth --samples {SAMPLES}`: {stale}"
+    assert not stale, f"stale samples, run `python -m tests.synth --samples {SAMPLES}`: {stale}"
     assert sum(len(data) for data in committed.values()) < 2_000_000
 
 
@@ -270,8 +273,8 @@ def test_bundled_samples_cover_the_promised_layouts():
 
 
 def test_cli_writes_files(tmp_path, capsys):
-    assert synth.main([str(tmp_path), "--messages", "40", "--seed", "3", "--era", "mixed",
-                       "--formats", "json,csv"]) == 0
+    assert main([str(tmp_path), "--messages", "40", "--seed", "3", "--era", "mixed",
+                 "--formats", "json,csv"]) == 0
     assert len(list(tmp_path.iterdir())) == 4
     assert "messages/s" in capsys.readouterr().err
-    assert synth.main([str(tmp_path), "--messages", "40", "--era", "nope"][:3] + ["--junk-rate", "2"]) == 2
+    assert main([str(tmp_path), "--messages", "40", "--era", "nope"][:3] + ["--junk-rate", "2"]) == 2

@@ -10,8 +10,9 @@ from datetime import UTC, datetime, timedelta, timezone
 import orjson
 import pytest
 from promptmill.exports import ExportError, Source, discover, read_export
-from promptmill.exports.json_reader import _message, _messages_of_batch
-from promptmill.synth import SynthConfig, write_exports
+from promptmill.exports.json_reader import message_of_doc, messages_of_batch
+
+from tests.synth import SynthConfig, write_exports
 
 from .dce import BOT, CHANNEL_ID, GUILD_ID, USER, dumps_dce, export_doc, message_218, message_247, write_json
 
@@ -239,10 +240,10 @@ def test_message_missing_required_keys(tmp_path, layout, damage, reason):
     assert error.reason.startswith("message #1") and reason in error.reason, error.reason
 
 
-# --- the two conversions of the fast path: msgspec (fields read only) and orjson + _message (anything JSON allows)
+# --- the two conversions of the fast path: msgspec (fields read only) and orjson + message_of_doc (anything JSON allows)
 
 def _general_conversion(batch_json: bytes) -> list:
-    return [_message(doc, CHANNEL_ID) for doc in orjson.loads(batch_json)]
+    return [message_of_doc(doc, CHANNEL_ID) for doc in orjson.loads(batch_json)]
 
 
 def test_msgspec_conversion_equals_the_general_one_on_generated_exports(tmp_path):
@@ -250,7 +251,7 @@ def test_msgspec_conversion_equals_the_general_one_on_generated_exports(tmp_path
     checked = 0
     for path in paths:
         batch_json = orjson.dumps(orjson.loads(path.read_bytes())["messages"])
-        assert _messages_of_batch(batch_json, CHANNEL_ID) == _general_conversion(batch_json)
+        assert messages_of_batch(batch_json, CHANNEL_ID) == _general_conversion(batch_json)
         checked += 1
     assert checked == len(paths) >= 2
 
@@ -268,7 +269,7 @@ def test_values_msgspec_refuses_are_read_as_before(tmp_path, layout, oddity):
     oddity(messages[1])
     batch_json = orjson.dumps(messages)
     with pytest.raises((ValueError, TypeError)):  # msgspec.ValidationError is a ValueError
-        _messages_of_batch(batch_json, CHANNEL_ID)
+        messages_of_batch(batch_json, CHANNEL_ID)
     path = write_json(tmp_path / "e.json", messages, compact=layout == "compact")
     _, read = read_all(path)
     assert read == _general_conversion(batch_json)

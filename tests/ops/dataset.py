@@ -19,7 +19,8 @@ from promptmill.labeling.tables import label_requests, label_versions, labels
 from promptmill.publishing.tables import publications
 from promptmill.settings import Settings
 from promptmill.store.schema import prompts
-from promptmill.synth import SynthConfig, write_exports
+
+from tests.synth import SynthConfig, write_exports
 
 OLD_VERSION = "lv-2f81c0a9"
 CURRENT_VERSION = "lv-7d3e52b4"

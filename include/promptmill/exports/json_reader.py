@@ -135,7 +135,7 @@ def _full_name(name, discriminator) -> str:
     return name
 
 
-def _message(doc: dict, channel_id: str) -> RawMessage:
+def message_of_doc(doc: dict, channel_id: str) -> RawMessage:
     """One message object -> RawMessage. Raises KeyError/TypeError/ValueError/AttributeError on bad input;
     the caller turns that into a precise reason with _message_problem (kept off the hot path)."""
     key, content, author = doc["id"], doc["content"], doc["author"]
@@ -188,11 +188,11 @@ class _DceMessage(msgspec.Struct):
 _decode_dce_messages = msgspec.json.Decoder(list[_DceMessage]).decode
 
 
-def _messages_of_batch(batch_json: bytes, channel_id: str) -> list[RawMessage]:
-    """A JSON array of DCE message objects -> RawMessages, as _message would convert the same objects.
+def messages_of_batch(batch_json: bytes, channel_id: str) -> list[RawMessage]:
+    """A JSON array of DCE message objects -> RawMessages, as message_of_doc would convert the same objects.
 
     Raises msgspec.DecodeError (a subclass: ValidationError) or ValueError for anything unusual: a wrong type,
-    an unparsable timestamp, invalid JSON. The caller then converts the batch with orjson and _message, which
+    an unparsable timestamp, invalid JSON. The caller then converts the batch with orjson and message_of_doc, which
     accept what they accept and name the culprit of what they do not.
     """
     converted = []
@@ -219,7 +219,7 @@ def _messages_of_batch(batch_json: bytes, channel_id: str) -> list[RawMessage]:
 
 
 def _message_problem(doc: object, index: int) -> str:
-    """Why _message rejected ``doc`` (the index counts from 0 in file order)."""
+    """Why message_of_doc rejected ``doc`` (the index counts from 0 in file order)."""
     label = f"message #{index}"
     if not isinstance(doc, dict):
         return f"{label} is a JSON {type(doc).__name__}, not an object"
@@ -253,7 +253,7 @@ _MESSAGE_ERRORS = (KeyError, TypeError, ValueError, AttributeError)
 
 def _convert(source: Source, doc: object, index: int, channel_id: str, batch_offset: int | None = None) -> RawMessage:
     try:
-        return _message(doc, channel_id)  # type: ignore[arg-type]
+        return message_of_doc(doc, channel_id)  # type: ignore[arg-type]
     except _MESSAGE_ERRORS:
         where = f" (in the batch of messages starting at byte {batch_offset})" if batch_offset is not None else ""
         raise ExportError(source.display_path, _message_problem(doc, index) + where) from None
@@ -349,7 +349,7 @@ class _FastReader:
                     batch_offset = self._base + start
                     try:
                         # msgspec decodes only the fields read, about twice as fast as orjson building them all
-                        converted = _messages_of_batch(batch_json, channel_id)
+                        converted = messages_of_batch(batch_json, channel_id)
                     except (msgspec.DecodeError, ValueError, RecursionError):  # (nested too deep for msgspec)
                         converted = self._convert_with_orjson(batch_json, count, channel_id, batch_offset)
                     self._pos = end
@@ -383,7 +383,7 @@ class _FastReader:
         except orjson.JSONDecodeError:
             raise _SlowPathNeeded from None
         try:
-            return [_message(doc, channel_id) for doc in batch]
+            return [message_of_doc(doc, channel_id) for doc in batch]
         except _MESSAGE_ERRORS:
             for index, doc in enumerate(batch, start=count):  # find the culprit, off the hot path
                 _convert(self._source, doc, index, channel_id, batch_offset)
