@@ -191,35 +191,15 @@ def cmd_reprocess(args, settings: Settings) -> int:
     return 0
 
 
-def print_status(status: dict) -> None:
-    print(f"messages:        {status['messages']:,} in {status['channels']} channels")
-    print(f"generations:     {status['generations']:,}")
-    print(f"kept:            {status['kept']:,} ({status['unique_prompts']:,} unique prompts)")
-    print(f"near-duplicates: {status['near_duplicates']:,}")
-    if status["rejected"]:
-        width = max(len(k) for k in status["rejected"])
-        print("rejected:")
-        for reason, count in sorted(status["rejected"].items(), key=lambda kv: -kv[1]):
-            print(f"  {reason:<{width}}  {count:,}")
-    if status.get("pending_dedupe"):
-        print(f"pending dedupe:  {status['pending_dedupe']:,} (run `promptmill dedupe`)")
-    print(f"files:           {status['files_ingested']:,} ingested, {status['files_quarantined']:,} quarantined")
-    if "labeled" in status:
-        print(
-            f"labels:          {status['labeled']:,} labeled ({status['no_object']:,} _no_object), "
-            f"{status['pending']:,} pending, ${status['spend_usd']:.4f} spent"
-        )
-
-
 def cmd_status(args, settings: Settings) -> int:
-    from promptmill.status import store_status
+    from promptmill.status import format_status, store_status
 
     status = store_status(_engine(settings), settings)
     if args.json:
         _print_json(status)
     else:
         print(f"store: {redact_url(settings.effective_database_url)}")
-        print_status(status)
+        print(format_status(status))
     return 0
 
 

@@ -13,14 +13,13 @@ from promptmill.store.db import redact_url
 
 
 def run_demo(settings: Settings, samples: Path) -> int:
-    from promptmill.cli import print_status
     from promptmill.export_cleaned import export_cleaned
     from promptmill.ingest import ingest_paths
     from promptmill.labeling.client import ClientConfig
     from promptmill.labeling.estimate import estimate
     from promptmill.labeling.settings import LabelSettings
     from promptmill.publishing import PublishSettings, publish
-    from promptmill.status import store_status
+    from promptmill.status import format_status, store_status
 
     url = settings.effective_database_url
     print(f"promptmill demo: store {redact_url(url)}")
@@ -32,7 +31,7 @@ def run_demo(settings: Settings, samples: Path) -> int:
         f"{len(report.files_quarantined)} quarantined; {report.messages:,} messages read"
     )
     print()
-    print_status(store_status(engine, settings))
+    print(format_status(store_status(engine, settings)))
     out = Path(settings.data_dir) / "cleaned_discord_prompts.tsv"
     rows = export_cleaned(engine, out)
     print(f"\n   cleaned prompts in the original notebook's format: {out} ({rows:,} rows)")

@@ -1,4 +1,4 @@
-"""Store-wide counts for `promptmill status` and the dataset page."""
+"""Store-wide counts for `promptmill status`, `promptmill demo` and the dataset page, and their text form."""
 
 from __future__ import annotations
 
@@ -45,3 +45,27 @@ def store_status(engine: Engine, settings: Settings | None = None) -> dict:
 
     status.update(label_status(engine, LabelSettings.from_env()))
     return status
+
+
+def format_status(status: dict) -> str:
+    """The counts of ``store_status`` as the lines `promptmill status` prints (no trailing newline)."""
+    lines = [
+        f"messages:        {status['messages']:,} in {status['channels']} channels",
+        f"generations:     {status['generations']:,}",
+        f"kept:            {status['kept']:,} ({status['unique_prompts']:,} unique prompts)",
+        f"near-duplicates: {status['near_duplicates']:,}",
+    ]
+    if status["rejected"]:
+        width = max(len(k) for k in status["rejected"])
+        lines.append("rejected:")
+        for reason, count in sorted(status["rejected"].items(), key=lambda kv: -kv[1]):
+            lines.append(f"  {reason:<{width}}  {count:,}")
+    if status.get("pending_dedupe"):
+        lines.append(f"pending dedupe:  {status['pending_dedupe']:,} (run `promptmill dedupe`)")
+    lines.append(f"files:           {status['files_ingested']:,} ingested, {status['files_quarantined']:,} quarantined")
+    if "labeled" in status:
+        lines.append(
+            f"labels:          {status['labeled']:,} labeled ({status['no_object']:,} _no_object), "
+            f"{status['pending']:,} pending, ${status['spend_usd']:.4f} spent"
+        )
+    return "\n".join(lines)
