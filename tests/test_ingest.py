@@ -485,3 +485,17 @@ def test_a_channel_id_that_differs_from_the_file_name_is_a_recorded_warning(engi
         rows = dict(conn.execute(sa.text("SELECT channel_id, warnings FROM source_files")).all())
         stored_channels = {r[0] for r in conn.execute(sa.text("SELECT DISTINCT channel_id FROM messages"))}
     assert rows == {"555": expected, "888": None} and stored_channels == {"555", "888"}
+
+
+def test_a_run_leaves_no_archive_open(engine, tmp_path):
+    """Members are read through an archive kept open between them (issue #15: re-opening it for each member made
+    a many-member zip quadratic); the run closes it at its end."""
+    inner = write_json_export(tmp_path / "tmp" / CHANNEL, "101", [slash("ann", "a red fox", 0, seq=1)])
+    (tmp_path / "in").mkdir()
+    with zipfile.ZipFile(tmp_path / "in" / "dump.zip", "w") as zf:
+        zf.write(inner, "a/" + inner.name)
+        zf.write(inner, "b/" + inner.name.replace("[101]", "[101] [part 2]"))
+    report = ingest_paths(engine, [tmp_path / "in"], Settings(ingest_workers=1))
+    assert (report.files_ingested, report.files_skipped) == (1, 1)  # (the same content twice)
+    open_files = {os.path.realpath(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")}
+    assert str(tmp_path / "in" / "dump.zip") not in open_files

@@ -33,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 
 from promptmill.derive import PRE_REASON_INDEX, build_row
 from promptmill.exports import ExportError, Source, discover, read_export
+from promptmill.exports.archives import close_archives
 from promptmill.exports.naming import channel_id_mismatch
 from promptmill.progress import Progress
 from promptmill.settings import Settings
@@ -457,8 +458,11 @@ def _ingest_in_workers(
     workers = min(settings.ingest_workers, len(todo))
     args = (settings.cleaning_profile, settings.channels, defer_verdicts)
     if workers <= 1:
-        for source in todo:
-            yield ingest_source(engine, source, *args), source.size
+        try:
+            for source in todo:
+                yield ingest_source(engine, source, *args), source.size
+        finally:
+            close_archives()  # kept open while their members were read (a worker's close as it exits)
         return
     url = engine.url.render_as_string(hide_password=False)
     # fork: workers start at once with everything imported, and need no `__main__` guard in the caller's script.

@@ -42,6 +42,7 @@ def plan_ingest(settings: Settings, *, run_date: str | None = None, max_groups: 
     partition (plus unpartitioned files); a run without a date (manual) takes every partition.
     """
     from promptmill.exports import ExportError
+    from promptmill.exports.archives import close_archives
     from promptmill.ingest import file_mtime_ns, iter_sources, known_outcome, unchanged_files
     from promptmill.store.lookup_indexes import drop_lookup_indexes, is_bulk_load
 
@@ -70,6 +71,7 @@ def plan_ingest(settings: Settings, *, run_date: str | None = None, max_groups: 
             continue
         if known_outcome(engine, content_hash) is None:
             pending[top] = pending.get(top, 0) + item.size
+    close_archives()
     if not pending:
         return []
     groups_n = min(len(pending), max_groups)

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import zipfile
 from pathlib import Path
 
 import pytest
-from promptmill.exports import ExportError, Source, discover, read_export
+from promptmill.exports import ExportError, Source, archives, discover, read_export
 from promptmill.exports.archives import ArchiveLimits
 
 from .dce import START, csv_bytes, dumps_dce, export_doc, iso_o, message_218
@@ -207,3 +208,95 @@ def test_archive_whose_own_name_is_not_utf8(tmp_path):
     errors, [source] = errors_and_sources(tmp_path)
     assert errors == [] and source.display_path == f"{tmp_path}/d\\xfcmp.zip!a [1].json"
     assert source.content_hash() == hashlib.sha256(JSON_A).hexdigest()
+
+
+def _read_interleaved(streams: dict[str, object], chunk: int = 256 * 1024) -> dict[str, bytes | ExportError]:
+    """Read the streams a chunk each in turn until each ends (or fails); what each gave, or its error."""
+    data: dict[str, bytes | ExportError] = {name: b"" for name in streams}
+    active = dict(streams)
+    while active:
+        for name, stream in list(active.items()):
+            try:
+                piece = stream.read(chunk)
+            except ExportError as exc:
+                data[name] = exc
+                piece = b""
+            if not piece:
+                stream.close()
+                del active[name]
+            else:
+                data[name] += piece
+    return data
+
+
+def test_members_of_one_archive_read_interleaved_give_their_own_bytes_and_bombs_are_still_refused(tmp_path):
+    """Members of one archive share its opened central directory: reading two at once gives each its own bytes,
+    and the compressed bytes one member reads never count for another (which would let a bomb through): a member
+    whose first 4 MB of zeros come from a few KB is refused while streaming, although its header declares 5:1."""
+    noise = random.Random(15).randbytes
+    bomb, big, small = b"\0" * (4 << 20) + noise(1 << 20), noise(3 << 20), JSON_A * 50
+    archive = write_zip(tmp_path / "d.zip", {"bomb [1].json": bomb, "big [2].json": big, "small [3].json": small})
+    errors, sources = errors_and_sources(archive, max_ratio=10)
+    assert errors == [] and [s.file_name for s in sources] == ["big [2].json", "bomb [1].json", "small [3].json"]
+    got = _read_interleaved({s.file_name: s.open() for s in sources})
+    assert got["big [2].json"] == big and got["small [3].json"] == small
+    refused = got["bomb [1].json"]
+    assert isinstance(refused, ExportError) and refused.source == f"{archive}!bomb [1].json"
+    assert refused.reason.startswith("zip bomb protection: member expanded") and "over the 10:1 cap" in refused.reason
+    # alone, the same
+    assert _read_interleaved({"bomb": sources[1].open()})["bomb"].reason == refused.reason
+    assert sources[0].content_hash() == hashlib.sha256(big).hexdigest()
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_archives_are_not_kept_open_without_bound(tmp_path):
+    sources = []
+    for i in range(40):
+        archive = write_zip(tmp_path / f"d{i}.zip", {f"a [{i}].json": JSON_A, f"b [{i}].json": JSON_B})
+        sources += errors_and_sources(archive)[1]
+    before = _open_fds()
+    for source in sources:
+        with source.open() as first, source.open() as second:
+            assert first.read() == second.read() == (JSON_A if source.file_name.startswith("a") else JSON_B)
+    assert _open_fds() - before <= 8
+
+
+def test_an_archive_rewritten_since_it_was_opened_is_opened_again(tmp_path):
+    archive = write_zip(tmp_path / "d.zip", {"a [1].json": JSON_A})
+    [source] = errors_and_sources(archive)[1]
+    assert source.content_hash() == hashlib.sha256(JSON_A).hexdigest()
+    write_zip(archive, {"a [1].json": JSON_B})  # rewritten in place: the member moved and changed
+    [source] = errors_and_sources(archive)[1]
+    assert source.content_hash() == hashlib.sha256(JSON_B).hexdigest()
+
+
+def _hash_in_child(source, parents, results) -> None:
+    from promptmill.exports import archives
+
+    digest = source.content_hash()
+    results.put((digest, parents.file.closed, archives._cache.entries[source.location.archive_path] is not parents))
+
+
+def test_a_forked_child_does_not_share_the_parents_opened_archive(tmp_path):
+    """A child forked while the parent holds an archive open must not read through the parent's file offset."""
+    import multiprocessing
+
+    big = random.Random(4).randbytes(2 << 20)
+    archive = write_zip(tmp_path / "d.zip", {"a [1].json": big, "b [2].json": JSON_B})
+    first, second = errors_and_sources(archive)[1]
+    context = multiprocessing.get_context("fork")
+    results = context.SimpleQueue()
+    with first.open() as parent_stream:  # the parent's archive is open (and its offset mid-member) at the fork
+        head = parent_stream.read(1 << 20)
+        parents = archives._cache.entries[str(archive)]
+        child = context.Process(target=_hash_in_child, args=(first, parents, results))
+        child.start()
+        rest = parent_stream.read()
+        child.join(60)
+    # the child closed its copy of the parent's file and read through its own
+    assert child.exitcode == 0 and results.get() == (hashlib.sha256(big).hexdigest(), True, True)
+    assert not parents.file.closed
+    assert head + rest == big and second.content_hash() == hashlib.sha256(JSON_B).hexdigest()

@@ -57,3 +57,19 @@ def write_zip_raw_names(path: Path, members: dict[bytes, bytes], *, utf8_flag: b
             start += name_at + length
     path.write_bytes(bytes(raw))
     return path
+
+
+def write_many_member_zip(path: Path, members: int) -> Path:
+    """A zip of ``members`` tiny, valid and distinct CSV exports (one message each) of one channel, as DCE
+    partitions a channel export (``[part N]``)."""
+    header = b"AuthorID,Author,Date,Content,Attachments,Reactions\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for i in range(members):
+            day, second = divmod(i, 86_400)
+            row = (f'"1034481460838531074","DreamBot#0357","2022-11-{1 + day:02d}T{second // 3600:02d}:'
+                   f'{second // 60 % 60:02d}:{second % 60:02d}.0000000+00:00","Dreamt in `4.2s` for @ann... '
+                   f'`/dream prompt:a fox number {i} seed:{i}`","https://cdn.discordapp.com/attachments/1/{i}/a.png",""\n')
+            archive.writestr(f"exports/Stable Diffusion - Bots - dreambot-1 [101] [part {i + 1}].csv",
+                             header + row.encode())
+    return path
