@@ -75,7 +75,8 @@ def handle_label(args: argparse.Namespace, engine: Engine, settings: object = No
     from promptmill.labeling.contract import ContractError
     from promptmill.labeling.errors import LabelingError
     from promptmill.labeling.pricing import PriceError
-    from promptmill.labeling.runner import Progress, label_pending
+    from promptmill.labeling.runner import label_pending
+    from promptmill.progress import Progress
 
     try:
         settings = settings_from_args(args)

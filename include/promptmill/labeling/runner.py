@@ -38,6 +38,7 @@ from promptmill.labeling.ledger import (
 from promptmill.labeling.pricing import PriceTable, Usage, load_prices
 from promptmill.labeling.settings import LabelSettings
 from promptmill.labeling.tokens import chat_prompt_tokens
+from promptmill.progress import Progress
 
 log = logging.getLogger("promptmill.labeling")
 
@@ -90,31 +91,7 @@ class LabelSummary:
         return data
 
 
-@dataclass(frozen=True, slots=True)
-class Progress:
-    done: int
-    total: int
-    elapsed_s: float
-    spend_usd: float
-
-    @property
-    def rate(self) -> float:
-        return self.done / self.elapsed_s if self.elapsed_s > 0 else 0.0
-
-    @property
-    def eta_s(self) -> float | None:
-        return (self.total - self.done) / self.rate if self.rate > 0 and self.total >= self.done else None
-
-    def line(self) -> str:
-        eta = f"{self.eta_s:.0f} s" if self.eta_s is not None else "?"
-        pct = 100.0 * self.done / self.total if self.total else 100.0
-        return (
-            f"labeled {self.done}/{self.total} ({pct:.1f}%), {self.rate:.1f} prompts/s, "
-            f"spend ${self.spend_usd:.4f}, ETA {eta}"
-        )
-
-
-ProgressCallback = Callable[[Progress], None]
+ProgressCallback = Callable[[Progress], None]  # called with each progress line's Progress
 
 
 class PackQueue:
@@ -207,7 +184,7 @@ class SyncLabeler:
         self.summary: LabelSummary | None = None
         self._reserved_usd = 0.0
         self._started = 0.0
-        self._last_progress = 0.0
+        self._meter: Progress | None = None
         self._done = 0
 
     async def run(self, *, first_id: int | None = None, last_id: int | None = None) -> LabelSummary:
@@ -220,6 +197,8 @@ class SyncLabeler:
         with self.engine.connect() as conn:
             in_scope = count_pending(conn, self.info.version, first_id=first_id, last_id=last_id, run_key=self.run_key)
         summary.total = min(in_scope, settings.limit) if settings.limit is not None else in_scope
+        self._meter = Progress("labeled", total=summary.total, unit="prompts", every_s=PROGRESS_EVERY_S, logger=log,
+                               on_report=self.progress, separator=" ")
         queue = PackQueue(self.engine, self.info.version, settings.pack_size, first_id=first_id, last_id=last_id,
                           limit=settings.limit, run_key=self.run_key)
         client = self._client or LabelClient(self.client_config, settings)
@@ -422,17 +401,8 @@ class SyncLabeler:
         self._report()
 
     def _report(self, *, force: bool = False) -> None:
-        summary = self.summary
-        if summary is None:
-            return
-        now = time.monotonic()
-        if not force and now - self._last_progress < PROGRESS_EVERY_S:
-            return
-        self._last_progress = now
-        progress = Progress(self._done, summary.total, now - self._started, summary.spend_usd)
-        if self.progress is not None:
-            self.progress(progress)
-        log.info("%s", progress.line())
+        if self._meter is not None and self.summary is not None:
+            self._meter.update(self._done, force=force, spend_usd=self.summary.spend_usd)
 
 
 async def alabel_pending(
