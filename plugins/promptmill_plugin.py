@@ -16,31 +16,16 @@ from __future__ import annotations
 import logging
 
 from airflow.plugins_manager import AirflowPlugin
+from promptmill_airflow.config import STORE_CONN_ID, store_url_from_connection
 
 log = logging.getLogger(__name__)
 
-STORE_CONN_ID = "promptmill_db"
 URL_PREFIX = "/promptmill"
 
 
-def store_url_from_connection(conn) -> str:
-    """The SQLAlchemy URL of an Airflow connection to the store (the DAG builds the same one)."""
-    from sqlalchemy.engine import URL
-
-    if conn.conn_type == "sqlite":
-        return f"sqlite:///{conn.host}"
-    return URL.create(
-        "postgresql+psycopg2",
-        username=conn.login or None,
-        password=conn.password or None,
-        host=conn.host or None,
-        port=conn.port or None,
-        database=conn.schema or None,
-    ).render_as_string(hide_password=False)
-
-
 def resolve_store_url() -> str:
-    """The ``promptmill_db`` connection (env var, secrets backend or metadata DB), else the package default."""
+    """The ``promptmill_db`` connection (env var, secrets backend or metadata DB), as the DAG's tasks read it
+    (promptmill_airflow.config), else the package default."""
     from airflow.exceptions import AirflowNotFoundException
     from airflow.models.connection import Connection
 

@@ -22,8 +22,13 @@ def _connection(conn_id: str):
 def store_url() -> str | None:
     """The store URL from the `promptmill_db` connection, or None for the package default. Never log it."""
     conn = _connection(STORE_CONN_ID)
-    if conn is None:
-        return None
+    return None if conn is None else store_url_from_connection(conn)
+
+
+def store_url_from_connection(conn) -> str:
+    """The SQLAlchemy URL of a connection to the store (a Task SDK or an airflow.models Connection: the DAG's
+    tasks and the plugin's page build the same URL). The extra's ``sqlalchemy_driver`` picks the driver;
+    ``sslmode``, ``options``, ``application_name`` and ``connect_timeout`` go into the query. Never log it."""
     if conn.conn_type == "sqlite":
         return f"sqlite:///{conn.host}"
     from sqlalchemy.engine import URL

@@ -58,6 +58,20 @@ def test_store_url_from_the_connection(plugin_module, monkeypatch):
     assert plugin_module.resolve_store_url() == "sqlite:////srv/pm.sqlite"
 
 
+def test_store_url_is_the_dags_own_with_the_driver_and_the_query(plugin_module, monkeypatch):
+    """The page reads the store the DAG's tasks write: the extra's driver, sslmode and options are kept."""
+    from promptmill_airflow import config
+
+    monkeypatch.setenv("AIRFLOW_CONN_PROMPTMILL_DB", json.dumps({
+        "conn_type": "postgres", "host": "db.internal", "port": 6432, "login": "pm", "password": "s3cr3t",
+        "schema": "store", "extra": {"sqlalchemy_driver": "postgresql+psycopg", "sslmode": "verify-full",
+                                     "options": "-c statement_timeout=60000"}}))
+    url = plugin_module.resolve_store_url()
+    assert url == config.store_url()
+    assert url == ("postgresql+psycopg://pm:s3cr3t@db.internal:6432/store"
+                   "?options=-c+statement_timeout%3D60000&sslmode=verify-full")
+
+
 def test_store_url_defaults_to_the_package_setting(plugin_module, monkeypatch, tmp_path):
     monkeypatch.delenv("AIRFLOW_CONN_PROMPTMILL_DB", raising=False)
     monkeypatch.setenv("PROMPTMILL_DATABASE_URL", f"sqlite:///{tmp_path}/x.sqlite")
