@@ -226,6 +226,66 @@ class TestProfiles:
             clean("a cat", profile="fast")
 
     @given(tricky_text)
-    def test_improved_keeps_rules_14_to_33(self, text):
-        """No rule of 14-33 has a documented defect: the improved profile must not drift from parity."""
-        assert clean(text, profile="improved") == clean(text, profile="parity")
+    def test_quality_keeps_what_parity_keeps_unless_a_quality_rule_says_otherwise(self, text):
+        """The quality profile only adds rules and relaxes three (25, 29, 23): a prompt parity keeps is kept
+        unless one of quality's own reasons rejects it."""
+        parity, quality = clean(text, profile="parity"), clean(text, profile="improved")
+        if parity.reject is None and quality.reject is not None:
+            assert quality.reject in {"single_word", "foreign_script", "suspicious_chars"}, (parity, quality)
+
+
+# --- the quality profile's rules (hand-made cases; parity's verdict beside each) ---------------------------------
+QUALITY = "improved"
+
+QUALITY_CASES = [
+    # (raw prompt, quality: cleaned text or reason, parity's reason)
+    ("\u201ctiger running, photorealism, 4k\u201d", "tiger running, photorealism, 4k", "suspicious_chars"),
+    ("a man\u2019s face \u2013 a study\u2026 in oil", "a man's face - a study... in oil", "suspicious_chars"),
+    ("a cat\u00a0on a\u202fmat,\nwatercolor", "a cat on a mat, watercolor", "suspicious_chars"),
+    ("Johnny Depp, in JoJo\\'s Bizarre Adventure", "Johnny Depp, in JoJo's Bizarre Adventure", "suspicious_chars"),
+    ("G\u00e9rard Depardieu as Wario, by Zdzis\u0142aw Beksi\u0144ski", "G\u00e9rard Depardieu as Wario, by Zdzis\u0142aw "
+     "Beksi\u0144ski", "non_ascii"),
+    ("japanese \u5bfa in a \u96ea landscape, watercolor", "japanese \u5bfa in a \u96ea landscape, watercolor", "non_ascii"),
+    ("\u3053\u308c\u306f\u30da\u30f3\u3067\u3059 in the style of ghibli", "foreign_script", "non_ascii"),
+    ("\u5922\u306b\u307f\u305f\u3053\u3068\u304c\u53f6\u3063\u305f", "foreign_script", "no_text"),
+    ("\u043a\u043e\u0442 \u0432 \u0441\u0430\u043f\u043e\u0433\u0430\u0445, oil", "foreign_script", "non_ascii"),
+    ("https://i.ibb.co/7GjX/bowser.jpg Bowser roaring into the sky", "Bowser roaring into the sky", "url"),
+    ("a beautiful girl https://www.artstation.com/rutkowski", "a beautiful girl", "url"),
+    ("https : / / cdn. discordapp. com / attachments / 1 0 0 / img _ 7 2. jpg a plane crashing in a jungle",
+     "a plane crashing in a jungle", "url"),
+    ("https : / / media. discordapp. net / attachments / 9 9 / a _ b. png? width = 4 7 8 & height = 4 7 8 ", "url", "url"),
+    ("https://www.youtube.com/watch?v=dQw4w9WgXcQ", "url", "url"),
+    ("height : 18 meters, an aztec mecha :: 2", "height : 18 meters, an aztec mecha :: 2", "suspicious_chars"),
+    ("chain : osc => distort => ocean (50%)", "chain : osc => distort => ocean 50%", "suspicious_chars"),
+    ("JEJDIIEIF 378382;$$/&,82 iwudjsn HD", "suspicious_chars", "suspicious_chars"),
+    ("soup", "single_word", None),
+    ("dragon, 8k", "single_word", None),
+    ("a bowl of soup", "a bowl of soup", None),
+]
+
+
+@pytest.mark.parametrize(("raw", "quality", "parity_reason"), QUALITY_CASES)
+def test_quality_rules_on_hand_made_prompts(raw, quality, parity_reason):
+    result = clean(raw, profile=QUALITY)
+    if quality in cleaning.PROFILE_REASONS[QUALITY]:
+        assert (result.text, result.reject) == (None, quality)
+    else:
+        assert (result.text, result.reject) == (quality, None)
+    assert clean(raw, profile="parity").reject == parity_reason  # parity keeps its defects
+
+
+def test_every_rejecting_step_has_its_own_reason_name():
+    for profile, steps in cleaning.PROFILE_STEPS.items():
+        reasons = [step.reject for step in steps if step.reject]
+        assert set(reasons) == cleaning.PROFILE_REASONS[profile]
+    new = {"foreign_script", "single_word"}
+    assert new <= cleaning.PROFILE_REASONS[QUALITY] and not new & cleaning.PROFILE_REASONS["parity"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80))
+def test_quality_never_raises_and_keeps_only_clean_text(raw):
+    result = clean(raw, profile=QUALITY)
+    if result.reject is None:
+        assert result.text and result.text == result.text.strip() and "\n" not in result.text
+        assert len(re.findall(r"[^\W\d_]{2,}", result.text)) >= 2

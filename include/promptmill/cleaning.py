@@ -22,13 +22,15 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+from promptmill.choices import CLEANING_PROFILES
 from promptmill.records import Cleaned
 
-PROFILES = ("parity", "improved")
+PROFILES = CLEANING_PROFILES  # written once, in choices.CleaningProfile
 
 
 class Step(NamedTuple):
@@ -309,6 +311,90 @@ def reject_dreaming_echo(text: str) -> str | None:
     return None if text.startswith("dreaming for") else text
 
 
+# --- the quality profile's own rules -----------------------------------------------------------------
+# Measured against human judgement (benchmarks/quality.py): the parity rules reject good prompts for a curly quote,
+# an accented name or a colon, and keep a bare word. Each rule below has its own reason.
+
+# Typographic characters and their plain equivalents; other Unicode spaces become " " (see normalise_typography).
+_TYPOGRAPHY = str.maketrans({
+    "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'", "\u00b4": "'", "`": "'",
+    "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"', "\u00ab": '"', "\u00bb": '"',
+    "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2015": "-", "\u2212": "-",
+    "\u2026": "...", "\u00d7": "x",
+    "\u200b": "", "\u200c": "", "\u200d": "", "\u2060": "", "\ufeff": "", "\u00ad": "",
+})
+_SPACES = re.compile(r"[^\S ]|[\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")
+
+
+def normalise_typography(text: str) -> str:
+    """Quality: curly quotes, primes, dashes, the ellipsis and ``\\'`` (an escape the bot left) become plain ASCII;
+    invisible characters go; every other space or line break becomes " "."""
+    if text.isascii() and "\\'" not in text and "`" not in text and not _has_control_whitespace(text):
+        return text
+    text = unicodedata.normalize("NFC", text).translate(_TYPOGRAPHY).replace("\\'", "'")
+    return _SPACES.sub(" ", text)
+
+
+# A URL as users pasted it, or as the bot echoed it with spaces around its punctuation ("https : / / cdn. x. com /
+# a / b. png"), which then runs to the file extension (and Discord's "?width=...&height=..." after it).
+_URL = re.compile(
+    r"https?://\S+"
+    r"|https?\s*:\s*/\s*/.*?\.\s?(?:png|jpe?g|gif|webp|bmp|mp\s?4)\b(?:\s?\?\s?(?:width|height)[\s\d=&]*(?:height[\s\d=]*)?)?"
+    r"|www\.\S+",
+    re.IGNORECASE,
+)
+_WORD = re.compile(r"[^\W\d_]{2,}")
+
+
+def remove_urls(text: str) -> str | None:
+    """Quality: a URL is removed and the prompt kept when a real subject remains (two words or more); rejected
+    (``url``) when the URL was the prompt."""
+    if "http" not in text and "www." not in text.lower():
+        return text
+    rest = _URL.sub(" ", text)
+    if len(_WORD.findall(rest)) < 2:
+        return None
+    return rest.strip(" ,")
+
+
+def reject_foreign_script(text: str) -> str | None:
+    """Quality: reject (``foreign_script``) a prompt whose first word is not in the Latin script or whose letters
+    are mostly in another one: its subject is in a language the dataset is not about. A few words of another
+    script beside an English subject ("japanese 寺 in a 雪 landscape") stay."""
+    if text.isascii():
+        return text
+    letters = [c for c in text if c.isalpha()]
+    if not letters:
+        return text  # no letters at all: rule 22 decides
+    latin = sum(1 for c in letters if _is_latin(c))
+    first = next(c for c in text if c.isalpha())
+    return text if _is_latin(first) and 2 * latin > len(letters) else None
+
+
+def _is_latin(letter: str) -> bool:
+    return letter.isascii() or unicodedata.name(letter, "").startswith("LATIN ")
+
+
+# Parity's allowed symbols, and what real prompts use as syntax: weights and separators ("subject :: 2",
+# "height : 18 meters", "a => b"), parentheses (removed by rule 24 anyway), percent and degree signs.
+QUALITY_SYMBOLS = ALLOWED_SYMBOLS | frozenset(":=<>()%°@")
+
+
+def reject_odd_chars(text: str) -> str | None:
+    """Quality's rule 25: reject (``suspicious_chars``) a character that is no letter (of any script), digit or
+    QUALITY_SYMBOLS, such as "$", "{", "~", "^", "\\" or a control character: keyboard mash and code."""
+    for c in text:
+        if not (c in QUALITY_SYMBOLS or c.isalnum()):
+            return None
+    return text
+
+
+def reject_single_word(text: str) -> str | None:
+    """Quality: reject (``single_word``) a prompt of fewer than two words ("soup", "dragon"): no picture to
+    describe beyond the word itself."""
+    return text if len(_WORD.findall(text)) >= 2 else None
+
+
 CLEANING_STEPS: list[Step] = [
     Step(14, "drop_prompt_prefix", drop_prompt_prefix),
     Step(15, "cut_negative_prompt", cut_negative_prompt),
@@ -333,10 +419,29 @@ CLEANING_STEPS: list[Step] = [
 ]
 """The parity steps, in the notebook's order (rules 14-33)."""
 
+_PARITY_BY_NAME = {step.name: step for step in CLEANING_STEPS}
+QUALITY_STEPS: tuple[Step, ...] = (
+    Step(0, "normalise_typography", normalise_typography),
+    *(_PARITY_BY_NAME[name] for name in ("drop_prompt_prefix", "cut_negative_prompt", "cut_trailing_seed",
+                                         "cut_cfg_scale", "reject_long_flag_tail", "cut_flags")),
+    Step(23, "remove_urls", remove_urls, "url"),
+    _PARITY_BY_NAME["remove_emoji"],
+    Step(0, "reject_foreign_script", reject_foreign_script, "foreign_script"),
+    *(_PARITY_BY_NAME[name] for name in ("reject_without_text", "reject_without_letters", "delete_brackets")),
+    Step(25, "reject_odd_chars", reject_odd_chars, "suspicious_chars"),
+    *(_PARITY_BY_NAME[name] for name in ("glue_digits", "glue_commas", "collapse_whitespace", "strip_edges",
+                                         "reject_bot_echo", "reject_too_short", "reject_dreaming_echo")),
+    Step(0, "reject_single_word", reject_single_word, "single_word"),
+)
+"""The quality profile: parity's steps without rule 29 (non-ASCII) and with the rules above (rule 0: new)."""
+
 PROFILE_STEPS: dict[str, tuple[Step, ...]] = {
     "parity": tuple(CLEANING_STEPS),
-    # No rule in 14-33 has a documented defect: see the module docstring.
-    "improved": tuple(CLEANING_STEPS),
+    "improved": QUALITY_STEPS,
+}
+# The reasons each profile can give (besides "empty").
+PROFILE_REASONS: dict[str, frozenset[str]] = {
+    profile: frozenset(step.reject for step in steps if step.reject) for profile, steps in PROFILE_STEPS.items()
 }
 # (function, rule, reject) per profile: what clean() iterates, without attribute look-ups per step.
 _RUNNABLE_STEPS = {

@@ -37,6 +37,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from promptmill.progress import Progress
 from promptmill.settings import Settings
+from promptmill.similarity import similarity_function
 from promptmill.store.bulk import insert_rows, iter_rows, member_of, timestamp_param, to_utc
 from promptmill.store.db import RETRYABLE_SQLSTATES, sqlstate, store_lock
 from promptmill.store.lookup_indexes import missing_lookup_indexes
@@ -79,26 +80,6 @@ class DedupeReport:
     clean_groups: int = 0
     full: bool = False
     elapsed_s: float = 0.0
-
-
-def similarity_function(metric: str) -> Callable[[str, str], float] | None:
-    """The near-duplicate similarity of two raw prompts in [0, 1], or None when near-dedupe is off."""
-    if metric == "off":
-        return None
-    if metric == "jaro":
-        # Identical values to jellyfish.jaro_distance (which is Jaro *similarity*), as the notebook used.
-        from rapidfuzz.distance import Jaro
-
-        return Jaro.similarity
-    if metric == "token_set":
-        from rapidfuzz import fuzz
-
-        return lambda a, b: fuzz.token_set_ratio(a, b) / 100.0
-    if metric == "indel":
-        from rapidfuzz.distance import Indel
-
-        return Indel.normalized_similarity
-    raise ValueError(f"unknown near-duplicate metric {metric!r} (jaro, token_set, indel, off)")
 
 
 @contextlib.contextmanager

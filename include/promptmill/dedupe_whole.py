@@ -117,7 +117,7 @@ def recompute_in_client(
     REPEATABLE READ transaction, under the dedupe lock), its counts into ``report``; ``total``: about how many
     messages there are, for the progress. dedupe.run_dedupe runs it with the cyclic garbage collector paused
     (see _without_cycle_collection there)."""
-    from promptmill.dedupe import similarity_function
+    from promptmill.similarity import similarity_function
 
     phases = _PhaseTimes()
     msgs = _read(conn, progress_emit, total)
