@@ -3,7 +3,7 @@
 :func:`extract` turns the content of one message into a :class:`~promptmill.records.Generation`.
 
 Slash-command era (``/dream prompt:...``): rules 1-10 of the original notebook, reproduced exactly
-(docs/seed-cleaning-rules.md), including the way rule 7 drops the *last character of the message* and
+(docs/cleaning-rules.md), including the way rule 7 drops the *last character of the message* and
 rule 9 (``' [^ ]*:.*'``) may eat across a newline. ``args`` (seed, cfg_scale, negative_prompt, ...,
 warnings) are parsed separately as extra information and never influence ``raw_prompt``.
 

@@ -8,7 +8,7 @@ and live in the dedupe/store code, not here.
 
 Profiles
 --------
-``"parity"`` reproduces the notebook exactly (see docs/seed-cleaning-rules.md, including its defects).
+``"parity"`` reproduces the notebook exactly (see docs/cleaning-rules.md, including its defects).
 ``"improved"`` is opt-in. Its known-defect fixes all live in :func:`promptmill.bots.extract` (the NSFW
 word test); rules 14-33 have no documented defect, so both profiles run the same steps here. The
 parameter exists so callers pass one profile to both stages and a later fix has a place to go.

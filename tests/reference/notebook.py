@@ -1,6 +1,6 @@
 """The original cleaning notebook (data_cleaning.ipynb), re-written for pandas 3 - the parity oracle.
 
-This follows docs/seed-cleaning-rules.md rule by rule with pandas string operations, the way the notebook
+This follows docs/cleaning-rules.md rule by rule with pandas string operations, the way the notebook
 author wrote them, defects included. It is deliberately NOT optimised (the near-duplicate loop stays
 quadratic): benchmarks time it as "the original algorithm". Only what no longer runs was replaced:
 

@@ -6,7 +6,7 @@
             continue
         header, messages = read_export(item)  # raises ExportError (also while iterating)
 
-Formats: JSON (any DCE version since 2.18) and CSV; see docs/discordchatexporter-formats.md.
+Formats: JSON (any DCE version since 2.18) and CSV; see docs/export-formats.md.
 """
 
 from promptmill.exports.archives import DEFAULT_MAX_MEMBER_BYTES, DEFAULT_MAX_RATIO, DEFAULT_RATIO_MIN_BYTES

@@ -27,7 +27,7 @@ _MAX_LINE_BYTES = 4 << 20  # one physical line; Discord messages are at most 4,0
 _KEY_SEPARATOR = "\x1f"
 
 # --- Date column -----------------------------------------------------------------------------------------------
-# Detected per value, by pattern. DCE's historical formats (see docs/discordchatexporter-formats.md):
+# Detected per value, by pattern. DCE's historical formats (see docs/export-formats.md):
 #   v2.42.3+      .NET round-trip "o":      2023-09-23T13:15:48.3790000+03:00
 #   <= v2.40      --dateformat default:     23-Sep-22 01:15 PM          ("dd-MMM-yy hh:mm tt")
 #   v2.38-v2.42.2 "MM/dd/yyyy h:mm tt" and the en-US locale short format "M/d/yyyy h:mm tt": 10/6/2023 12:37 AM
