@@ -110,7 +110,7 @@ def cut_flags(text: str) -> str:
 
 # --- rule 20: emoji ---------------------------------------------------------------------------------
 class _EmojiRemover:
-    """``demoji.replace(text, "")`` without its 5000-way regex alternation (about 1 ms per call).
+    """``demoji.replace(text, "")`` without its 5000-way regex alternation (slow on every call).
 
     demoji's pattern lists every emoji sequence longest-first, so at each position the regex removes the
     longest sequence that starts there and then continues after it; the result is finally stripped of
@@ -122,7 +122,7 @@ class _EmojiRemover:
     _VARIATION_SELECTORS = re.compile("[\ufe0e\ufe0f]")
 
     def __init__(self) -> None:
-        # The table file without importing demoji: its import compiles the 5000-way regex (0.2 s per process).
+        # The table file without importing demoji: its import compiles the 5000-way regex, in every process.
         package_dir = importlib.util.find_spec("demoji").submodule_search_locations[0]
         codes = json.loads(Path(package_dir, "codes.json").read_text("utf-8"))
         by_first: dict[str, tuple[list[int], set[str]]] = {}
@@ -193,7 +193,7 @@ _BRACKETS = str.maketrans("", "", "()[]{}|")
 
 def delete_brackets(text: str) -> str:
     """Rule 24: delete the characters ( ) [ ] { } |."""
-    # Seven substring tests cost a tenth of a translate over a text that has none of them (most do not).
+    # Seven substring tests cost far less than a translate over a text that has none of them (most do not).
     if "(" in text or ")" in text or "[" in text or "]" in text or "{" in text or "}" in text or "|" in text:
         return text.translate(_BRACKETS)
     return text

@@ -24,8 +24,8 @@ def text_hash(text: str) -> str:
 
 @functools.lru_cache(maxsize=16_384)
 def _prompt_columns(raw_prompt: str, profile: str) -> tuple[str, str | None, str | None, str | None]:
-    """(raw_hash, clean_text, clean_hash, clean_reason) of a raw prompt. Cached: a user's retries repeat the same
-    prompt (18% of the generations of the benchmark's exports), and the clean-up is a third of the work per message."""
+    """(raw_hash, clean_text, clean_hash, clean_reason) of a raw prompt. Cached: a user's retries often repeat the
+    same prompt, and the clean-up is a large part of the work per message."""
     raw_hash = text_hash(raw_prompt)
     cleaned = clean(raw_prompt, profile=profile)
     if cleaned.reject is None and cleaned.text:

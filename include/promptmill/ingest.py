@@ -432,7 +432,7 @@ def _start_worker(url: str, parent_pid: int, parent_main_thread: int) -> None:
     die_with_parent(parent_pid, parent_main_thread)
     # A worker allocates a few objects per message and frees them a chunk later, so the cyclic collector ran every
     # 700 allocations and walked everything the worker inherited: frozen, it skips those, and runs 70x less often
-    # (it still collects cycles). Measured on a 1M first load: ingest phase ~1 s shorter (noisy: 3 runs each).
+    # (it still collects cycles), which shortens a large first load a little.
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
     for engine in list(db._engines.values()):
@@ -497,9 +497,9 @@ def _fill_outcome_counts(engine: Engine, report: IngestReport) -> None:
     options = {"isolation_level": "REPEATABLE READ"} if engine.dialect.name == "postgresql" else {}
     with engine.connect().execution_options(**options) as conn, conn.begin():
         # When every stored message came from this run's files (a first load), count the verdicts alone instead of
-        # joining every message row to its verdict (seconds on a million messages). One snapshot, so the test
-        # and the counts see the same files even while another process ingests. (As one statement, a false test
-        # still cost ~0.13 s on a 1M store: planning and a scan the one-time filter did not skip.)
+        # joining every message row to its verdict, which is slow on a large store. One snapshot, so the test
+        # and the counts see the same files even while another process ingests. (Not one statement: a false test
+        # still paid for planning and a scan that the one-time filter did not skip.)
         ingested_files = conn.execute(
             sa.select(sa.func.count()).select_from(source_files).where(source_files.c.outcome == "ingested")
         ).scalar()

@@ -7,8 +7,8 @@ header can lie, again while streaming: the bytes actually produced are counted a
 ratio is taken against the compressed bytes actually read from the archive file for that very member.
 
 Each process keeps the few archives it read last open, central directory parsed and indexed, so that reading
-every member of an archive costs its own bytes, not a parse of the whole directory each time (10,000 members
-took ~20 minutes that way); see _ArchiveCache.
+every member of an archive costs its own bytes, not a parse of the whole directory each time (which made the
+time grow with the square of the member count); see _ArchiveCache.
 
 A member name without the UTF-8 flag is raw bytes of whatever code page the zip tool used (zipfile decodes it as
 cp437, the format's historical default): it is displayed as UTF-8 when its bytes are (what most tools that leave

@@ -7,7 +7,7 @@ Two paths produce the same messages:
   occur inside JSON strings, so the first ``\\n    }`` after a message's ``{`` is the only candidate for its end;
   the slice is then parsed by orjson, and a slice that parses as one JSON object *is* that object (a value that
   starts with ``{`` and ends with ``}`` is balanced only if the two match). This avoids building Python objects for
-  every event and runs about 3x faster than ijson on this machine.
+  every event, which is most of ijson's cost.
 * Slow path, for any other layout and for every anomaly of the fast one: ijson's basic events (the yajl2_c
   backend when available), one message built at a time. When the fast path meets something it cannot slice or
   parse, the file is re-read on the slow path, which skips the messages already produced and either goes on or
@@ -43,7 +43,7 @@ from promptmill.records import ExportHeader, RawMessage
 
 log = logging.getLogger(__name__)
 
-try:  # the C backend is ~10x faster than the pure-Python one; any backend gives the same results
+try:  # the C backend is much faster than the pure-Python one; any backend gives the same results
     _ijson = ijson.get_backend("yajl2_c")
 except ImportError:  # pragma: no cover - depends on how ijson was built
     _ijson = ijson  # the best backend ijson found
@@ -348,7 +348,7 @@ class _FastReader:
                     batch_json = b"[" + self._buffer[start:end] + b"]"
                     batch_offset = self._base + start
                     try:
-                        # msgspec decodes only the fields read, about twice as fast as orjson building them all
+                        # msgspec decodes only the fields read, faster than orjson building them all
                         converted = messages_of_batch(batch_json, channel_id)
                     except (msgspec.DecodeError, ValueError, RecursionError):  # (nested too deep for msgspec)
                         converted = self._convert_with_orjson(batch_json, count, channel_id, batch_offset)
@@ -456,7 +456,7 @@ def _events(reader: _CountingReader) -> Iterator[tuple[str, object]]:
     """ijson's basic events, with the nesting depth bounded.
 
     Basic events carry no prefix: ijson's prefixed events repeat the path of every enclosing container, so a
-    deeply nested value made their memory grow with the square of its depth (tens of GB for a 200 KB file).
+    deeply nested value made their memory grow with the square of its depth (a small file could exhaust memory).
     """
     depth = 0
     for event, value in _ijson.basic_parse(reader, use_float=True):

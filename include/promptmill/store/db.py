@@ -207,7 +207,7 @@ def alembic_config(conn: sa.Connection):
 
 
 # The newest migration (tests/test_migrations.py checks it against the scripts). A store already there needs no
-# alembic at all: importing and running it costs ~0.7 s on every command, most of a re-run over ingested files.
+# alembic at all: importing and running it on every command would be most of a re-run over ingested files.
 HEAD_REVISION = "0009_hostile_input"
 
 

@@ -1,11 +1,10 @@
 """The dedupe lookup indexes of message_verdicts, deferred during a bulk load on PostgreSQL.
 
 Incremental dedupe finds the stored rows a new dump touches through three secondary indexes (user and time, raw
-hash, clean hash). Keeping them current row by row is a third of the server's work of a first load: the hash
+hash, clean hash). Keeping them current row by row is a large part of the server's work of a first load: the hash
 keys land on random pages of indexes larger than the buffer cache. A load that at least doubles the store is
 deduped by whole-table passes that use none of them, so ingest drops them for such a load and builds them again
-afterwards, sorted in one pass each (measured on 1,000,000 messages: the ingest phase 48.6 s -> 44.8 s, server
-CPU 41 s -> 33 s, WAL 2.5 -> 1.9 GB, the three builds included).
+afterwards, sorted in one pass each: less time, server CPU and WAL, the three builds included.
 
 Only speed depends on the indexes, never a result. Whatever stops a load (an error, a kill) leaves them
 missing at worst: every ingest and every dedupe first builds the ones that are missing.
@@ -85,8 +84,8 @@ def missing_lookup_indexes(bind: Engine | Connection) -> list[sa.Index]:
 def ensure_lookup_indexes(engine: Engine, then: Sequence[Callable[[], None]] = ()) -> list[str]:
     """Build the lookup indexes that are missing (after a bulk load, or one that was stopped); their names.
 
-    Two at a time, each over its own connection (a build is one sort on one core; measured after a 1M first load:
-    the three took 3.3-3.5 s one after the other), and then the jobs ``then``, in the same two lanes.
+    Two at a time, each over its own connection (a build is one sort on one core), and then the jobs ``then``,
+    in the same two lanes.
     """
     missing = missing_lookup_indexes(engine)
     jobs = [functools.partial(_build, engine, index) for index in missing] + list(then)

@@ -2,8 +2,8 @@
 
 The near-duplicate walk reads a user's attempts in time order through ix_message_verdicts_user_time and compares
 their raw prompts. With the prompt only in the wide message row, every attempt read cost a second random lookup
-into the largest table (over half the time of the walk's reads in the benchmark's late-history increment, and a
-join of the whole message table in a whole-store dedupe). Only generations carry one (NULL for the others).
+into the largest table (most of the walk's reads in an increment of a long history, and a join of the whole
+message table in a whole-store dedupe). Only generations carry one (NULL for the others).
 
 Revision ID: 0006_verdict_raw_prompt
 Revises: 0005_raw_rank_index
