@@ -16,7 +16,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import replace
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -99,7 +98,7 @@ def main() -> None:
             with engine.begin() as conn:
                 conn.execute(sa.insert(prompts), [
                     {"text": t, "text_hash": hashlib.sha256(t.encode()).hexdigest(), "kept": True} for t in texts])
-            settings = replace(LabelSettings(), concurrency=args.concurrency, pack_size=args.pack_size)
+            settings = LabelSettings().with_overrides(concurrency=args.concurrency, pack_size=args.pack_size)
             started = time.monotonic()
             summary = label_pending(engine, settings, ClientConfig(api_key=API_KEY, base_url=base_url),
                                     progress=lambda p: print(p.line(), file=sys.stderr))

@@ -31,6 +31,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from airflow.sdk import Asset, Param, dag, get_current_context, task
+from promptmill.choices import CLEANING_PROFILES, LABEL_MODES, NEAR_DUP_METRICS  # typing only: cheap to parse
 from promptmill_airflow.labeling import LabelBatchOperator
 
 DAG_ID = "promptmill"
@@ -56,7 +57,7 @@ PARAMS = {
     "cleaning_profile": Param(
         "parity",
         type="string",
-        enum=["parity", "improved"],
+        enum=list(CLEANING_PROFILES),
         title="Cleaning profile",
         description="parity reproduces the original notebook exactly; improved fixes its known defects.",
         section="Cleaning and dedupe",
@@ -64,7 +65,7 @@ PARAMS = {
     "near_dup_metric": Param(
         "jaro",
         type="string",
-        enum=["jaro", "token_set", "indel", "off"],
+        enum=list(NEAR_DUP_METRICS),
         title="Near-duplicate metric",
         description="How similar two attempts of one user are (jaro = the original rule).",
         section="Cleaning and dedupe",
@@ -88,7 +89,7 @@ PARAMS = {
     "label_mode": Param(
         "sync",
         type="string",
-        enum=["sync", "batch"],
+        enum=list(LABEL_MODES),
         title="Mode",
         description="sync: Chat Completions now; batch: the Batch API at half price, results within 24 h.",
         section="Labeling",

@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from promptmill.choices import CLEANING_PROFILES, NEAR_DUP_METRICS
 from promptmill.settings import SAMPLES_DIR, Settings
 from promptmill.store.db import StoreError, redact_url
 
@@ -39,10 +40,10 @@ def _common() -> argparse.ArgumentParser:
 
 
 def _dedupe_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", choices=("parity", "improved"), help="cleaning profile (default parity)")
+    parser.add_argument("--profile", choices=CLEANING_PROFILES, help="cleaning profile (default parity)")
     parser.add_argument(
         "--near-dup-metric",
-        choices=("jaro", "token_set", "indel", "off"),
+        choices=NEAR_DUP_METRICS,
         help="similarity of a user's attempts (default jaro, as the original)",
     )
     parser.add_argument("--near-dup-threshold", type=float, help="similarity above which the older attempt is dropped")

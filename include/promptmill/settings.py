@@ -1,22 +1,143 @@
-"""One typed settings object for every front door (CLI, DAG, tests).
+"""The settings of every front door (CLI, DAG, tests): pydantic-settings models, validated when they are made.
 
-Precedence: defaults < environment (``PROMPTMILL_*``) < explicit overrides (CLI flags, DAG params).
-Only plain values live here; secrets (API keys) are read where they are used and never stored on this object.
+Precedence: defaults < environment (``PROMPTMILL_*``, read by ``from_env`` only: a plain ``Settings(...)`` takes
+the values given and the defaults) < explicit overrides (CLI flags, DAG params; None = not given). An empty
+environment variable counts as unset. A bad value raises :class:`SettingsError` (a ValueError), one line naming
+each bad setting (and the variable it came from), never repeating a secret.
 """
 
 from __future__ import annotations
 
 import os
+import types
+import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Self
 
-from promptmill import env_settings
+from pydantic import AfterValidator, Field, PrivateAttr, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
+
+from promptmill.choices import CleaningProfile, NearDupMetric
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = Path(__file__).resolve().parent
 SAMPLES_DIR = PACKAGE_DIR / "samples" / "landing"
+
+# A path setting: "~" expanded. A list setting: a comma-separated string from a flag or the environment.
+UserPath = Annotated[Path, AfterValidator(Path.expanduser)]
+Names = Annotated[tuple[str, ...], NoDecode]
+
+
+class SettingsError(ValueError):
+    """A bad setting: one line naming it."""
+
+
+class _Environment(EnvSettingsSource):
+    """The ``<prefix><FIELD>`` variables of ``environ`` (names not case-sensitive; empty ones unset)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]):
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str]:
+        return {name.lower(): value for name, value in self._environ.items() if value != ""}
+
+
+class SettingsBase(BaseSettings):
+    """What the three settings classes share: reading the environment, overrides, one-line errors."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", case_sensitive=False, env_ignore_empty=True)
+    WHAT: ClassVar[str] = "setting"  # how errors name this class's settings ("label setting pack_size: ...")
+
+    _from_environment: frozenset[str] = PrivateAttr(default_factory=frozenset)
+
+    def __init__(self, _from_environment: frozenset[str] = frozenset(), **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise SettingsError(type(self)._one_line(exc, _from_environment)) from None
+        self._from_environment = _from_environment
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, **_sources):
+        return (init_settings,)  # the environment is read by from_env, explicitly
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text(cls, data: Any) -> Any:
+        """Text from a flag or the environment: surrounding spaces dropped (never from a secret); "", "none" or
+        "null" is None for an optional setting; a list setting splits a string at commas and drops empty items."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for name, value in data.items():
+            field = cls.model_fields.get(name)
+            if field is None or field.annotation is SecretStr:
+                continue
+            target, optional = _unwrap(field.annotation)
+            if typing.get_origin(target) is tuple:
+                if isinstance(value, str):
+                    value = value.split(",")
+                if isinstance(value, (list, tuple)):
+                    data[name] = tuple(str(item).strip() for item in value if str(item).strip())
+            elif isinstance(value, str):
+                text = value.strip()
+                data[name] = None if optional and text.lower() in ("", "none", "null") else text
+        return data
+
+    @classmethod
+    def env_name(cls, field: str) -> str:
+        return f"{cls.model_config['env_prefix']}{field.upper()}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Self:
+        """Defaults < ``environ`` (default: the process environment) < the non-None ``overrides``."""
+        found = _Environment(cls, os.environ if environ is None else environ)()
+        return cls._build(found, overrides, frozenset(found))
+
+    def with_overrides(self, **overrides: Any) -> Self:
+        """A copy with the non-None ``overrides`` (CLI flags, DAG params), validated like the rest."""
+        given = {name: getattr(self, name) for name in self.model_fields_set}
+        return self._build(given, overrides, self._from_environment)
+
+    @classmethod
+    def _build(cls, values: Mapping[str, Any], overrides: Mapping[str, Any], from_env: frozenset[str]) -> Self:
+        given = {name: value for name, value in overrides.items() if value is not None}
+        return cls(_from_environment=from_env - set(given), **{**values, **given})
+
+    def explicit(self) -> frozenset[str]:
+        """The settings given explicitly (environment, flags, params, arguments) rather than left at the default."""
+        return frozenset(self.model_fields_set)
+
+    def source_of(self, field: str) -> str | None:
+        """The environment variable ``field`` came from, if it did."""
+        return self.env_name(field) if field in self._from_environment else None
+
+    @classmethod
+    def _one_line(cls, exc: ValidationError, from_env: frozenset[str]) -> str:
+        problems = []
+        for error in exc.errors(include_url=False):
+            name = ".".join(str(part) for part in error["loc"][:1]) or "settings"
+            if error["type"] == "extra_forbidden":
+                problems.append(f"unknown {cls.WHAT} {name!r}")
+                continue
+            field = cls.model_fields.get(name)
+            source = f" ({cls.env_name(name)})" if name in from_env else ""
+            got = "" if field is not None and field.annotation is SecretStr else f" (got {error['input']!r})"
+            problems.append(f"{cls.WHAT} {name}{source}: {error['msg']}{got}")
+        return "; ".join(problems)
+
+
+def _unwrap(annotation: Any) -> tuple[Any, bool]:
+    """``X`` and whether None is allowed, for ``X | None`` (and ``Annotated[X, ...]``)."""
+    optional = False
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        optional, annotation = True, args[0]
+    if typing.get_origin(annotation) is Annotated:
+        annotation = typing.get_args(annotation)[0]
+    return annotation, optional
 
 
 def default_data_dir() -> Path:
@@ -26,40 +147,41 @@ def default_data_dir() -> Path:
     return Path.home() / ".promptmill"
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
+class Settings(SettingsBase):
+    """The store, ingest, cleaning and dedupe settings (``PROMPTMILL_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="PROMPTMILL_")
+
     # where things are
     database_url: str | None = None  # None -> embedded SQLite file under data_dir
-    data_dir: Path = field(default_factory=default_data_dir)
-    landing_dir: Path | None = None  # None -> <data_dir>/landing
+    data_dir: UserPath = Field(default_factory=default_data_dir)
+    landing_dir: UserPath | None = None  # None -> <data_dir>/landing
 
-    # cleaning and dedupe
-    cleaning_profile: str = "parity"  # "parity" reproduces the original notebook; "improved" fixes its known defects
-    near_dup_metric: str = "jaro"  # "jaro" (original) | "token_set" | "off"
-    near_dup_threshold: float = 0.6  # similarity strictly above this drops the older attempt
-    near_dup_window_s: int = 3600  # the original "within 1 hour"
+    # cleaning and dedupe: the options a store records with its verdicts (store/options.py)
+    cleaning_profile: CleaningProfile = "parity"
+    near_dup_metric: NearDupMetric = "jaro"
+    near_dup_threshold: float = Field(0.6, ge=0, le=1)  # similarity strictly above this drops the older attempt
+    near_dup_window_s: int = Field(3600, gt=0)  # the original "within 1 hour"
 
     # only ingest these channels (ids or names); empty = all
-    channels: tuple[str, ...] = ()
+    channels: Names = ()
 
     # zip safety caps
-    zip_max_member_bytes: int = 8 * 1024**3
-    zip_max_ratio: float = 200.0
+    zip_max_member_bytes: int = Field(8 * 1024**3, gt=0)
+    zip_max_ratio: float = Field(200.0, gt=0)
 
     # processes parsing and deriving export files in parallel (the store load stays in the calling process)
-    ingest_workers: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
+    ingest_workers: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=1)
 
     # a load of at least this many bytes that also at least doubles the store is a bulk load on PostgreSQL:
     # the dedupe lookup indexes are dropped while it is stored and built again afterwards (store/lookup_indexes.py)
-    bulk_load_min_bytes: int = 64 * 1024**2
+    bulk_load_min_bytes: int = Field(64 * 1024**2, ge=0)
     # a dedupe of the whole store (a first load, a large backfill, --full) on PostgreSQL computes the verdicts in
-    # the client, holding ~0.9 KB per message, up to this many stored messages; above, with server-side passes
-    dedupe_client_max_messages: int = 2_000_000
+    # the client, holding every message's inputs in memory, up to this many stored messages; above, server-side
+    dedupe_client_max_messages: int = Field(2_000_000, ge=0)
 
     # ingest progress/log cadence
-    progress_every_s: float = 5.0
-
-    ENV_PREFIX = "PROMPTMILL_"
+    progress_every_s: float = Field(5.0, ge=0)
 
     @property
     def effective_landing_dir(self) -> Path:
@@ -79,11 +201,3 @@ class Settings:
         if not self.database_url:
             Path(self.data_dir).mkdir(parents=True, exist_ok=True)
         return connect(self.effective_database_url)
-
-    def with_overrides(self, **overrides: Any) -> Settings:
-        """Apply non-None overrides (CLI flags / DAG params), converting strings to the field types."""
-        return env_settings.with_overrides(self, overrides, what="setting")
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        return env_settings.load(cls(), environ, overrides)  # PROMPTMILL_DATABASE_URL among them

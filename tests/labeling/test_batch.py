@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 import sqlalchemy as sa
 from labeling_helpers import add_prompts, assert_labels_match, label_rows, ledger_rows, make_prompts
@@ -15,7 +13,7 @@ from promptmill.labeling.tables import label_batch_jobs
 
 @pytest.fixture
 def batch_settings(settings):
-    return replace(settings, mode="batch", pack_size=10)
+    return settings.with_overrides(mode="batch", pack_size=10)
 
 
 def wait_done(client_config, handle, settings):
@@ -98,7 +96,7 @@ def test_failed_batch_releases_everything(sqlite_engine, batch_settings, client_
 
 def test_batch_files_respect_the_request_cap(sqlite_engine, batch_settings, client_config, fake):
     add_prompts(sqlite_engine, make_prompts(30, seed=47))
-    settings = replace(batch_settings, pack_size=5, batch_max_requests=2)
+    settings = batch_settings.with_overrides(pack_size=5, batch_max_requests=2)
     handle = batch_mode.submit_or_attach(sqlite_engine, settings, client_config)
     assert len(handle["batch_ids"]) == 3 and len(fake.batches) == 3
     wait_done(client_config, handle, settings)

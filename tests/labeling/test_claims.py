@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -39,7 +38,7 @@ def test_two_sync_runs_at_once_never_send_a_prompt_twice(store_url, settings, cl
     texts = make_prompts(150, seed=11)
     ids = add_prompts(engine, texts)
     fake.latency = 0.03  # the two runs' requests overlap
-    settings = replace(settings, pack_size=5, concurrency=3)
+    settings = settings.with_overrides(pack_size=5, concurrency=3)
     results = _run_at_once([lambda: label_pending(db.connect(store_url), settings, client_config)] * 2)
     bills = fake.snapshot()["prompt_bills"]
     assert sorted(bills) == sorted(texts) and set(bills.values()) == {1}  # each prompt paid for once
@@ -83,7 +82,7 @@ def test_a_batch_job_takes_no_prompt_a_sync_run_is_sending(store_url, settings, 
     version = ensure_version(engine, settings).version
     with engine.begin() as conn:
         claim_prompts(conn, version, "sync-run", ids[:5], lease_s=3600)
-    submit_or_attach(engine, replace(settings, mode="batch", run_key="batch-run"), client_config)
+    submit_or_attach(engine, settings.with_overrides(mode="batch", run_key="batch-run"), client_config)
     with engine.connect() as conn:
         in_jobs = set(conn.execute(sa.select(label_batch_items.c.prompt_id)).scalars())
     assert in_jobs == set(ids[5:])
@@ -99,6 +98,6 @@ def test_a_run_keeps_its_claims_live_while_its_requests_are_out(store_url, setti
     # Each request outlasts the lease. The lease is not shorter still: on SQLite a run's renewal can wait for the
     # other run's write (its busy handler sleeps up to 100 ms at a time), and a renewal later than the lease is lost.
     fake.latency = 1.5
-    settings = replace(settings, pack_size=5, concurrency=2, claim_lease_s=1.0)
+    settings = settings.with_overrides(pack_size=5, concurrency=2, claim_lease_s=1.0)
     results = _run_at_once([lambda: label_pending(db.connect(store_url), settings, client_config)] * 2)
     assert set(fake.snapshot()["prompt_bills"].values()) == {1} and sum(r.labeled for r in results) == 30

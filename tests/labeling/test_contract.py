@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import pickle
-from dataclasses import replace
 
 import pytest
 from promptmill.labeling.client import ClientConfig, retry_after_seconds
@@ -89,7 +88,7 @@ def test_version_changes_with_model_and_template(tmp_path):
     assert v1 != label_version("gpt-5.6-luna", load_instructions(base))
     other = tmp_path / "instructions.md"
     other.write_text(load_instructions(base).text + "\nBe brief.")
-    assert v1 != label_version(base.model, load_instructions(replace(base, instructions_file=other)))
+    assert v1 != label_version(base.model, load_instructions(base.with_overrides(instructions_file=other)))
 
 
 def test_instructions_are_short_enough_for_the_token_target():

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from dataclasses import replace
 
 from labeling_helpers import (
     API_KEY,
@@ -57,7 +56,7 @@ def test_sigkill_then_rerun_bills_nothing_twice(engine, store_url, settings, cli
     # then another run leaves them alone, as it would if that run were still waiting for the answer.
     time.sleep(1.5)
     fake.latency = 0.0
-    summary = label_pending(engine, replace(settings, pack_size=5), client_config)
+    summary = label_pending(engine, settings.with_overrides(pack_size=5), client_config)
     assert summary.labeled + len(ledger_rows(engine)) > 0
     rows = label_rows(engine)
     assert sorted(rows) == sorted(ids)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
 
 import pytest
 from labeling_helpers import add_prompts, label_rows, make_prompts
@@ -16,19 +15,19 @@ from promptmill.labeling.planner import label_batch, plan_batches
 def test_plan_covers_pending_in_whole_packs_under_the_cap(sqlite_engine, settings):
     assert plan_batches(sqlite_engine, settings) == []
     ids = add_prompts(sqlite_engine, make_prompts(230))
-    plan = plan_batches(sqlite_engine, replace(settings, batch_prompts=40, pack_size=25), max_batches=4)
+    plan = plan_batches(sqlite_engine, settings.with_overrides(batch_prompts=40, pack_size=25), max_batches=4)
     assert len(plan) == 4 and [d["batch_no"] for d in plan] == [1, 2, 3, 4]
     assert all(d["count"] % 25 == 0 for d in plan[:-1]) and sum(d["count"] for d in plan) == 230
     assert plan[0]["first_id"] == min(ids) and plan[-1]["last_id"] == max(ids)
     assert plan[0]["label"] == f"batch 1/4: {plan[0]['count']} prompts"
     json.dumps(plan)  # small and JSON-able for XCom
-    limited = plan_batches(sqlite_engine, replace(settings, limit=60, batch_prompts=25))
+    limited = plan_batches(sqlite_engine, settings.with_overrides(limit=60, batch_prompts=25))
     assert sum(d["count"] for d in limited) == 60
 
 
 def test_label_batch_labels_its_range_only_and_is_idempotent(engine, settings, client_config, fake):
     ids = add_prompts(engine, make_prompts(90))
-    plan = plan_batches(engine, replace(settings, batch_prompts=50))
+    plan = plan_batches(engine, settings.with_overrides(batch_prompts=50))
     first = label_batch(engine, settings, client_config, plan[0])
     assert first["labeled"] == plan[0]["count"]
     assert set(label_rows(engine)) == {i for i in ids if plan[0]["first_id"] <= i <= plan[0]["last_id"]}

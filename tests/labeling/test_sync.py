@@ -42,7 +42,7 @@ def test_labels_land_on_the_right_prompts_and_ledger_matches(engine, settings, c
 
 
 def test_bad_answers_are_requeued_reasked_or_failed(engine, settings, client_config, fake):
-    settings = replace(settings, pack_size=8, concurrency=1)
+    settings = settings.with_overrides(pack_size=8, concurrency=1)
     texts = make_prompts(16, seed=3)
     ids = add_prompts(engine, texts)
     fake.add_faults(
@@ -65,7 +65,7 @@ def test_bad_answers_are_requeued_reasked_or_failed(engine, settings, client_con
 
 
 def test_malformed_and_truncated_answers_shrink_the_pack_then_fail_alone(sqlite_engine, settings, client_config, fake):
-    settings = replace(settings, pack_size=4, concurrency=1)
+    settings = settings.with_overrides(pack_size=4, concurrency=1)
     texts = make_prompts(4, seed=5)
     ids = add_prompts(sqlite_engine, texts)
     # 4 -> malformed; halves of 2 -> truncated + ok; the truncated pair -> singles: malformed alone = failed, ok
@@ -81,7 +81,7 @@ def test_malformed_and_truncated_answers_shrink_the_pack_then_fail_alone(sqlite_
 
 
 def test_rate_limits_and_server_errors_are_retried_with_a_global_cooldown(engine, settings, client_config, fake):
-    settings = replace(settings, pack_size=10, concurrency=3)
+    settings = settings.with_overrides(pack_size=10, concurrency=3)
     texts = make_prompts(60, seed=7)
     ids = add_prompts(engine, texts)
     fake.add_faults(
@@ -99,7 +99,7 @@ def test_rate_limits_and_server_errors_are_retried_with_a_global_cooldown(engine
 
 
 def test_timeouts_are_retried_and_not_billed(sqlite_engine, settings, client_config, fake):
-    settings = replace(settings, request_timeout_s=0.5, concurrency=1)
+    settings = settings.with_overrides(request_timeout_s=0.5, concurrency=1)
     texts = make_prompts(10, seed=9)
     ids = add_prompts(sqlite_engine, texts)
     fake.add_faults({"kind": "timeout", "seconds": 2.0})
@@ -111,7 +111,7 @@ def test_timeouts_are_retried_and_not_billed(sqlite_engine, settings, client_con
 
 
 def test_retries_run_out_and_the_run_stops(sqlite_engine, settings, client_config, fake):
-    settings = replace(settings, max_retries=2, concurrency=1)
+    settings = settings.with_overrides(max_retries=2, concurrency=1)
     add_prompts(sqlite_engine, make_prompts(5))
     fake.add_faults(*[{"kind": "status", "status": 500}] * 3)
     with pytest.raises(RetriesExhausted, match="gave up after 2 retries"):
@@ -132,7 +132,7 @@ def test_fatal_errors_stop_at_once(sqlite_engine, settings, client_config, fake,
     add_prompts(sqlite_engine, make_prompts(100))
     fake.add_faults(*[fault] * 10)
     with pytest.raises(FatalAPIError, match=match):
-        label_pending(sqlite_engine, replace(settings, concurrency=1), client_config)
+        label_pending(sqlite_engine, settings.with_overrides(concurrency=1), client_config)
     assert fake.snapshot()["chat_requests"] == 1  # nothing retried, nothing more sent
     assert label_rows(sqlite_engine) == {}
 
@@ -143,7 +143,7 @@ def test_wrong_key_and_unknown_model_fail_fast(sqlite_engine, settings, client_c
         label_pending(sqlite_engine, settings, replace(client_config, api_key="sk-wrong"))
     assert "sk-wrong" not in str(info.value)
     with pytest.raises(FatalAPIError, match="unknown model 'gpt-nope'"):
-        label_pending(sqlite_engine, replace(settings, model="gpt-nope", prices_file=_prices_with(sqlite_engine, "gpt-nope")),
+        label_pending(sqlite_engine, settings.with_overrides(model="gpt-nope", prices_file=_prices_with(sqlite_engine, "gpt-nope")),
                       client_config)
     assert fake.snapshot()["chat_requests"] <= 2 * settings.concurrency
     assert fake.snapshot()["billed_requests"] == 0
@@ -161,34 +161,34 @@ def _prices_with(engine, model):
 def test_limit_stops_exactly(engine, settings, client_config, fake):
     texts = make_prompts(70, seed=11)
     ids = add_prompts(engine, texts)
-    summary = label_pending(engine, replace(settings, limit=33), client_config)
+    summary = label_pending(engine, settings.with_overrides(limit=33), client_config)
     assert summary.labeled == 33 and summary.stopped_by == "limit"
     assert sorted(label_rows(engine)) == sorted(ids)[:33]
     assert label_status(engine, settings)["pending"] == 37
 
 
 def test_budget_stops_exactly(engine, settings, client_config, fake):
-    settings = replace(settings, pack_size=5, concurrency=1)
+    settings = settings.with_overrides(pack_size=5, concurrency=1)
     add_prompts(engine, make_prompts(100, seed=13))
-    label_pending(engine, replace(settings, limit=5), client_config)
+    label_pending(engine, settings.with_overrides(limit=5), client_config)
     one_request = ledger_rows(engine)[0]["cost_usd"]
     max_usd = one_request * 3.5
-    summary = label_pending(engine, replace(settings, max_usd=max_usd, run_key="budget-run"), client_config)
+    summary = label_pending(engine, settings.with_overrides(max_usd=max_usd, run_key="budget-run"), client_config)
     costs = [r["cost_usd"] for r in ledger_rows(engine) if r["run_key"] == "budget-run"]
     assert summary.stopped_by == "budget"
     assert sum(costs) >= max_usd and sum(costs[:-1]) < max_usd  # the last request was the first one over
     assert summary.requests == len(costs) == 4
     # the budget is per run key: the same key again takes no new request
-    again = label_pending(engine, replace(settings, max_usd=max_usd, run_key="budget-run"), client_config)
+    again = label_pending(engine, settings.with_overrides(max_usd=max_usd, run_key="budget-run"), client_config)
     assert again.requests == 0 and again.stopped_by == "budget"
 
 
 def test_budget_with_concurrency_counts_requests_in_flight(sqlite_engine, settings, client_config, fake):
-    settings = replace(settings, pack_size=5, concurrency=8)
+    settings = settings.with_overrides(pack_size=5, concurrency=8)
     add_prompts(sqlite_engine, make_prompts(200, seed=17))
-    label_pending(sqlite_engine, replace(settings, limit=5, concurrency=1), client_config)
+    label_pending(sqlite_engine, settings.with_overrides(limit=5, concurrency=1), client_config)
     one_request = ledger_rows(sqlite_engine)[0]["cost_usd"]
-    summary = label_pending(sqlite_engine, replace(settings, max_usd=one_request * 4.5, run_key="b2"), client_config)
+    summary = label_pending(sqlite_engine, settings.with_overrides(max_usd=one_request * 4.5, run_key="b2"), client_config)
     assert summary.stopped_by == "budget"
     assert summary.requests <= 6  # not 8 requests fired at once past the budget
     assert summary.spend_usd >= one_request * 4.5 - 1e-12
@@ -201,14 +201,14 @@ def test_new_version_makes_prompts_pending_and_keeps_old_labels(engine, settings
     old_version = label_status(engine, settings)["label_version"]
     template = tmp_path / "instructions.md"
     template.write_text("Describe the main object of each prompt in a few words, or answer _no_object.")
-    new_settings = replace(settings, instructions_file=template)
+    new_settings = settings.with_overrides(instructions_file=template)
     status = label_status(engine, new_settings)
     assert status["pending"] == 30 and status["label_version"] != old_version
     label_pending(engine, new_settings, client_config)
     versions = {r["version"] for r in label_rows_all(engine)}
     assert versions == {old_version, status["label_version"]}
     assert label_status(engine, settings)["labeled"] == 30  # the old ones are kept
-    other_model = label_status(engine, replace(settings, model="gpt-5.6-luna"))
+    other_model = label_status(engine, settings.with_overrides(model="gpt-5.6-luna"))
     assert other_model["pending"] == 30
 
 
@@ -232,7 +232,7 @@ def test_an_injecting_prompt_changes_no_other_label(sqlite_engine, settings, cli
 
 def test_reasoning_tokens_are_billed_and_recorded(sqlite_engine, settings, client_config, fake):
     add_prompts(sqlite_engine, make_prompts(10))
-    label_pending(sqlite_engine, replace(settings, reasoning_effort="medium"), client_config)
+    label_pending(sqlite_engine, settings.with_overrides(reasoning_effort="medium"), client_config)
     ledger = assert_ledger_equals_billing(sqlite_engine, fake, settings)
     assert all(r["reasoning_tokens"] > 0 for r in ledger)
 

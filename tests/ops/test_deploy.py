@@ -4,7 +4,6 @@ and the PostgreSQL init script run for real against the local server."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import secrets
@@ -114,7 +113,7 @@ def test_every_compose_variable_is_documented_in_env_example():
 
 
 def _fields(cls) -> set[str]:
-    return {f.name for f in dataclasses.fields(cls)}
+    return set(cls.model_fields)
 
 
 def test_env_example_documents_exactly_the_package_settings():

@@ -10,7 +10,8 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from promptmill.labeling.settings import MODES, LabelSettings
+from promptmill.choices import LABEL_MODES, SERVICE_TIERS
+from promptmill.labeling.settings import LabelSettings
 
 # The client stack (openai, httpx2) is imported by the handlers only: `promptmill --help` and the other
 # commands start without it.
@@ -27,16 +28,16 @@ def add_commands(subparsers: argparse._SubParsersAction, common_parent: argparse
     label.add_argument("--limit", type=int, help="label at most N prompts")
     label.add_argument("--max-usd", type=float, help="stop taking new requests once this run spent this much")
     label.add_argument("--concurrency", type=int, help="requests in flight at once")
-    label.add_argument("--mode", choices=MODES, help="sync (Chat Completions) or batch (Batch API, half price)")
-    label.add_argument("--service-tier", help="e.g. flex (half price, slower) in sync mode")
+    label.add_argument("--mode", choices=LABEL_MODES, help="sync (Chat Completions) or batch (Batch API, half price)")
+    label.add_argument("--service-tier", choices=SERVICE_TIERS, help="e.g. flex (half price, slower) in sync mode")
     label.add_argument("--base-url", help="OpenAI-compatible server (default: OPENAI_BASE_URL or api.openai.com)")
     label.set_defaults(handler=handle_label)
 
     est = subparsers.add_parser("estimate", parents=parents, help="pending count and estimated tokens and cost")
     _add_run_options(est, has_json)
     est.add_argument("--limit", type=int, help="estimate for at most N prompts")
-    est.add_argument("--mode", choices=MODES)
-    est.add_argument("--service-tier")
+    est.add_argument("--mode", choices=LABEL_MODES)
+    est.add_argument("--service-tier", choices=SERVICE_TIERS)
     est.set_defaults(handler=handle_estimate)
 
 

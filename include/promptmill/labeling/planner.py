@@ -4,7 +4,6 @@ and label one descriptor: the two Airflow-free halves of the DAG's plan task and
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -57,7 +56,7 @@ def label_batch(
     In batch mode this submits (or re-attaches to) the descriptor's Batch API jobs and blocks until they are
     reconciled; the DAG instead calls batch_mode.submit_or_attach / apoll / reconcile around a deferral.
     """
-    scoped = replace(settings, limit=int(descriptor["count"]))
+    scoped = settings.with_overrides(limit=int(descriptor["count"]))
     if settings.mode == "batch":
         from promptmill.labeling.batch_mode import run_batch_mode
 

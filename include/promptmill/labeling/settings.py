@@ -1,85 +1,65 @@
-"""Labeling settings: one frozen object for the CLI, the DAG and the tests.
+"""Labeling settings (``PROMPTMILL_LABEL_*``): one frozen, validated object for the CLI, the DAG and the tests.
 
-Precedence: defaults < environment (``PROMPTMILL_LABEL_<FIELD>``) < explicit overrides (CLI flags, DAG params).
-Secrets never live here: the API key is on :class:`promptmill.labeling.client.ClientConfig`.
+Precedence and errors: see :mod:`promptmill.settings`. Secrets never live here: the API key is on
+:class:`promptmill.labeling.client.ClientConfig`.
 """
 
 from __future__ import annotations
 
-import typing
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from promptmill import env_settings
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from promptmill.choices import LabelMode, ReasoningEffort, ServiceTier
+from promptmill.settings import SettingsBase, UserPath
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_INSTRUCTIONS_FILE = PACKAGE_DIR / "instructions.md"
 DEFAULT_PRICES_FILE = PACKAGE_DIR / "prices.toml"
 
-MODES = ("sync", "batch")
-SERVICE_TIERS = ("auto", "default", "flex", "scale", "priority")
-REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 
+class LabelSettings(SettingsBase):
+    model_config = SettingsConfigDict(env_prefix="PROMPTMILL_LABEL_")
+    WHAT = "label setting"
 
-@dataclass(frozen=True, slots=True)
-class LabelSettings:
     # what is asked (model + instructions file = the label version)
-    model: str = "gpt-6-luna"
-    instructions_file: Path | None = None  # None -> the packaged instructions.md
-    temperature: float | None = None  # None -> the model's default (reasoning models reject others)
-    reasoning_effort: str | None = "none"  # "" / None -> not sent (servers that do not know the field)
-    max_tokens: int | None = None  # max_completion_tokens per request; None -> sized from the pack
-    max_description_chars: int = 200
+    model: str = Field("gpt-6-luna", min_length=1)
+    instructions_file: UserPath | None = None  # None -> the packaged instructions.md
+    temperature: float | None = Field(None, ge=0, le=2)  # None -> the model's default (reasoning models reject others)
+    reasoning_effort: ReasoningEffort | None = "none"  # "" / None -> not sent (servers that do not know the field)
+    max_tokens: int | None = Field(None, ge=1)  # max_completion_tokens per request; None -> sized from the pack
+    max_description_chars: int = Field(200, ge=1)
 
     # how it is sent
-    mode: str = "sync"  # sync | batch
-    service_tier: str | None = None  # e.g. "flex" (half price, slower) in sync mode
-    pack_size: int = 25
-    concurrency: int = 8
-    request_timeout_s: float = 120.0
-    max_retries: int = 8  # per request, for 429 / 5xx / timeouts / connection errors
-    backoff_base_s: float = 0.5
-    backoff_max_s: float = 30.0
-    max_retry_after_s: float = 300.0  # a longer retry-after stops the run instead of sleeping
-    max_rate_limit_wait_s: float = 900.0  # per request: total time spent waiting out 429s before giving up
+    mode: LabelMode = "sync"
+    service_tier: ServiceTier | None = None  # e.g. "flex" (half price, slower) in sync mode
+    pack_size: int = Field(25, ge=1)
+    concurrency: int = Field(8, ge=1)
+    request_timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(8, ge=0)  # per request, for 429 / 5xx / timeouts / connection errors
+    backoff_base_s: float = Field(0.5, ge=0)
+    backoff_max_s: float = Field(30.0, ge=0)
+    max_retry_after_s: float = Field(300.0, ge=0)  # a longer retry-after stops the run instead of sleeping
+    max_rate_limit_wait_s: float = Field(900.0, ge=0)  # per request: total time spent waiting out 429s before giving up
 
     # how much
-    max_usd: float | None = None  # stop taking new requests once the run's spend reaches this
-    limit: int | None = None  # label at most this many prompts in one run
+    max_usd: float | None = Field(None, ge=0)  # stop taking new requests once the run's spend reaches this
+    limit: int | None = Field(None, ge=0)  # label at most this many prompts in one run
     run_key: str | None = None  # the budget scope; None -> a fresh one per run (CLI); the DAG passes its run id
     # How long a run's claim on the prompts it is sending keeps other runs off them. A live run renews its claims
     # every quarter of this; those of a run that died run out after it, and its unanswered prompts are free again.
-    claim_lease_s: float = 300.0
+    claim_lease_s: float = Field(300.0, gt=0)
 
     # pricing and estimates
-    prices_file: Path | None = None  # None -> the packaged prices.toml
-    output_tokens_per_item: float = 12.0  # estimate fallback until the ledger has a measured average
+    prices_file: UserPath | None = None  # None -> the packaged prices.toml
+    output_tokens_per_item: float = Field(12.0, ge=0)  # estimate fallback until the ledger has a measured average
 
     # planning (DAG) and batch mode
-    batch_prompts: int = 500  # prompts per mapped batch descriptor (raised to stay under max_batches)
-    batch_poll_s: float = 60.0
-    batch_max_requests: int = 50_000  # Batch API: requests per input file
-    batch_max_bytes: int = 190 * 1024 * 1024  # Batch API: 200 MB per input file, with headroom
-
-    ENV_PREFIX = "PROMPTMILL_LABEL_"
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"label mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if self.service_tier is not None and self.service_tier not in SERVICE_TIERS:
-            raise ValueError(f"service_tier must be one of {', '.join(SERVICE_TIERS)}, got {self.service_tier!r}")
-        if self.reasoning_effort and self.reasoning_effort not in REASONING_EFFORTS:
-            raise ValueError(
-                f"reasoning_effort must be one of {', '.join(REASONING_EFFORTS)}, got {self.reasoning_effort!r}"
-            )
-        for name in ("pack_size", "concurrency", "batch_prompts", "batch_max_requests"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.limit is not None and self.limit < 0:
-            raise ValueError(f"limit must not be negative, got {self.limit}")
-        if self.max_usd is not None and self.max_usd < 0:
-            raise ValueError(f"max_usd must not be negative, got {self.max_usd}")
+    batch_prompts: int = Field(500, ge=1)  # prompts per mapped batch descriptor (raised to stay under max_batches)
+    batch_poll_s: float = Field(60.0, gt=0)
+    batch_max_requests: int = Field(50_000, ge=1)  # Batch API: requests per input file
+    batch_max_bytes: int = Field(190 * 1024 * 1024, ge=1)  # Batch API: 200 MB per input file, with headroom
 
     @property
     def effective_instructions_file(self) -> Path:
@@ -95,11 +75,3 @@ class LabelSettings:
         if self.mode == "batch":
             return "batch"
         return self.service_tier if self.service_tier == "flex" else "default"
-
-    def with_overrides(self, **overrides: Any) -> LabelSettings:
-        """Apply non-None overrides (CLI flags / DAG params), converting strings to the field types."""
-        return env_settings.with_overrides(self, overrides, what="label setting")
-
-    @classmethod
-    def from_env(cls, environ: typing.Mapping[str, str] | None = None, **overrides: Any) -> LabelSettings:
-        return env_settings.load(cls(), environ, overrides)

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 
+from promptmill.choices import SPLIT_KEYS
 from promptmill.publishing.errors import PublishError
-from promptmill.publishing.settings import SPLIT_KEYS, PublishSettings
+from promptmill.publishing.settings import PublishSettings
 
 if TYPE_CHECKING:
     from promptmill.publishing.publish import PublishResult

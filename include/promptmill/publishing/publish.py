@@ -155,7 +155,7 @@ def publish(
     """
     label_version = settings.label_version or current_label_version(engine, label_settings)
     warnings = []
-    if not settings.username_salt:
+    if not settings.username_salt.get_secret_value():
         warnings.append(
             "PROMPTMILL_PUBLISH_USERNAME_SALT is not set: username hashes are unsalted SHA-256, "
             "which anyone with a list of names can reverse"
@@ -188,7 +188,10 @@ def publish_lock(engine: Engine, destination: Destination, *, timeout_s: float |
 def _publish_locked(engine: Engine, destination: Destination, settings: PublishSettings, label_version: str,
                     run_id: str | None, warnings: list[str], now: dt.datetime | None) -> PublishResult:
     rowset = load_rows(
-        engine, label_version, include_no_object=settings.include_no_object, username_salt=settings.username_salt
+        engine,
+        label_version,
+        include_no_object=settings.include_no_object,
+        username_salt=settings.username_salt.get_secret_value(),
     )
     if not rowset.rows:
         log.warning("publish: no publishable row for label version %s; nothing written", label_version)

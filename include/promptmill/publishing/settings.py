@@ -1,20 +1,20 @@
-"""Publishing settings: one frozen object for the CLI, the DAG and the tests.
+"""Publishing settings (``PROMPTMILL_PUBLISH_*``): one frozen, validated object for the CLI, the DAG and the tests.
 
-Precedence: defaults < environment (``PROMPTMILL_PUBLISH_<FIELD>``) < explicit overrides (CLI flags, DAG params).
-The username salt is a secret: it is never printed (``repr=False``), written to a manifest or put in an event.
+Precedence and errors: see :mod:`promptmill.settings`. The username salt is a secret (``SecretStr``): it is never
+printed, dumped, written to a manifest or put in an event or an error.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-from promptmill import env_settings
-from promptmill.settings import default_data_dir
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import SettingsConfigDict
 
-SPLIT_KEYS = ("prompt", "description")
+from promptmill.choices import SplitKey
+from promptmill.settings import SettingsBase, default_data_dir
 
 
 def default_out_uri(data_dir: Path | str | None = None) -> str:
@@ -22,35 +22,28 @@ def default_out_uri(data_dir: Path | str | None = None) -> str:
     return (Path(root).expanduser().resolve() / "published").as_uri()
 
 
-@dataclass(frozen=True, slots=True)
-class PublishSettings:
-    # where: any fsspec URL (file://, a plain path, memory://, s3:// with s3fs installed)
-    out_uri: str = field(default_factory=default_out_uri)
+class PublishSettings(SettingsBase):
+    model_config = SettingsConfigDict(env_prefix="PROMPTMILL_PUBLISH_")
+    WHAT = "publish setting"
+
+    # where: any fsspec URL (file://, a plain path, memory://, s3:// with s3fs installed); a Path -> its file:// URL
+    out_uri: str = Field(default_factory=default_out_uri, min_length=1)
     # what
-    test_ratio: float = 0.2
-    split_key: str = "prompt"  # "prompt" | "description" (group-aware: a description never straddles splits)
+    test_ratio: float = Field(0.2, gt=0, lt=1)
+    split_key: SplitKey = "prompt"  # group-aware: rows sharing the key never straddle the splits
     include_no_object: bool = False  # the original -r flag, inverted: publish `_no_object` rows too
     label_version: str | None = None  # None -> the current version of the labeling settings
     # how many complete publications to keep at the destination (0 = keep all)
-    retention: int = 10
+    retention: int = Field(10, ge=0)
     # publishers to one destination take turns: how long one waits for another before it gives up (exit 1)
-    lock_timeout_s: float = 900.0
+    lock_timeout_s: float = Field(900.0, ge=0)
     # keys the username hash; empty -> unsalted SHA-256 (guessable from a list of names; a warning says so)
-    username_salt: str = field(default="", repr=False)
+    username_salt: SecretStr = SecretStr("")
 
-    ENV_PREFIX = "PROMPTMILL_PUBLISH_"
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.test_ratio < 1.0:
-            raise ValueError(f"test_ratio must be between 0 and 1 (exclusive), got {self.test_ratio}")
-        if self.split_key not in SPLIT_KEYS:
-            raise ValueError(f"split_key must be one of {', '.join(SPLIT_KEYS)}, got {self.split_key!r}")
-        if self.retention < 0:
-            raise ValueError(f"retention must not be negative, got {self.retention}")
-        if self.lock_timeout_s < 0:
-            raise ValueError(f"lock_timeout_s must not be negative, got {self.lock_timeout_s}")
-        if not str(self.out_uri).strip():
-            raise ValueError("out_uri must not be empty")
+    @field_validator("out_uri", mode="before")
+    @classmethod
+    def _path_to_uri(cls, value: Any) -> Any:
+        return value.expanduser().resolve().as_uri() if isinstance(value, Path) else value
 
     def public_dict(self) -> dict[str, Any]:
         """What a manifest or a log may show: every setting except the salt (only whether one is set)."""
@@ -58,14 +51,8 @@ class PublishSettings:
             "test_ratio": self.test_ratio,
             "split_key": self.split_key,
             "include_no_object": self.include_no_object,
-            "username_hash": "hmac-sha256" if self.username_salt else "sha256-unsalted",
+            "username_hash": "hmac-sha256" if self.username_salt.get_secret_value() else "sha256-unsalted",
         }
-
-    def with_overrides(self, **overrides: Any) -> PublishSettings:
-        """Apply non-None overrides (CLI flags / DAG params), converting strings to the field types."""
-        return env_settings.with_overrides(
-            self, overrides, what="publish setting", convert=_convert, raw=frozenset({"username_salt"})
-        )
 
     @classmethod
     def from_env(
@@ -74,14 +61,9 @@ class PublishSettings:
         *,
         data_dir: Path | str | None = None,
         **overrides: Any,
-    ) -> PublishSettings:
+    ) -> Self:
         """Settings from ``PROMPTMILL_PUBLISH_*``; ``data_dir`` (the main settings' folder) sets the default out_uri."""
-        base = cls(out_uri=default_out_uri(data_dir)) if data_dir is not None else cls()
-        return env_settings.load(base, environ, overrides)
-
-
-def _convert(name: str, value: Any) -> Any:
-    """A destination given as a local path becomes its file:// URL."""
-    if name == "out_uri" and isinstance(value, Path):
-        return value.expanduser().resolve().as_uri()
-    return NotImplemented
+        settings = super().from_env(environ, **overrides)
+        if data_dir is None or "out_uri" in settings.explicit():
+            return settings
+        return settings.with_overrides(out_uri=default_out_uri(data_dir))
