@@ -9,7 +9,7 @@ versioned train/test split.
 |---|---|
 | `discover_exports` | lists the export files with content not ingested yet, in size-balanced groups (paths only) |
 | `ingest_exports` | mapped, one group each: every message stored with a status; bad files quarantined with the reason |
-| `dedupe_messages` | the original exact / near-duplicate rules, over what changed |
+| `dedupe_messages` | the original exact / near-duplicate rules, over what changed (with `recompute`: every message) |
 | `plan_labeling` | pending prompts of the current label version -> at most 1,024 batch descriptors (ids, never payloads) |
 | `label_prompts` | mapped, pool `openai`: labels one batch (sync), or submits it to the Batch API and defers |
 | `publish_dataset` | a new versioned split folder when anything changed; emits the `promptmill_splits` asset event |
@@ -22,6 +22,11 @@ labeling is skipped with the cost estimate in the log, and publishing runs with 
 (`<landing>/<YYYY-MM-DD>/...`): a run for a date (scheduled or backfill) ingests that date's partition plus
 unpartitioned files; a manual run without a date takes everything new. Every task is idempotent (content
 hashes, upserts, a ledger of paid requests), so retries, re-runs and backfills never duplicate or re-pay.
+
+**Cleaning and dedupe options:** the store records the options its verdicts were computed with. Empty params
+(the default) use them; a run given other ones fails its first task with one line saying which the store uses,
+unless `recompute` is on: then the dedupe task re-derives every message and recomputes every verdict with the
+run's options, which become the store's.
 
 All logic lives in the `promptmill` package (include/promptmill); this file only wires it to Airflow.
 """
@@ -54,29 +59,52 @@ PARAMS = {
         description="Only ingest these channels (ids or names); empty = every channel.",
         section="Ingest",
     ),
+    # Empty (the default) = the store's options: scheduled runs and backfills follow the store, whatever a CLI
+    # `promptmill dedupe --full` or `reprocess` changed. A run given other ones fails its first task with one line
+    # (no retries), unless `recompute` is on.
     "cleaning_profile": Param(
-        "parity",
-        type="string",
-        enum=list(CLEANING_PROFILES),
+        None,
+        type=["null", "string"],
+        enum=[None, *CLEANING_PROFILES],
         title="Cleaning profile",
-        description="parity reproduces the original notebook exactly; improved fixes its known defects.",
+        description="Empty = the store's (a new store: parity). parity reproduces the original notebook exactly; "
+        "improved fixes its known defects.",
         section="Cleaning and dedupe",
     ),
     "near_dup_metric": Param(
-        "jaro",
-        type="string",
-        enum=list(NEAR_DUP_METRICS),
+        None,
+        type=["null", "string"],
+        enum=[None, *NEAR_DUP_METRICS],
         title="Near-duplicate metric",
-        description="How similar two attempts of one user are (jaro = the original rule).",
+        description="Empty = the store's (a new store: jaro, the original rule). How similar two attempts of one "
+        "user are.",
         section="Cleaning and dedupe",
     ),
     "near_dup_threshold": Param(
-        0.6,
-        type="number",
+        None,
+        type=["null", "number"],
         minimum=0,
         maximum=1,
         title="Near-duplicate threshold",
-        description="Similarity above which the older attempt is dropped (0.6 = the original).",
+        description="Empty = the store's (a new store: 0.6, the original). Similarity above which the older "
+        "attempt is dropped.",
+        section="Cleaning and dedupe",
+    ),
+    "near_dup_window_s": Param(
+        None,
+        type=["null", "integer"],
+        minimum=1,
+        title="Near-duplicate window (seconds)",
+        description="Empty = the store's (a new store: 3600, the original hour). How close two attempts must be.",
+        section="Cleaning and dedupe",
+    ),
+    "recompute": Param(
+        False,
+        type="boolean",
+        title="Recompute the whole store",
+        description="Apply the options above to every stored message: re-derive each one and recompute every "
+        "verdict (as `promptmill reprocess`), then record them as the store's. Off: options other than the "
+        "store's fail the run.",
         section="Cleaning and dedupe",
     ),
     "labeling": Param(
@@ -176,7 +204,9 @@ def promptmill():
         context = get_current_context()
         logical_date = context.get("logical_date")
         run_date = logical_date.date().isoformat() if logical_date else None
-        groups = plan_ingest(config.settings(_params()), run_date=run_date)
+        params = _params()
+        with config.options_conflict_fails_the_task():
+            groups = plan_ingest(config.settings(params), run_date=run_date, recompute=params.get("recompute", False))
         return [{"group": i + 1, "of": len(groups), "paths": paths} for i, paths in enumerate(groups)]
 
     @task(
@@ -192,7 +222,9 @@ def promptmill():
 
         context = get_current_context()
         context["ingest_label"] = f"group {group['group']}/{group['of']}: {len(group['paths'])} files"
-        return ingest_group(config.settings(_params()), group["paths"])
+        params = _params()
+        with config.options_conflict_fails_the_task():
+            return ingest_group(config.settings(params), group["paths"], recompute=params.get("recompute", False))
 
     @task(multiple_outputs=False, trigger_rule="none_failed")
     def dedupe_messages(reports) -> dict:
@@ -201,7 +233,9 @@ def promptmill():
         from promptmill_airflow import config
 
         reports = list(reports or [])
-        result = dedupe(config.settings(_params()))
+        params = _params()
+        with config.options_conflict_fails_the_task():
+            result = dedupe(config.settings(params), recompute=params.get("recompute", False))
         result["ingested_files"] = sum(r["files_ingested"] for r in reports)
         result["quarantined"] = [q for r in reports for q in r["files_quarantined"]]
         return result

@@ -95,3 +95,39 @@ def test_a_file_name_that_is_not_utf8_is_planned_by_its_real_name(store_url, tmp
     report = ingest_group(settings, [real])
     assert report["files_ingested"] == 1
     assert report["files_quarantined"] == [] and plan_ingest(settings, run_date=None) == []
+
+
+def test_a_run_with_options_other_than_the_stores_fails_unless_it_recomputes(store_url, tmp_path):
+    """The DAG's task bodies: params other than the store's options fail the first task and change nothing; with
+    recompute, the ingest tasks store with the store's options and the dedupe task applies the new ones to all."""
+    import pytest
+    from promptmill.pipeline import dedupe
+    from promptmill.store import options
+    from promptmill.store.db import connect
+
+    landing = _landing(tmp_path)
+    settings = Settings(database_url=store_url, landing_dir=landing)
+    for paths in plan_ingest(settings, run_date="2022-11-01"):
+        ingest_group(settings, paths)
+    dedupe(settings)
+    engine = connect(store_url)
+    assert options.read(engine) == options.StoreOptions("parity", "jaro", 0.6, 3600)  # the first run's (defaults)
+
+    asking = Settings(database_url=store_url, landing_dir=landing, near_dup_metric="token_set")
+    expected = ("this store's verdicts use cleaning_profile=parity near_dup_metric=jaro near_dup_threshold=0.6 "
+                "near_dup_window_s=3600, not near_dup_metric=token_set; to apply that to the whole store trigger a run "
+                "with the param recompute on, or leave the params empty to use the store's")
+    for task in (lambda: plan_ingest(asking, run_date=None), lambda: ingest_group(asking, []), lambda: dedupe(asking)):
+        with pytest.raises(options.OptionsConflict) as caught:
+            task()
+        assert str(caught.value) == expected
+
+    groups = plan_ingest(asking, run_date=None, recompute=True)
+    reports = [ingest_group(asking, paths, recompute=True) for paths in groups]
+    assert sum(r["messages"] for r in reports) == 5
+    result = dedupe(asking, recompute=True)
+    assert result["reprocessed"] == 7 and result["status"]["pending_dedupe"] == 0
+    assert result["status"]["options"]["near_dup_metric"] == "token_set"
+    assert options.read(engine) == options.StoreOptions("parity", "token_set", 0.6, 3600)
+    assert dedupe(Settings(database_url=store_url, landing_dir=landing))["status"]["options"]["near_dup_metric"] == \
+        "token_set"  # a run without params follows the store

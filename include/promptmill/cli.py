@@ -10,11 +10,13 @@ from pathlib import Path
 
 from promptmill.choices import CLEANING_PROFILES, NEAR_DUP_METRICS
 from promptmill.settings import SAMPLES_DIR, Settings
+from promptmill.store import options as store_options
 from promptmill.store.db import StoreError, redact_url
 
 EXIT_CODES = ("exit codes: 0 success; 1 a runtime error (unreachable database or server, refused credentials, "
               "a file that cannot be written, bad data); 2 a usage error (unknown command or option, a bad option or "
-              "PROMPTMILL_* value). Errors are one line on stderr.")
+              "PROMPTMILL_* value, cleaning or near-duplicate options other than the store's). Errors are one line on "
+              "stderr.")
 
 
 class UsageError(Exception):
@@ -144,6 +146,7 @@ def cmd_ingest(args, settings: Settings) -> int:
             # Reported in the summary as quarantined too, but a typo deserves a clear line up front.
             print(f"promptmill: warning: {path}: no such file or directory", file=sys.stderr)
     engine = _engine(settings)
+    settings = store_options.settle(engine, settings)  # the store's options; other ones stop here (exit 2)
     report = ingest_paths(engine, args.paths, settings, run_dedupe=not args.no_dedupe)
     data = report.as_dict()
     if args.json:
@@ -170,7 +173,12 @@ def cmd_dedupe(args, settings: Settings) -> int:
 
     from promptmill.dedupe import run_dedupe
 
-    report = run_dedupe(_engine(settings), settings, full=args.full)
+    engine = _engine(settings)
+    # --full recomputes every verdict: it may change the near-duplicate options (the profile needs reprocess)
+    settings = store_options.settle(engine, settings, may_change=store_options.NEAR_DUP_OPTIONS if args.full else ())
+    report = run_dedupe(engine, settings, full=args.full)
+    if args.full:
+        store_options.record(engine, store_options.StoreOptions.of(settings))
     if args.json:
         _print_json(asdict(report))
     else:
@@ -184,7 +192,10 @@ def cmd_dedupe(args, settings: Settings) -> int:
 def cmd_reprocess(args, settings: Settings) -> int:
     from promptmill.reprocess import reprocess
 
-    count = reprocess(_engine(settings), settings)
+    engine = _engine(settings)
+    settings = store_options.settle(engine, settings, may_change=store_options.OPTIONS)
+    count = reprocess(engine, settings)  # every message re-derived, then a full dedupe
+    store_options.record(engine, store_options.StoreOptions.of(settings))
     if args.json:
         _print_json({"messages": count})
     else:
@@ -215,7 +226,7 @@ def cmd_export_cleaned(args, settings: Settings) -> int:
 def cmd_demo(args, settings: Settings) -> int:
     from promptmill.demo import run_demo
 
-    return run_demo(settings, samples=args.samples)
+    return run_demo(store_options.settle(_engine(settings), settings), samples=args.samples)
 
 
 COMMANDS = {
@@ -255,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         if handler is not None:  # extension commands (labeling, publishing) register their own handler
             return handler(args, _engine(settings), settings)
         return COMMANDS[args.command](args, settings)
-    except UsageError as exc:
+    except (UsageError, store_options.OptionsConflict) as exc:  # a conflict: see EXIT_CODES
         print(f"promptmill: error: {exc}", file=sys.stderr)
         return 2
     except (StoreError, ValueError) as exc:

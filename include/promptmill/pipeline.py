@@ -23,6 +23,15 @@ def _engine(settings: Settings):
     return settings.connect_store()
 
 
+def _store_options(engine, settings: Settings, recompute: bool) -> Settings:
+    """``settings`` with the store's cleaning and near-duplicate options (store/options.py). Params other than the
+    store's fail the task (OptionsConflict), unless the run asks to ``recompute``: its ingest tasks then store with
+    the store's options and its dedupe task applies the new ones to the whole store."""
+    from promptmill.store.options import settle
+
+    return settle(engine, settings, requested={} if recompute else None, dag=True)
+
+
 def partition_of(path: Path, landing: Path) -> str | None:
     """The YYYY-MM-DD folder a file sits in below the landing folder, if any."""
     try:
@@ -35,22 +44,26 @@ def partition_of(path: Path, landing: Path) -> str | None:
     return None
 
 
-def plan_ingest(settings: Settings, *, run_date: str | None = None, max_groups: int = MAX_INGEST_GROUPS) -> list[list[str]]:
+def plan_ingest(
+    settings: Settings, *, run_date: str | None = None, max_groups: int = MAX_INGEST_GROUPS, recompute: bool = False
+) -> list[list[str]]:
     """Top-level export files of the landing folder that hold anything not ingested yet, in size-balanced groups.
 
     Date-partitioned landing folders (``<landing>/<YYYY-MM-DD>/...``): a run for a date takes that date's
-    partition (plus unpartitioned files); a run without a date (manual) takes every partition.
+    partition (plus unpartitioned files); a run without a date (manual) takes every partition. A run whose
+    options differ from the store's fails here, first (see _store_options).
     """
     from promptmill.exports import ExportError
     from promptmill.exports.archives import close_archives
     from promptmill.ingest import file_mtime_ns, iter_sources, known_outcome, unchanged_files
     from promptmill.store.lookup_indexes import drop_lookup_indexes, is_bulk_load
 
+    engine = _engine(settings)
+    _store_options(engine, settings, recompute)
     landing = settings.effective_landing_dir
     if not landing.exists():
         log.warning("landing folder %s does not exist: nothing to ingest", landing)
         return []
-    engine = _engine(settings)
     # The same shortcut ingest takes: a file ingested under the same path, size and mtime is not hashed again.
     known_files = unchanged_files(engine)
     pending: dict[str, int] = {}
@@ -91,26 +104,38 @@ def plan_ingest(settings: Settings, *, run_date: str | None = None, max_groups: 
     return [sorted(g) for g in groups]
 
 
-def ingest_group(settings: Settings, paths: list[str]) -> dict:
+def ingest_group(settings: Settings, paths: list[str], *, recompute: bool = False) -> dict:
     """Ingest one group of files (a mapped task); dedupe runs once afterwards, in its own task."""
     from promptmill.ingest import ingest_paths
 
+    engine = _engine(settings)
     # Mapped tasks are the parallelism here; a worker pool inside a (possibly daemonic) task process is not.
-    settings = settings.with_overrides(ingest_workers=1)
+    settings = _store_options(engine, settings, recompute).with_overrides(ingest_workers=1)
     # mapped tasks run side by side: none may drop the lookup indexes the others are writing to
-    report = ingest_paths(_engine(settings), paths, settings, run_dedupe=False, defer_indexes=False)
+    report = ingest_paths(engine, paths, settings, run_dedupe=False, defer_indexes=False)
     return report.as_dict()
 
 
-def dedupe(settings: Settings) -> dict:
+def dedupe(settings: Settings, *, recompute: bool = False) -> dict:
+    """Dedupe what changed with the store's options; with ``recompute``, apply the run's options to the whole store
+    instead (every message re-derived, every verdict recomputed, as `promptmill reprocess`) and record them."""
     from dataclasses import asdict
 
     from promptmill.dedupe import run_dedupe
     from promptmill.status import store_status
+    from promptmill.store import options
 
-    report = run_dedupe(_engine(settings), settings)
-    status = store_status(_engine(settings), settings)
-    return {"dedupe": asdict(report), "status": status}
+    engine = _engine(settings)
+    if recompute:
+        from promptmill.reprocess import reprocess
+
+        settings = options.settle(engine, settings, may_change=options.OPTIONS, dag=True)
+        result = {"reprocessed": reprocess(engine, settings)}
+        options.record(engine, options.StoreOptions.of(settings))
+    else:
+        result = {"dedupe": asdict(run_dedupe(engine, _store_options(engine, settings, False)))}
+    result["status"] = store_status(engine, settings)
+    return result
 
 
 def plan_labeling(settings: Settings, label_settings, client_config, max_batches: int = 1024) -> list[dict]:

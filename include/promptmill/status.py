@@ -30,6 +30,10 @@ def store_status(engine: Engine, settings: Settings | None = None) -> dict:
             "files_ingested": files.get("ingested", 0),
             "files_quarantined": files.get("quarantined", 0),
         }
+        from promptmill.store.options import read
+
+        stored = read(conn)  # the options the verdicts were computed with (None: not recorded yet)
+        status["options"] = stored.as_dict() if stored is not None else None
         from promptmill.dedupe import has_deferred_verdicts
 
         if has_deferred_verdicts(conn):
@@ -63,6 +67,10 @@ def format_status(status: dict) -> str:
     if status.get("pending_dedupe"):
         lines.append(f"pending dedupe:  {status['pending_dedupe']:,} (run `promptmill dedupe`)")
     lines.append(f"files:           {status['files_ingested']:,} ingested, {status['files_quarantined']:,} quarantined")
+    if status.get("options"):
+        from promptmill.store.options import describe
+
+        lines.append(f"options:         {describe(status['options'])}")
     if "labeled" in status:
         lines.append(
             f"labels:          {status['labeled']:,} labeled ({status['no_object']:,} _no_object), "

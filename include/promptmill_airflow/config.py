@@ -3,6 +3,7 @@ anything that goes to XCom, logs or asset events."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 STORE_CONN_ID = "promptmill_db"
@@ -68,7 +69,21 @@ def settings(params: dict[str, Any]):
         cleaning_profile=params.get("cleaning_profile"),
         near_dup_metric=params.get("near_dup_metric"),
         near_dup_threshold=params.get("near_dup_threshold"),
+        near_dup_window_s=params.get("near_dup_window_s"),
     )
+
+
+@contextlib.contextmanager
+def options_conflict_fails_the_task():
+    """Params other than the store's options (promptmill.store.options) fail the task at once with the one-line
+    message: a retry would only fail again."""
+    from airflow.sdk.exceptions import AirflowFailException
+    from promptmill.store.options import OptionsConflict
+
+    try:
+        yield
+    except OptionsConflict as exc:
+        raise AirflowFailException(str(exc)) from None
 
 
 def label_settings(params: dict[str, Any], run_id: str | None):

@@ -52,8 +52,9 @@ def test_dag_conventions(dagbag):
 def test_params_form_defaults_validate_and_have_sections(dagbag):
     dag = dagbag.dags["promptmill"]
     dag.params.validate()  # defaults must validate at parse time for a scheduled DAG
-    expected = {"landing_dir", "channels", "cleaning_profile", "near_dup_metric", "near_dup_threshold", "labeling",
-                "label_mode", "model", "pack_size", "prompt_limit", "budget_usd", "test_ratio", "include_no_object"}
+    expected = {"landing_dir", "channels", "cleaning_profile", "near_dup_metric", "near_dup_threshold",
+                "near_dup_window_s", "recompute", "labeling", "label_mode", "model", "pack_size", "prompt_limit",
+                "budget_usd", "test_ratio", "include_no_object"}
     assert set(dag.params.keys()) == expected
     for name in expected:
         schema = dag.params.get_param(name).schema
@@ -146,6 +147,47 @@ def test_dag_run_ingests_and_dedupes_into_postgresql(airflow_db, dagbag, pg_data
     assert time.monotonic() - started < 120
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT COUNT(*) FROM messages")).scalar() == 4
+    engine.dispose()
+
+
+@pytest.mark.airflow
+def test_a_run_whose_params_differ_from_the_stores_options_fails_unless_it_recomputes(
+    airflow_db, dagbag, pg_database, tmp_path, monkeypatch, capfd
+):
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from promptmill.store import options
+
+    _reset_store(pg_database)
+    monkeypatch.setenv("AIRFLOW_CONN_PROMPTMILL_DB", _store_conn(pg_database))
+    landing = _landing(tmp_path)
+    conf = {"landing_dir": str(landing), "labeling": False}
+    assert _run_dag(dagbag, conf).state == "success"  # empty params: a new store takes the defaults
+    engine = sa.create_engine(pg_database)
+    with engine.connect() as conn:
+        assert options.read(conn) == options.StoreOptions("parity", "jaro", 0.6, 3600)
+
+    capfd.readouterr()
+    run = _run_dag(dagbag, {**conf, "near_dup_metric": "token_set", "near_dup_threshold": 0.9})
+    output = "".join(capfd.readouterr())
+    assert run.state == "failed"
+    with create_session() as session:
+        tries = {ti.task_id: (str(ti.state), ti.try_number) for ti in session.query(TaskInstance)
+                 .filter(TaskInstance.run_id == run.run_id, TaskInstance.map_index == -1)}
+    assert tries["discover_exports"] == ("failed", 1)  # at once, no retries
+    message = ("this store's verdicts use cleaning_profile=parity near_dup_metric=jaro near_dup_threshold=0.6 "
+               "near_dup_window_s=3600, not near_dup_metric=token_set near_dup_threshold=0.9; to apply those to the "
+               "whole store trigger a run with the param recompute on")
+    assert message in output
+
+    run = _run_dag(dagbag, {**conf, "near_dup_metric": "token_set", "near_dup_threshold": 0.9, "recompute": True})
+    assert run.state == "success", run.state
+    with engine.connect() as conn:
+        assert options.read(conn) == options.StoreOptions("parity", "token_set", 0.9, 3600)
+        statuses = dict(conn.execute(sa.text(
+            "SELECT m.raw_prompt, v.status FROM messages m JOIN message_verdicts v ON v.key = m.key")).all())
+    assert statuses["a lighthouse at dusk"] == "rejected"  # still an earlier attempt of the same user at 0.9
+    assert _run_dag(dagbag, conf).state == "success"  # empty params follow the store
     engine.dispose()
 
 

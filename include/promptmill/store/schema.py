@@ -143,6 +143,20 @@ dedupe_queue = sa.Table(
     sa.Column("clean_hash", sa.String(64)),
 )
 
+# The options the store's verdicts were computed with (store/options.py): one row, recorded by the first command
+# that stores or dedupes anything and changed only by the commands that recompute the whole store with new ones.
+store_options = sa.Table(
+    "store_options",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),  # always 1
+    sa.Column("cleaning_profile", sa.Text, nullable=False),
+    sa.Column("near_dup_metric", sa.Text, nullable=False),
+    sa.Column("near_dup_threshold", sa.Float, nullable=False),
+    sa.Column("near_dup_window_s", sa.Integer, nullable=False),
+    sa.Column("recorded_at", TS, nullable=False),
+    sa.CheckConstraint("id = 1", name="ck_store_options_one_row"),
+)
+
 
 def load_all_tables() -> sa.MetaData:
     """Import the feature packages' table modules so ``metadata`` knows every table."""
