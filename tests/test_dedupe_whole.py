@@ -158,18 +158,18 @@ def test_the_walk_split_over_two_processes_gives_the_same_verdicts(pg_url, tmp_p
 def test_a_failed_second_walk_process_fails_the_dedupe_and_changes_nothing(pg_url, tmp_path, monkeypatch):
     import os
 
-    from promptmill import dedupe
+    from promptmill import dedupe_rules
 
     monkeypatch.setattr(dedupe_whole, "_TWO_PROCESS_WALK_MIN", 1)
     parent = os.getpid()
-    walk = dedupe._walk
+    walk = dedupe_rules.walk
 
     def walk_failing_in_the_child(*args):
         if os.getpid() != parent:
             raise MemoryError("the child ran out of memory")
         return walk(*args)
 
-    monkeypatch.setattr(dedupe, "_walk", walk_failing_in_the_child)
+    monkeypatch.setattr(dedupe_rules, "walk", walk_failing_in_the_child)
     folder = _exports(tmp_path / "in")
     engine = connect(pg_url)
     ingest_paths(engine, [folder], BULK, run_dedupe=False)
@@ -178,7 +178,7 @@ def test_a_failed_second_walk_process_fails_the_dedupe_and_changes_nothing(pg_ur
     with engine.connect() as conn:  # the parent's connection still works, and nothing was written
         assert conn.execute(sa.text("SELECT count(*) FROM message_verdicts")).scalar() == 0
         assert conn.execute(sa.text("SELECT bool_and(verdicts_deferred) FROM source_files")).scalar()
-    monkeypatch.setattr(dedupe, "_walk", walk)
+    monkeypatch.setattr(dedupe_rules, "walk", walk)
     run_dedupe(engine, BULK)
     assert store_status(engine)["pending_dedupe"] == 0
 
@@ -187,7 +187,7 @@ def test_a_failed_walk_in_the_parent_does_not_wait_forever_for_the_child(pg_url,
     """The child blocks writing its result until the parent reads it: a parent that fails first must let it go."""
     import os
 
-    from promptmill import dedupe
+    from promptmill import dedupe_rules
 
     monkeypatch.setattr(dedupe_whole, "_TWO_PROCESS_WALK_MIN", 1)
     parent = os.getpid()
@@ -198,7 +198,7 @@ def test_a_failed_walk_in_the_parent_does_not_wait_forever_for_the_child(pg_url,
         for row in rows:  # a result far larger than a pipe's buffer
             yield row, True, "x" * 100_000
 
-    monkeypatch.setattr(dedupe, "_walk", walk_failing_in_the_parent)
+    monkeypatch.setattr(dedupe_rules, "walk", walk_failing_in_the_parent)
     folder = _exports(tmp_path / "in")
     engine = connect(pg_url)
     ingest_paths(engine, [folder], BULK, run_dedupe=False)

@@ -24,9 +24,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import itertools
 import logging
+import operator
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,8 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from promptmill import dedupe_rules
+from promptmill.dedupe_rules import Candidate, walk_until_settled
 from promptmill.progress import Progress
 from promptmill.settings import Settings
 from promptmill.similarity import similarity_function
@@ -209,6 +212,33 @@ def _temp(
         conn.execute(sa.text(f"ANALYZE {name}"))
 
 
+def _temp_rows(
+    conn: Connection, name: str, shape: str, rows: Iterable[tuple], *, index: str | None = None, probed: bool = False
+) -> None:
+    """A temporary table with the columns (names and types) of the query ``shape``, holding ``rows`` (computed in
+    Python, in those columns' order, inserted a batch at a time); indexed and analysed as by _temp."""
+    _temp(conn, name, f"SELECT * FROM ({shape}) shape WHERE 1 = 0")
+    columns = list(conn.execute(sa.text(f"SELECT * FROM {name}")).keys())
+    rows = iter(rows)
+    while batch := list(itertools.islice(rows, 20_000)):
+        insert_rows(conn, name, columns, batch)
+    if index and (probed or conn.dialect.name == "sqlite"):
+        conn.execute(sa.text(f"CREATE INDEX ix_{name} ON {name} ({index})"))
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text(f"ANALYZE {name}"))
+
+
+def _representatives(members: Iterable[tuple[str, str, datetime, int]]) -> set[str]:
+    """Rule 12 over (key, raw_hash, posted_at, posted_seq) rows: the key of each group's representative."""
+    best: dict[str, tuple] = {}
+    for key, raw_hash, posted_at, seq in members:
+        rank = dedupe_rules.raw_rank(posted_at, seq, key)
+        current = best.get(raw_hash)
+        if current is None or rank < current:
+            best[raw_hash] = rank
+    return {rank[-1] for rank in best.values()}
+
+
 def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) -> tuple[DedupeReport, bool]:
     """The dedupe, in the caller's transaction; and whether the store's planner statistics are now stale."""
     started = time.monotonic()
@@ -286,7 +316,7 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
     stale_statistics = dialect == "postgresql" and (stats_rows < 0 or report.dirty_messages > 0.2 * stats_rows)
     if dialect == "sqlite":
         for name in ("dd_msgs", "dd_dirty", "dd_queue", "dd_raw", "dd_rawfull", "dd_rr", "dd_reps", "dd_touched", "dd_nd",
-                     "dd_clean", "dd_cleanfull", "dd_cand", "dd_groups", "dd_eff", "dd_rep", "dd_known", "dd_rows"):
+                     "dd_clean", "dd_cleanfull", "dd_cand", "dd_groups", "dd_eff", "dd_rep", "dd_known", "dd_rows", "dd_v"):
             q(sa.text(f"DROP TABLE IF EXISTS temp.{name}"))
     report.elapsed_s = time.monotonic() - started
     log.info(
@@ -326,26 +356,29 @@ def _insert_deferred_verdict_rows(conn: Connection) -> None:
 
 
 def _recompute_whole_store(conn: Connection, settings: Settings, report: DedupeReport, progress_emit) -> None:
-    """Every verdict from scratch: rules 12 and 34 as window functions over the whole table, rule 13 in one
-    streaming pass. Writes only the rows whose verdict differs from the stored one."""
+    """Every verdict from scratch, with bounded memory: each rule a streaming pass over its groups in order (rule
+    12 by raw prompt, rule 13 by user, rule 34 over the rows), the rules from dedupe_rules. Writes only the rows
+    whose verdict differs from the stored one."""
     q = conn.execute
     dialect = conn.dialect.name
     collate = _binary_collation(dialect)
     # Rule 12: the representatives, with what the near-duplicate pass reads of them (so that it reads this table
-    # alone, not its join with the verdicts). PARTITION BY in binary order: equality is the same in any
-    # collation, and sorting a million hashes by the locale's rules costs twice as much.
-    _temp(
+    # alone, not its join with the verdicts). Grouped in binary order: equality is the same in any collation, and
+    # sorting a million hashes by the locale's rules costs twice as much.
+    rows = iter_rows(
         conn,
-        "dd_reps",
-        f"""
-        SELECT key, username, posted_at, posted_seq, raw_prompt, near_dup, near_dup_of FROM (
-            SELECT key, username, posted_at, posted_seq, raw_prompt, near_dup, near_dup_of,
-                   ROW_NUMBER() OVER (PARTITION BY raw_hash {collate} ORDER BY posted_at, posted_seq, key) AS rn
-            FROM message_verdicts WHERE pre_reason IS NULL AND raw_hash IS NOT NULL) ranked
-        WHERE rn = 1
-        """,
-        index="key",
+        "SELECT raw_hash, key, posted_at, posted_seq, username, raw_prompt, near_dup, near_dup_of "
+        f"FROM message_verdicts WHERE pre_reason IS NULL AND raw_hash IS NOT NULL ORDER BY raw_hash {collate}",
     )
+    representatives = (
+        min(group, key=lambda row: dedupe_rules.raw_rank(_as_utc(row[2]), row[3], row[1]))[1:]
+        for _, group in itertools.groupby(rows, key=operator.itemgetter(0))
+    )
+    _temp_rows(
+        conn, "dd_reps",
+        "SELECT key, posted_at, posted_seq, username, raw_prompt, near_dup, near_dup_of FROM message_verdicts",
+        representatives, index="key",
+    )  # fmt: skip
     report.raw_groups = q(sa.text("SELECT COUNT(*) FROM dd_reps")).scalar()
 
     similarity = similarity_function(settings.near_dup_metric)
@@ -379,7 +412,7 @@ def _recompute_whole_store(conn: Connection, settings: Settings, report: DedupeR
         + (" ORDER BY m.ctid" if dialect == "postgresql" else ""),
         index="key",
     )
-    _temp(conn, "dd_rep", _RANK_KEPT.format(collate=collate, candidates=""), index="key")
+    _rank_kept(conn)
     # Every group with its text in one sequential pass over the messages: a first load creates most prompt rows,
     # and reading one message per new group by key is a random access into the largest table each.
     _temp(
@@ -400,19 +433,29 @@ def _recompute_whole_store(conn: Connection, settings: Settings, report: DedupeR
     _mark_kept_prompts(conn)
 
 
-# Rule 34: the kept message of each cleaned-prompt group among the eligible rows of dd_eff (optionally only the
-# candidates listed in dd_cand), as (key, clean_hash).
-_RANK_KEPT = """
-    SELECT key, clean_hash FROM (
-        SELECT e.key, e.clean_hash, ROW_NUMBER() OVER (
-            PARTITION BY e.clean_hash {collate}
-            ORDER BY COALESCE(e.username, '') {collate} DESC, e.posted_at DESC, e.posted_seq, e.key
-        ) AS rn
-        FROM dd_eff e {candidates}
-        WHERE e.clean_hash IS NOT NULL AND e.raw_rep AND NOT e.near_dup AND e.clean_reason IS NULL
-          AND e.pre_reason IS NULL) ranked
-    WHERE rn = 1
-"""
+def _rank_kept(conn: Connection, candidates: str = "") -> None:
+    """Rule 34 over the rows of dd_eff (only those in dd_cand when ``candidates`` joins it): the kept message of each
+    cleaned-prompt group, as the temporary table dd_rep (key, clean_hash)."""
+    rows = iter_rows(
+        conn,
+        "SELECT e.clean_hash, e.key, e.username, e.posted_at, e.posted_seq, e.pre_reason, e.raw_rep, e.near_dup, "
+        f"e.clean_reason FROM dd_eff e {candidates} WHERE e.clean_hash IS NOT NULL "
+        f"ORDER BY e.clean_hash {_binary_collation(conn.dialect.name)}",
+    )
+
+    def kept_of_groups() -> Iterator[tuple[str, str]]:
+        for clean_hash, group in itertools.groupby(rows, key=operator.itemgetter(0)):
+            best = None
+            for _, key, user, at, seq, pre, rep, dup, reason in group:
+                member = (user, _as_utc(at), seq, key)
+                if dedupe_rules.eligible_for_prompt(pre, bool(rep), bool(dup), reason) and (
+                    best is None or dedupe_rules.kept_before(member, best)
+                ):
+                    best = member
+            if best is not None:
+                yield best[3], clean_hash
+
+    _temp_rows(conn, "dd_rep", "SELECT key, clean_hash FROM message_verdicts", kept_of_groups(), index="key")
 
 
 def _store_near_dup_changes(conn: Connection, changes: list[tuple]) -> None:
@@ -494,42 +537,38 @@ def _upsert_prompt_rows(conn: Connection, *, text_in_groups: bool = False) -> No
 
 
 def _write_verdicts(conn: Connection, prompt_rows: str = "prompts", *, by_ctid: bool = False) -> None:
-    """The final verdict of every message in dd_eff: one write per row, none when nothing changed.
+    """The final verdict of every message in dd_eff (dedupe_rules.verdict): one write per row, none when nothing
+    changed.
 
     ``prompt_rows`` is where the prompt ids are looked up: the prompts table, or a temporary table holding the
     prompt row of every group in dd_eff (dd_known, in the incremental path). With ``by_ctid`` (PostgreSQL, dd_eff
     carries ``row_ctid``, read earlier in this transaction) each row is reached by its physical address instead of
-    through the key index: a few thousand scattered rows of an increment cost a third fewer page reads. The key is
-    still compared, and a row a concurrent transaction updated since makes the update fail (REPEATABLE READ), as
-    the key lookup does.
+    through the key index: a few thousand scattered rows of an increment cost fewer page reads. The key is still
+    compared, and a row a concurrent transaction updated since makes the update fail (REPEATABLE READ), as the key
+    lookup does.
     """
-    verdicts = f"""
-        SELECT e.key, {"e.row_ctid, " if by_ctid else ""}e.raw_rep, e.near_dup, e.near_dup_of, p.id AS prompt_id,
-          CASE WHEN e.pre_reason IS NULL AND e.raw_rep AND NOT e.near_dup AND e.clean_reason IS NULL
-                AND r.key IS NOT NULL THEN 'kept' ELSE 'rejected' END AS status,
-          CASE
-            WHEN e.pre_reason IS NOT NULL THEN e.pre_reason
-            WHEN NOT e.raw_rep THEN 'duplicate'
-            WHEN e.near_dup THEN 'near_duplicate'
-            WHEN e.clean_reason IS NOT NULL THEN e.clean_reason
-            WHEN r.key IS NOT NULL THEN NULL
-            ELSE 'duplicate' END AS reason
-        FROM dd_eff e
-        LEFT JOIN dd_rep r ON r.key = e.key
-        LEFT JOIN {prompt_rows} p ON p.text_hash = e.clean_hash
-    """
-    if by_ctid:
-        # Materialised first: the planner expects the address and key match to leave one row and would then
-        # join the rest by nested loops (2.0-2.2 s instead of ~0.2 s for an increment's 28,000 rows).
-        head, source, where = f"WITH v AS MATERIALIZED ({verdicts}) ", "v", "message_verdicts.ctid = v.row_ctid AND "
-    else:
-        head, source, where = "", f"({verdicts}) v", ""
+    address = "e.row_ctid, " if by_ctid else ""
+    rows = iter_rows(
+        conn,
+        f"SELECT e.key, {address}e.raw_rep, e.near_dup, e.near_dup_of, p.id, e.pre_reason, e.clean_reason, "
+        f"r.key IS NOT NULL FROM dd_eff e LEFT JOIN dd_rep r ON r.key = e.key "
+        f"LEFT JOIN {prompt_rows} p ON p.text_hash = e.clean_hash",
+    )
+
+    def verdicts() -> Iterator[tuple]:
+        for *head, rep, dup, dup_of, prompt_id, pre, reason, kept in rows:
+            status, why = dedupe_rules.verdict(pre, bool(rep), bool(dup), reason, bool(kept))
+            yield (*head, bool(rep), bool(dup), dup_of, prompt_id, status, why)
+    shape = (f"SELECT key, {'ctid AS row_ctid, ' if by_ctid else ''}raw_rep, near_dup, near_dup_of, prompt_id, "
+             "status, reason FROM message_verdicts")
+    _temp_rows(conn, "dd_v", shape, verdicts())
+    where = "message_verdicts.ctid = v.row_ctid AND " if by_ctid else ""
     conn.execute(
         sa.text(
             f"""
-            {head}UPDATE message_verdicts SET raw_rep = v.raw_rep, near_dup = v.near_dup, near_dup_of = v.near_dup_of,
+            UPDATE message_verdicts SET raw_rep = v.raw_rep, near_dup = v.near_dup, near_dup_of = v.near_dup_of,
                 prompt_id = v.prompt_id, status = v.status, reason = v.reason
-            FROM {source}
+            FROM dd_v v
             WHERE {where}message_verdicts.key = v.key
               AND (message_verdicts.status IS DISTINCT FROM v.status
                    OR message_verdicts.reason IS DISTINCT FROM v.reason
@@ -593,13 +632,11 @@ def _recompute_touched(
     _temp(conn, "dd_rawfull", "SELECT DISTINCT raw_hash FROM dd_queue WHERE raw_hash IS NOT NULL")
     # Each row also carries its stored raw_rep and its user and time, so that finding the touched rows below
     # needs no second read of the verdict table.
-    _temp(
-        conn,
-        "dd_rr",
-        """
-        SELECT c.key, (ROW_NUMBER() OVER (PARTITION BY c.raw_hash ORDER BY c.posted_at, c.posted_seq, c.key) = 1)
-               AS raw_rep, c.stored_raw_rep, c.username, c.posted_at
-        FROM (
+    # The candidates of each touched group, ranked in Python (dedupe_rules.raw_rank). The stored representative is
+    # found through ix_message_verdicts_raw_rank, whose order is that rank's.
+    candidates = q(
+        sa.text(
+            """
             SELECT d.key, d.raw_hash, d.posted_at, d.posted_seq, d.raw_rep AS stored_raw_rep, d.username
             FROM dd_dirty d WHERE d.pre_reason IS NULL AND d.raw_hash IS NOT NULL
             UNION
@@ -613,11 +650,20 @@ def _recompute_touched(
             UNION
             SELECT m.key, m.raw_hash, m.posted_at, m.posted_seq, m.raw_rep, m.username FROM message_verdicts m
             JOIN dd_rawfull f ON f.raw_hash = m.raw_hash WHERE m.pre_reason IS NULL
-        ) c
-        UNION ALL
-        SELECT d.key, FALSE, d.raw_rep, d.username, d.posted_at FROM dd_dirty d
-        WHERE d.raw_hash IS NULL OR d.pre_reason IS NOT NULL
-        """,
+            """
+        )
+    ).all()
+    representatives = _representatives((key, raw_hash, _as_utc(at), seq) for key, raw_hash, at, seq, _, _ in candidates)
+    rows = {key: (key, key in representatives, bool(stored), user, at) for key, _, at, _, stored, user in candidates}
+    for key, user, at, stored in q(
+        sa.text("SELECT key, username, posted_at, raw_rep FROM dd_dirty WHERE raw_hash IS NULL OR pre_reason IS NOT NULL")
+    ):
+        rows[key] = (key, False, bool(stored), user, at)
+    _temp_rows(
+        conn,
+        "dd_rr",
+        "SELECT key, raw_rep, raw_rep AS stored_raw_rep, username, posted_at FROM message_verdicts",
+        list(rows.values()),
         index="key",
         probed=True,  # the later reads of a session join it row by row
     )
@@ -725,13 +771,7 @@ def _recompute_touched(
         + order,
         index="key",
     )
-    collate = _binary_collation(dialect)
-    _temp(
-        conn,
-        "dd_rep",
-        _RANK_KEPT.format(collate=collate, candidates="JOIN dd_cand c ON c.key = e.key"),
-        index="key",
-    )
+    _rank_kept(conn, "JOIN dd_cand c ON c.key = e.key")
     # The new prompt rows look their kept message up by hash: without this index the planner, expecting
     # (from the hash statistics) hardly any new group, scanned dd_rep once per new prompt (2.4 s for 6,400).
     q(sa.text("CREATE INDEX ix_dd_rep_clean_hash ON dd_rep (clean_hash)"))
@@ -744,79 +784,6 @@ def _recompute_touched(
     )
     q(sa.text(f"UPDATE prompts SET kept = FALSE, kept_message_key = NULL WHERE kept AND id {lost}"))
     _mark_kept_prompts(conn)
-
-
-@dataclass(slots=True)
-class _Candidate:
-    key: str
-    posted_at: datetime
-    raw_prompt: str
-    near_dup: bool
-    near_dup_of: str | None
-
-
-def _walk(
-    rows_desc: Iterable[_Candidate],
-    context_kept_desc: list[_Candidate],
-    similarity: Callable[[str, str], float],
-    threshold: float,
-    window: timedelta,
-) -> Iterable[tuple[_Candidate, bool, str | None]]:
-    """The original greedy walk, newest first, comparing each row with the kept rows less than a window newer."""
-    kept: deque[_Candidate] = deque(context_kept_desc)  # newest first
-    for row in rows_desc:
-        # kept is ordered newest -> oldest; drop from the newest end those a window or more newer than row
-        while kept and kept[0].posted_at - row.posted_at >= window:
-            kept.popleft()
-        match = None
-        for other in kept:
-            if similarity(other.raw_prompt, row.raw_prompt) > threshold:
-                match = other.key
-                break
-        if match is None:
-            kept.append(row)
-        yield row, match is not None, match
-
-
-def _walk_until_settled(
-    region_desc: Iterable[_Candidate],
-    context_kept_desc: list[_Candidate],
-    similarity: Callable[[str, str], float],
-    threshold: float,
-    window: timedelta,
-    first: datetime,
-    stored: dict[str, tuple[bool, str | None]],
-    read_older: Callable[[], Iterable[_Candidate]],
-    region_start: datetime,
-) -> list[tuple[_Candidate, bool, str | None]]:
-    """Walk a user's rows back from the touched ones until the change can no longer propagate.
-
-    A row's verdict depends only on which rows less than a window newer are kept. Every row from ``first``
-    (the earliest touched point) on is recomputed; going further back, the "frontier" is the oldest row whose
-    kept/dropped state differs from the stored one. A row a full window older than the frontier sees exactly
-    the kept rows it saw when its stored verdict was computed, and so does every older row: the walk stops.
-    Work is proportional to how far the change actually spreads, not to the length of the user's session.
-    ``region_desc`` holds the rows from ``region_start`` on; when the walk has not settled by its end,
-    ``read_older`` gives the older rows, newest first (read only then: for most changes it is never called).
-    Returns the walked rows with their verdicts.
-    """
-    walked: list[tuple[_Candidate, bool, str | None]] = []
-    frontier = first
-
-    def rows() -> Iterator[_Candidate]:
-        yield from region_desc
-        # every row older than region_start would stop the walk once the frontier is a window above it
-        if frontier - window < region_start:
-            yield from read_older()
-
-    for row, is_dup, dup_of in _walk(rows(), context_kept_desc, similarity, threshold, window):
-        if row.posted_at < first and frontier - row.posted_at >= window:
-            break
-        walked.append((row, is_dup, dup_of))
-        before = stored.get(row.key)
-        if before is not None and before[0] != is_dup and row.posted_at < frontier:
-            frontier = row.posted_at
-    return walked
 
 
 def _near_duplicates(conn: Connection, settings: Settings, similarity, progress_emit):
@@ -857,14 +824,18 @@ def _near_duplicates(conn: Connection, settings: Settings, similarity, progress_
     computed: dict[str, tuple[bool, str | None]] = {}
     stored: dict[str, tuple[bool, str | None]] = {}
 
-    def candidates(rows: Iterable[tuple]) -> Iterator[_Candidate]:
-        for key, posted_at, raw_prompt, nd, nd_of in rows:
+    def candidates(rows: Iterable[tuple]) -> list[Candidate]:
+        """Read rows as the walk takes them: newest first, with this run's verdicts where it has any."""
+        attempts = []
+        for key, posted_at, seq, raw_prompt, nd, nd_of in rows:
             stored.setdefault(key, (bool(nd), nd_of))
             nd, nd_of = computed.get(key, (bool(nd), nd_of))
-            yield _Candidate(key, _as_utc(posted_at), raw_prompt, nd, nd_of)
+            attempts.append(Candidate(key, _as_utc(posted_at), raw_prompt, nd, nd_of, seq))
+        return dedupe_rules.newest_first(attempts)
 
-    def older_candidates(username: str, before: datetime) -> Iterator[_Candidate]:
-        return candidates(_read_older(conn, username, before))
+    def older_candidates(username: str, before: datetime) -> Iterator[Candidate]:
+        for span in _read_older(conn, username, before):
+            yield from candidates(span)
 
     clusters.sort(key=lambda c: (c[0], c[1]), reverse=True)
     # Every cluster's first window in one query: from one window before its first touched point (most walks
@@ -873,11 +844,11 @@ def _near_duplicates(conn: Connection, settings: Settings, similarity, progress_
     # increment of the benchmark than this one with its later reads.)
     prefetched = _read_windows(conn, [(u, first - window, last + window) for u, first, last in clusters])
     for index, (username, first, last) in enumerate(clusters):
-        rows = list(candidates(prefetched.pop(index, [])))
+        rows = candidates(prefetched.pop(index, []))
         region = [r for r in rows if r.posted_at <= last]
         context = [r for r in rows if r.posted_at > last and not r.near_dup]
         lo = first - window
-        walked = _walk_until_settled(
+        walked = walk_until_settled(
             region, context, similarity, threshold, window, first, stored,
             read_older=functools.partial(older_candidates, username, lo), region_start=lo,
         )
@@ -891,12 +862,11 @@ def _near_duplicates(conn: Connection, settings: Settings, similarity, progress_
     return changes, len(points)
 
 
-# Rule-13 candidates of one user: the effective representatives (this run's rule-12 results where there are any).
-# The incremental rule-13 candidates: the verdict rows m of ``source`` within ``bounds``, newest first.
+# The incremental rule-13 candidates: the verdict rows m of ``source`` within ``bounds`` that are effective
+# representatives (this run's rule-12 results where there are any).
 _CANDIDATES = (
-    "SELECT {extra}m.key, m.posted_at, m.raw_prompt, m.near_dup, m.near_dup_of FROM {source} "
-    "LEFT JOIN dd_rr rr ON rr.key = m.key WHERE {bounds} AND COALESCE(rr.raw_rep, m.raw_rep) "
-    "ORDER BY {extra}m.posted_at DESC, m.posted_seq, m.key"
+    "SELECT {extra}m.key, m.posted_at, m.posted_seq, m.raw_prompt, m.near_dup, m.near_dup_of FROM {source} "
+    "LEFT JOIN dd_rr rr ON rr.key = m.key WHERE {bounds} AND COALESCE(rr.raw_rep, m.raw_rep)"
 )
 _USER_ROWS = _CANDIDATES.format(
     extra="",
@@ -905,8 +875,8 @@ _USER_ROWS = _CANDIDATES.format(
 )
 
 
-def _read_older(conn: Connection, username: str, before: datetime) -> Iterator[tuple]:
-    """A user's rule-13 candidates older than ``before``, newest first, read lazily in ever longer spans.
+def _read_older(conn: Connection, username: str, before: datetime) -> Iterator[list[tuple]]:
+    """A user's rule-13 candidates older than ``before``, read lazily in ever longer spans, newest span first.
 
     The walk back of a session consumes rows only until the change can no longer spread, so nothing is read
     for most clusters; a long session is read on span by span (6 h, 24 h, 96 h, ... before the next older row).
@@ -921,7 +891,7 @@ def _read_older(conn: Connection, username: str, before: datetime) -> Iterator[t
         if newest is None:
             return
         lo = to_utc(newest) - span
-        yield from conn.execute(
+        yield conn.execute(
             sa.text(_USER_ROWS),
             {"username": username, "lo": timestamp_param(dialect, lo), "hi": timestamp_param(dialect, before)},
         ).all()
@@ -930,7 +900,7 @@ def _read_older(conn: Connection, username: str, before: datetime) -> Iterator[t
 
 
 def _read_windows(conn: Connection, windows: list[tuple[str, datetime, datetime]]) -> dict[int, list[tuple]]:
-    """Rule-13 candidates (effective representatives) of each (username, lo, hi) window, newest first."""
+    """Rule-13 candidates (effective representatives) of each (username, lo, hi) window."""
     dialect = conn.dialect.name
     rows: dict[int, list[tuple]] = {}
     if not windows:
@@ -986,22 +956,23 @@ def _near_duplicates_full(
     progress: Progress | None = None  # started with the first row: the server sorts everything before sending it
     rows = iter_rows(
         conn,
-        f"SELECT m.username, m.key, m.posted_at, m.raw_prompt, m.near_dup, m.near_dup_of {eligible}"
+        f"SELECT m.username, m.key, m.posted_at, m.posted_seq, m.raw_prompt, m.near_dup, m.near_dup_of {eligible}"
         # Users in binary order: any order of users will do, and the locale's rules cost a third of the sort.
-        + f" ORDER BY m.username {_binary_collation(conn.dialect.name)}, m.posted_at DESC, m.posted_seq, m.key",
+        + f" ORDER BY m.username {_binary_collation(conn.dialect.name)}",
     )
     changes: list[tuple] = []
     users = 0
     done = 0
     current_user = None
-    batch: list[_Candidate] = []
+    batch: list[Candidate] = []
 
     def flush():
-        for row, is_dup, dup_of in _walk(batch, [], similarity, threshold, window):
+        attempts = dedupe_rules.newest_first(batch)
+        for row, is_dup, dup_of in dedupe_rules.walk(attempts, [], similarity, threshold, window):
             if row.near_dup != is_dup or row.near_dup_of != dup_of:
                 changes.append((row.key, is_dup, dup_of))
 
-    for username, key, posted_at, raw_prompt, nd, nd_of in rows:
+    for username, key, posted_at, seq, raw_prompt, nd, nd_of in rows:
         if username != current_user:
             if batch:
                 flush()
@@ -1014,7 +985,7 @@ def _near_duplicates_full(
             batch = []
             current_user = username
             users += 1
-        batch.append(_Candidate(key, _as_utc(posted_at), raw_prompt, bool(nd), nd_of))
+        batch.append(Candidate(key, _as_utc(posted_at), raw_prompt, bool(nd), nd_of, seq))
     if batch:
         flush()
         done += len(batch)

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from promptmill.dedupe_rules import eligible_for_prompt, kept_before, raw_rank, verdict
 from promptmill.progress import Progress
 from promptmill.store.copy_text import NULL, CopyLines, copy_lines, copy_out, decode, encode
 
@@ -211,33 +212,21 @@ def _verdict_lines(
     for i in order:
         rep = raw_reps[i]
         dup = near_dup[i]
-        pre = pre_reasons[i]
-        if pre is not None:
-            status, reason = "rejected", pre
-        elif not rep:
-            status, reason = "rejected", "duplicate"
-        elif dup:
-            status, reason = "rejected", "near_duplicate"
-        elif clean_reasons[i] is not None:
-            status, reason = "rejected", clean_reasons[i]
-        elif kept_rows[i]:
-            status, reason = "kept", None
-        else:
-            status, reason = "rejected", "duplicate"
+        status, reason = verdict(pre_reasons[i], rep, dup, clean_reasons[i], kept_rows[i])
         group = groups[i]
         prompt_id = prompt_ids[group] if group >= 0 else None
         dup_of = near_dup_of.get(i) if dup else None
         line = new_row(i)
         if line is None and stored[i] == (bool(rep), bool(dup), dup_of, prompt_id, status, reason):
             continue
-        verdict = (
+        columns = (
             f"{'t' if rep else 'f'}\t{'t' if dup else 'f'}\t{encode(dup_of)}\t"
             f"{NULL if prompt_id is None else prompt_id}\t{status}\t{encode(reason)}\n"
         )
         if line is None:
-            changed_lines.append(f"{encode(keys[i])}\t{verdict}")
+            changed_lines.append(f"{encode(keys[i])}\t{columns}")
         else:
-            yield f"{line}\t{verdict}"
+            yield f"{line}\t{columns}"
 
 
 def _by_user_and_time(msgs: _Messages) -> Iterator[int]:
@@ -346,7 +335,7 @@ def _read(conn: Connection, progress_emit, total: int | None) -> _Messages:
                 if j < 0:
                     first_of_raw[raw_group] = i
                     rep = 1
-                elif (t, seq, key) < (times[j], seqs[j], keys[j]):
+                elif raw_rank(t, seq, key) < raw_rank(times[j], seqs[j], keys[j]):
                     first_of_raw[raw_group] = i
                     raw_reps[j] = 0
                     stored_raw_prompts.pop(j, None)
@@ -384,7 +373,8 @@ def _near_duplicates(msgs: _Messages, similarity, threshold: float, window_s: fl
     """Rule 13: per user, the representatives newest first (posted_at DESC, posted_seq, key), walked greedily.
     A representative without a user is not walked and keeps its stored verdict (as in dedupe.py)."""
     # the very walk of the incremental path (its rows' times here in microseconds, as the window)
-    from promptmill.dedupe import _Candidate, _walk
+    from promptmill import dedupe_rules
+    from promptmill.dedupe_rules import Candidate
 
     n = len(msgs.keys)
     near_dup = bytearray(n)
@@ -407,7 +397,7 @@ def _near_duplicates(msgs: _Messages, similarity, threshold: float, window_s: fl
     def walk(part: list[int], progress: Progress | None, scale: float = 1.0) -> tuple[list[tuple[int, str]], int, int]:
         """The walk of the users of ``part``: (the near-duplicates and the kept attempt each dropped for, how many
         verdicts changed, how many users)."""
-        part.sort(key=lambda i: (users[i], -times[i], seqs[i], keys[i]))
+        part.sort(key=users.__getitem__)  # (each user's attempts together; the walk's order is the rules')
         dups: list[tuple[int, str]] = []
         changes = walked_users = 0
         start = 0
@@ -418,6 +408,7 @@ def _near_duplicates(msgs: _Messages, similarity, threshold: float, window_s: fl
                 end += 1
             session = part[start:end]
             attempts = []
+            index_of = {}
             for i in session:
                 tail = tails[i]
                 if tail is None:
@@ -426,8 +417,11 @@ def _near_duplicates(msgs: _Messages, similarity, threshold: float, window_s: fl
                     prompt = tail[tail.rindex("\t") + 1 :]  # the raw prompt ends the row's text
                     if "\\" in prompt:
                         prompt = decode(prompt)
-                attempts.append(_Candidate(keys[i], times[i], prompt, False, None))
-            for i, (_attempt, is_dup, dup_of) in zip(session, _walk(attempts, [], similarity, threshold, window_us), strict=True):
+                attempts.append(Candidate(keys[i], times[i], prompt, False, None, seqs[i]))
+                index_of[keys[i]] = i
+            dedupe_rules.newest_first(attempts)
+            for attempt, is_dup, dup_of in dedupe_rules.walk(attempts, [], similarity, threshold, window_us):
+                i = index_of[attempt.key]
                 if is_dup:
                     dups.append((i, dup_of))
                 before = stored.get(i) if stored else None
@@ -495,29 +489,16 @@ def _two_halves(walked: list[int], users: list[str | None], walk, progress: Prog
 
 
 def _kept_of_groups(msgs: _Messages, near_dup: bytearray) -> list[int]:
-    """Rule 34: the kept message of each cleaned-prompt group (-1: none survived rules 1-33), in the order of
-    dedupe._RANK_KEPT: COALESCE(username, '') DESC, posted_at DESC, posted_seq, key."""
+    """Rule 34: the kept message of each cleaned-prompt group (-1: none survived rules 1-33)."""
     kept = [-1] * len(msgs.clean_hashes)
     keys, users, times, seqs, groups = msgs.keys, msgs.users, msgs.times, msgs.seqs, msgs.groups
     pre_reasons, clean_reasons, raw_reps = msgs.pre_reasons, msgs.clean_reasons, msgs.raw_reps
     for i in range(len(keys)):
         group = groups[i]
-        if group < 0 or not raw_reps[i] or near_dup[i] or clean_reasons[i] is not None or pre_reasons[i] is not None:
+        if group < 0 or not eligible_for_prompt(pre_reasons[i], raw_reps[i], near_dup[i], clean_reasons[i]):
             continue
         j = kept[group]
-        if j < 0:
-            kept[group] = i
-            continue
-        user, other = users[i] or "", users[j] or ""
-        if user != other:
-            better = user > other
-        elif times[i] != times[j]:
-            better = times[i] > times[j]
-        elif seqs[i] != seqs[j]:
-            better = seqs[i] < seqs[j]
-        else:
-            better = keys[i] < keys[j]
-        if better:
+        if j < 0 or kept_before((users[i], times[i], seqs[i], keys[i]), (users[j], times[j], seqs[j], keys[j])):
             kept[group] = i
     return kept
 
