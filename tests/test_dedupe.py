@@ -18,7 +18,7 @@ from promptmill.settings import Settings
 from promptmill.store.bulk import MessageStager
 from promptmill.store.db import connect
 
-from tests.helpers import slash_content
+from tests.helpers import Msg, slash_content
 
 T0 = datetime(2022, 11, 1, 12, 0, tzinfo=UTC)
 SETTINGS = Settings()
@@ -425,3 +425,40 @@ def test_a_verdict_row_changed_by_a_concurrent_ingest_makes_the_increment_retry(
         assert conn.execute(sa.text("SELECT COUNT(*) FROM dedupe_dirty")).scalar() == 0
     run_dedupe(engine, SETTINGS, full=True)
     assert snapshot(engine) == after_retry
+
+
+def _kept_texts(engine) -> set[str]:
+    with engine.connect() as conn:
+        return {t for (t,) in conn.execute(sa.text("SELECT text FROM prompts WHERE kept"))}
+
+
+@pytest.mark.parametrize(("profile", "same"), [("improved", True), ("parity", False)])
+def test_minute_precision_csv_keeps_the_prompts_of_the_exact_json_export(tmp_path, profile, same):
+    """Ties in time: among one user's attempts of the same minute of a minute-precision CSV export, the quality
+    profile takes the later in the file as the newer, as the JSON export of the same messages (exact times) orders
+    them; parity keeps the notebook's reading (the earlier in the file is the newer)."""
+    import csv
+
+    from promptmill.ingest import ingest_paths
+
+    from tests.helpers import write_json_export
+
+    attempts = [("ann", "a red fox in the snow, highly detailed", 5), ("ann", "a red fox in the snow, highly detailed, 8k", 40),
+                ("bob", "a castle at dawn, oil painting", 45), ("bob", "a castle at dawn, oil painting, 4k", 50)]
+    msgs = [Msg(slash_content(user, prompt, seed=i + 1), T0 + timedelta(seconds=s), seq=i)
+            for i, (user, prompt, s) in enumerate(attempts)]
+    settings = SETTINGS.with_overrides(cleaning_profile=profile, near_dup_metric="content_words", near_dup_threshold=0.8)
+    json_store = connect(f"sqlite:///{tmp_path / 'json.sqlite'}")
+    write_json_export(tmp_path / "json" / "G - C - dreambot-1 [101].json", "101", msgs)
+    ingest_paths(json_store, [tmp_path / "json"], settings)
+    csv_path = tmp_path / "csv" / "G - C - dreambot-1 [101].csv"
+    csv_path.parent.mkdir()
+    with open(csv_path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, quoting=csv.QUOTE_ALL, lineterminator="\n")
+        writer.writerow(["AuthorID", "Author", "Date", "Content", "Attachments", "Reactions"])
+        for m in msgs:  # DCE's old default date format: to the minute
+            writer.writerow(["1", "DreamBot#6958", m.when.strftime("%d-%b-%y %I:%M %p"), m.content, "", ""])
+    csv_store = connect(f"sqlite:///{tmp_path / 'csv.sqlite'}")
+    ingest_paths(csv_store, [csv_path.parent], settings)
+    assert (_kept_texts(csv_store) == _kept_texts(json_store)) is same
+    assert "a red fox in the snow, highly detailed, 8k" in _kept_texts(json_store)

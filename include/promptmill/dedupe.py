@@ -360,6 +360,7 @@ def _recompute_whole_store(conn: Connection, settings: Settings, report: DedupeR
     12 by raw prompt, rule 13 by user, rule 34 over the rows), the rules from dedupe_rules. Writes only the rows
     whose verdict differs from the stored one."""
     q = conn.execute
+    ties = dedupe_rules.later_in_file_is_newer(settings.cleaning_profile)
     dialect = conn.dialect.name
     collate = _binary_collation(dialect)
     # Rule 12: the representatives, with what the near-duplicate pass reads of them (so that it reads this table
@@ -387,6 +388,7 @@ def _recompute_whole_store(conn: Connection, settings: Settings, report: DedupeR
     else:
         changes, report.users = _near_duplicates_full(
             conn,
+            ties,
             similarity,
             settings.near_dup_threshold,
             timedelta(seconds=settings.near_dup_window_s),
@@ -412,7 +414,7 @@ def _recompute_whole_store(conn: Connection, settings: Settings, report: DedupeR
         + (" ORDER BY m.ctid" if dialect == "postgresql" else ""),
         index="key",
     )
-    _rank_kept(conn)
+    _rank_kept(conn, ties)
     # Every group with its text in one sequential pass over the messages: a first load creates most prompt rows,
     # and reading one message per new group by key is a random access into the largest table each.
     _temp(
@@ -433,7 +435,7 @@ def _recompute_whole_store(conn: Connection, settings: Settings, report: DedupeR
     _mark_kept_prompts(conn)
 
 
-def _rank_kept(conn: Connection, candidates: str = "") -> None:
+def _rank_kept(conn: Connection, later_in_file_newer: bool, candidates: str = "") -> None:
     """Rule 34 over the rows of dd_eff (only those in dd_cand when ``candidates`` joins it): the kept message of each
     cleaned-prompt group, as the temporary table dd_rep (key, clean_hash)."""
     rows = iter_rows(
@@ -449,7 +451,7 @@ def _rank_kept(conn: Connection, candidates: str = "") -> None:
             for _, key, user, at, seq, pre, rep, dup, reason in group:
                 member = (user, _as_utc(at), seq, key)
                 if dedupe_rules.eligible_for_prompt(pre, bool(rep), bool(dup), reason) and (
-                    best is None or dedupe_rules.kept_before(member, best)
+                    best is None or dedupe_rules.kept_before(member, best, later_in_file_newer=later_in_file_newer)
                 ):
                     best = member
             if best is not None:
@@ -597,6 +599,7 @@ def _recompute_touched(
 ) -> None:
     """The verdicts of what changed since the last dedupe: only the touched groups and user sessions."""
     q = conn.execute
+    ties = dedupe_rules.later_in_file_is_newer(settings.cleaning_profile)
     dialect = conn.dialect.name
     _temp(conn, "dd_msgs", "SELECT key FROM dedupe_dirty", index="key", probed=True)  # dd_rr's anti-join
     _temp(
@@ -771,7 +774,7 @@ def _recompute_touched(
         + order,
         index="key",
     )
-    _rank_kept(conn, "JOIN dd_cand c ON c.key = e.key")
+    _rank_kept(conn, ties, "JOIN dd_cand c ON c.key = e.key")
     # The new prompt rows look their kept message up by hash: without this index the planner, expecting
     # (from the hash statistics) hardly any new group, scanned dd_rep once per new prompt (2.4 s for 6,400).
     q(sa.text("CREATE INDEX ix_dd_rep_clean_hash ON dd_rep (clean_hash)"))
@@ -787,6 +790,7 @@ def _recompute_touched(
 
 
 def _near_duplicates(conn: Connection, settings: Settings, similarity, progress_emit):
+    ties = dedupe_rules.later_in_file_is_newer(settings.cleaning_profile)
     window = timedelta(seconds=settings.near_dup_window_s)
     threshold = settings.near_dup_threshold
     q = conn.execute
@@ -796,7 +800,7 @@ def _near_duplicates(conn: Connection, settings: Settings, similarity, progress_
         )
     ).scalar() + q(sa.text("SELECT COUNT(*) FROM dd_queue WHERE username IS NOT NULL")).scalar()
     if n_points > FULL_RECOMPUTE_POINTS:
-        return _near_duplicates_full(conn, similarity, threshold, window, progress_emit)
+        return _near_duplicates_full(conn, ties, similarity, threshold, window, progress_emit)
 
     # Touched points per user -> clusters -> windows [first - lookback, last + window].
     points: dict[str, list[datetime]] = {}
@@ -831,7 +835,7 @@ def _near_duplicates(conn: Connection, settings: Settings, similarity, progress_
             stored.setdefault(key, (bool(nd), nd_of))
             nd, nd_of = computed.get(key, (bool(nd), nd_of))
             attempts.append(Candidate(key, _as_utc(posted_at), raw_prompt, nd, nd_of, seq))
-        return dedupe_rules.newest_first(attempts)
+        return dedupe_rules.newest_first(attempts, later_in_file_newer=ties)
 
     def older_candidates(username: str, before: datetime) -> Iterator[Candidate]:
         for span in _read_older(conn, username, before):
@@ -942,6 +946,7 @@ def _read_windows(conn: Connection, windows: list[tuple[str, datetime, datetime]
 
 def _near_duplicates_full(
     conn: Connection,
+    later_in_file_newer: bool,
     similarity,
     threshold: float,
     window: timedelta,
@@ -967,7 +972,7 @@ def _near_duplicates_full(
     batch: list[Candidate] = []
 
     def flush():
-        attempts = dedupe_rules.newest_first(batch)
+        attempts = dedupe_rules.newest_first(batch, later_in_file_newer=later_in_file_newer)
         for row, is_dup, dup_of in dedupe_rules.walk(attempts, [], similarity, threshold, window):
             if row.near_dup != is_dup or row.near_dup_of != dup_of:
                 changes.append((row.key, is_dup, dup_of))

@@ -30,16 +30,27 @@ def raw_rank(posted_at: Any, posted_seq: int, key: str) -> tuple:
     return (posted_at, posted_seq, key)
 
 
-def kept_before(a: tuple[str | None, Any, int, str], b: tuple[str | None, Any, int, str]) -> bool:
+def later_in_file_is_newer(profile: str) -> bool:
+    """How attempts of one minute (minute-precision CSV exports, told apart by their position in the file) compare
+    in time. Parity: the earlier in the file counts as the newer, as the notebook's stable sort left them. Other
+    profiles: the later one, as the same messages exported with exact times (JSON) are ordered, so that both
+    exports keep the same prompts."""
+    return profile != "parity"
+
+
+def kept_before(a: tuple[str | None, Any, int, str], b: tuple[str | None, Any, int, str], *,
+                later_in_file_newer: bool = False) -> bool:
     """Rule 34's order within a cleaned-prompt group, on (username, posted_at, posted_seq, key): True when ``a``
-    is kept rather than ``b``. Username descending (none counts as ""), then time descending, then the position
-    in the file and the key ascending."""
+    is kept rather than ``b``. Username descending (none counts as ""), then the newest (see
+    later_in_file_is_newer for ties in time), then the key ascending."""
     user_a, user_b = a[0] or "", b[0] or ""
     if user_a != user_b:
         return user_a > user_b
     if a[1] != b[1]:
         return a[1] > b[1]
-    return (a[2], a[3]) < (b[2], b[3])
+    if a[2] != b[2]:
+        return a[2] > b[2] if later_in_file_newer else a[2] < b[2]
+    return a[3] < b[3]
 
 
 def eligible_for_prompt(pre_reason: str | None, raw_rep: bool, near_dup: bool, clean_reason: str | None) -> bool:
@@ -75,10 +86,14 @@ class Candidate:
     posted_seq: int = 0  # the position within its minute in a minute-precision export
 
 
-def newest_first(attempts: list[Candidate]) -> list[Candidate]:
-    """Rule 13's walk order, in place: newest first; at the same time, earlier in the file first, then by key."""
-    attempts.sort(key=lambda c: (c.posted_seq, c.key))
-    attempts.sort(key=lambda c: c.posted_at, reverse=True)
+def newest_first(attempts: list[Candidate], *, later_in_file_newer: bool = False) -> list[Candidate]:
+    """Rule 13's walk order, in place: newest first (see later_in_file_is_newer for ties in time), then by key."""
+    if later_in_file_newer:
+        attempts.sort(key=lambda c: c.key)
+        attempts.sort(key=lambda c: (c.posted_at, c.posted_seq), reverse=True)
+    else:
+        attempts.sort(key=lambda c: (c.posted_seq, c.key))
+        attempts.sort(key=lambda c: c.posted_at, reverse=True)
     return attempts
 
 

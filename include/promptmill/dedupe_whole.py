@@ -36,7 +36,13 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from promptmill.dedupe_rules import eligible_for_prompt, kept_before, raw_rank, verdict
+from promptmill.dedupe_rules import (
+    eligible_for_prompt,
+    kept_before,
+    later_in_file_is_newer,
+    raw_rank,
+    verdict,
+)
 from promptmill.progress import Progress
 from promptmill.store.copy_text import NULL, CopyLines, copy_lines, copy_out, decode, encode
 
@@ -123,12 +129,13 @@ def recompute_in_client(
     phases = _PhaseTimes()
     msgs = _read(conn, progress_emit, total)
     phases.done("read")
+    ties = later_in_file_is_newer(settings.cleaning_profile)
     near_dup, near_dup_of = _near_duplicates(
-        msgs, similarity_function(settings.near_dup_metric), settings.near_dup_threshold,
+        msgs, ties, similarity_function(settings.near_dup_metric), settings.near_dup_threshold,
         settings.near_dup_window_s, report, progress_emit,
     )  # fmt: skip
     phases.done("near-duplicates")
-    kept = _kept_of_groups(msgs, near_dup)
+    kept = _kept_of_groups(msgs, near_dup, ties)
     report.raw_groups = sum(msgs.raw_reps)
     report.clean_groups = len(msgs.clean_hashes)
     prompts = _PromptRows(conn, msgs, kept)
@@ -369,7 +376,7 @@ def _read(conn: Connection, progress_emit, total: int | None) -> _Messages:
     return msgs
 
 
-def _near_duplicates(msgs: _Messages, similarity, threshold: float, window_s: float, report: DedupeReport, progress_emit):
+def _near_duplicates(msgs: _Messages, later_in_file_newer: bool, similarity, threshold: float, window_s: float, report: DedupeReport, progress_emit):
     """Rule 13: per user, the representatives newest first (posted_at DESC, posted_seq, key), walked greedily.
     A representative without a user is not walked and keeps its stored verdict (as in dedupe.py)."""
     # the very walk of the incremental path (its rows' times here in microseconds, as the window)
@@ -419,7 +426,7 @@ def _near_duplicates(msgs: _Messages, similarity, threshold: float, window_s: fl
                         prompt = decode(prompt)
                 attempts.append(Candidate(keys[i], times[i], prompt, False, None, seqs[i]))
                 index_of[keys[i]] = i
-            dedupe_rules.newest_first(attempts)
+            dedupe_rules.newest_first(attempts, later_in_file_newer=later_in_file_newer)
             for attempt, is_dup, dup_of in dedupe_rules.walk(attempts, [], similarity, threshold, window_us):
                 i = index_of[attempt.key]
                 if is_dup:
@@ -488,7 +495,7 @@ def _two_halves(walked: list[int], users: list[str | None], walk, progress: Prog
     return results
 
 
-def _kept_of_groups(msgs: _Messages, near_dup: bytearray) -> list[int]:
+def _kept_of_groups(msgs: _Messages, near_dup: bytearray, later_in_file_newer: bool) -> list[int]:
     """Rule 34: the kept message of each cleaned-prompt group (-1: none survived rules 1-33)."""
     kept = [-1] * len(msgs.clean_hashes)
     keys, users, times, seqs, groups = msgs.keys, msgs.users, msgs.times, msgs.seqs, msgs.groups
@@ -498,7 +505,8 @@ def _kept_of_groups(msgs: _Messages, near_dup: bytearray) -> list[int]:
         if group < 0 or not eligible_for_prompt(pre_reasons[i], raw_reps[i], near_dup[i], clean_reasons[i]):
             continue
         j = kept[group]
-        if j < 0 or kept_before((users[i], times[i], seqs[i], keys[i]), (users[j], times[j], seqs[j], keys[j])):
+        if j < 0 or kept_before((users[i], times[i], seqs[i], keys[i]), (users[j], times[j], seqs[j], keys[j]),
+                                later_in_file_newer=later_in_file_newer):
             kept[group] = i
     return kept
 
