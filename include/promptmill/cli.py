@@ -101,6 +101,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", metavar="OUT.tsv")
 
     p = sub.add_parser(
+        "audit",
+        parents=[common],
+        help="random messages a rule rejected, for a spot check (near-duplicates beside the attempt kept)",
+        description="Print random messages rejected with REASON (see `promptmill status`): near-duplicates and "
+        "duplicates side by side with the message kept instead. NSFW rejections are never shown.",
+    )
+    p.add_argument("reason", metavar="REASON")
+    p.add_argument("--sample", type=int, default=10, metavar="N", help="how many (10)")
+    p.add_argument("--seed", type=int, help="the same seed gives the same sample")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser(
         "demo",
         parents=[common],
         help="run the pipeline end to end on the bundled sample exports",
@@ -223,6 +235,22 @@ def cmd_export_cleaned(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_audit(args, settings: Settings) -> int:
+    from promptmill.audit import AuditError, audit, format_samples
+
+    if args.sample < 1:
+        raise UsageError("--sample must be at least 1")
+    try:
+        total, samples = audit(_engine(settings), args.reason, sample=args.sample, seed=args.seed)
+    except AuditError as exc:
+        raise UsageError(str(exc)) from None
+    if args.json:
+        _print_json({"reason": args.reason, "rejected": total, "samples": [s.as_dict() for s in samples]})
+    else:
+        print("\n".join(format_samples(args.reason, total, samples)))
+    return 0
+
+
 def cmd_demo(args, settings: Settings) -> int:
     from promptmill.demo import run_demo
 
@@ -235,6 +263,7 @@ COMMANDS = {
     "reprocess": cmd_reprocess,
     "status": cmd_status,
     "export-cleaned": cmd_export_cleaned,
+    "audit": cmd_audit,
     "demo": cmd_demo,
 }
 
