@@ -1,4 +1,4 @@
-"""Builders of small DiscordChatExporter exports for tests (independent of promptmill.synth)."""
+"""Builders of small DiscordChatExporter exports for tests (independent of tests.synth)."""
 
 from __future__ import annotations
 
