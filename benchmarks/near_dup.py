@@ -16,7 +16,7 @@ from pathlib import Path
 # root so that the test-data generator (tests/synth/) imports as `tests.synth`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from promptmill.dedupe import similarity_function  # noqa: E402
+from promptmill.similarity import similarity_function  # noqa: E402
 
 from tests.synth import PromptWriter  # noqa: E402
 

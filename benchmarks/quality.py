@@ -13,7 +13,9 @@ The set stays outside the repository (see its README); nothing here depends on i
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -24,14 +26,16 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DEV = REPO.parent / "shared" / "data" / "quality-dev"
 PROMPTMILL = [sys.executable, "-m", "promptmill.cli"]
 
-# name -> ingest options; the first two are the figures of the set's own README (today's code)
+# name -> ingest options. The parity row and the token_set row are the configurations of the set's own README
+# (the original rules, and the best option of the code before the quality profile).
 CONFIGURATIONS: dict[str, list[str]] = {
-    "parity": ["--profile", "parity"],
-    "improved + token_set 0.8": ["--profile", "improved", "--near-dup-metric", "token_set",
-                                 "--near-dup-threshold", "0.8"],
-    "improved": ["--profile", "improved"],
-    "improved + content_words 0.8": ["--profile", "improved", "--near-dup-metric", "content_words",
-                                     "--near-dup-threshold", "0.8"],
+    "parity (jaro 0.6)": ["--profile", "parity"],
+    "parity rules + token_set 0.8": ["--profile", "parity", "--near-dup-metric", "token_set", "--near-dup-threshold",
+                                     "0.8"],
+    "quality rules + jaro 0.6": ["--profile", "quality", "--near-dup-metric", "jaro", "--near-dup-threshold", "0.6"],
+    "quality rules + token_set 0.8": ["--profile", "quality", "--near-dup-metric", "token_set",
+                                      "--near-dup-threshold", "0.8"],
+    "quality (content_words 0.8)": ["--profile", "quality"],
 }
 
 
@@ -54,13 +58,40 @@ def measure(dev: Path, options: list[str], workdir: Path) -> dict:
         out = subprocess.run([sys.executable, str(dev / "score.py"), str(kept_tsv), what],
                              capture_output=True, text=True, check=True)
         scores[what] = json.loads(out.stdout)
+    scores["rules"]["of_them_kept_url_aware"] = _rescued_url_aware(dev, kept_tsv, options)
     return {"kept": report["kept"], "rejected": report["rejected"], "elapsed_s": elapsed, **scores}
+
+
+def _norm(text: str) -> str:
+    return "".join(re.findall(r"[a-z0-9]", text.lower()))  # as score.py compares texts
+
+
+def _rescued_url_aware(dev: Path, kept_tsv: Path, options: list[str]) -> int:
+    """score.py's "usable rejected by parity, kept now", counting a prompt as kept also when its cleaned text is:
+    the scorer compares the whole raw prompt, so a prompt whose URL the quality rules removed reads as lost."""
+    from promptmill.cleaning import clean
+
+    profile = options[options.index("--profile") + 1] if "--profile" in options else "quality"
+    csv.field_size_limit(1 << 30)
+    with open(kept_tsv, newline="", encoding="utf-8") as handle:
+        rows = csv.reader(handle, delimiter="\t")
+        column = next(rows).index("content")
+        kept = {_norm(row[column]) for row in rows}
+    rescued = 0
+    with open(dev / "prompt_usability.tsv", encoding="utf-8") as handle:
+        for line in list(handle)[1:]:
+            _, parity_verdict, raw, judgement, *_ = line.rstrip("\n").split("\t")
+            if judgement == "keep" and parity_verdict != "kept":
+                cleaned = clean(raw, profile=profile).text
+                rescued += _norm(raw) in kept or (cleaned is not None and _norm(cleaned) in kept)
+    return rescued
 
 
 def row(name: str, m: dict) -> str:
     n, r = m["neardup"], m["rules"]
     return (f"| {name} | {n['precision']:.2f} | {n['recall']:.2f} | {n['f1']:.2f} | {n['distinct_prompts_lost']:.0%} "
-            f"| {r['usable_kept']} / {r['usable']} | {r['of_them_kept_now']} / {r['usable_rejected_by_parity']} "
+            f"| {r['usable_kept']} / {r['usable']} | {r['of_them_kept_now']} ({r['of_them_kept_url_aware']}) / "
+            f"{r['usable_rejected_by_parity']} "
             f"| {r['junk_kept']} / {r['junk']} | {m['kept']:,} |")
 
 
@@ -80,7 +111,7 @@ def main() -> int:
             print(f"{name}: ingesting ...", file=sys.stderr, flush=True)
             results[name] = measure(args.dev, CONFIGURATIONS[name], Path(tmp))
     print("| configuration | near-dup precision | recall | F1 | distinct prompts lost | usable kept "
-          "| usable rejected by parity, kept now | junk kept | kept prompts |")
+          "| usable rejected by parity, kept now (URL removed counted) | junk kept | kept prompts |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name in names:
         print(row(name, results[name]))

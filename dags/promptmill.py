@@ -67,8 +67,8 @@ PARAMS = {
         type=["null", "string"],
         enum=[None, *CLEANING_PROFILES],
         title="Cleaning profile",
-        description="Empty = the store's (a new store: parity). parity reproduces the original notebook exactly; "
-        "improved fixes its known defects.",
+        description="Empty = the store's (a new store: quality). quality keeps good prompts and drops junk, "
+        "measured against human judgement; parity reproduces the original notebook exactly, defects included.",
         section="Cleaning and dedupe",
     ),
     "near_dup_metric": Param(
@@ -76,8 +76,8 @@ PARAMS = {
         type=["null", "string"],
         enum=[None, *NEAR_DUP_METRICS],
         title="Near-duplicate metric",
-        description="Empty = the store's (a new store: jaro, the original rule). How similar two attempts of one "
-        "user are.",
+        description="Empty = the store's (a new store: the profile's, content_words for quality, jaro for parity). "
+        "How similar two attempts of one user are.",
         section="Cleaning and dedupe",
     ),
     "near_dup_threshold": Param(
@@ -86,8 +86,8 @@ PARAMS = {
         minimum=0,
         maximum=1,
         title="Near-duplicate threshold",
-        description="Empty = the store's (a new store: 0.6, the original). Similarity above which the older "
-        "attempt is dropped.",
+        description="Empty = the store's (a new store: the profile's, 0.8 for quality, 0.6 for parity). "
+        "Similarity above which the older attempt is dropped.",
         section="Cleaning and dedupe",
     ),
     "near_dup_window_s": Param(

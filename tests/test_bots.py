@@ -106,7 +106,7 @@ class TestSlashEra:
 
 class TestNsfwWordProfiles:
     @pytest.mark.parametrize(
-        ("content", "parity", "improved"),
+        ("content", "parity", "quality"),
         [
             (slash("a castle in Sussex"), "nsfw_word", None),
             (slash("a sextant on a table"), "nsfw_word", None),
@@ -118,13 +118,13 @@ class TestNsfwWordProfiles:
             (text_era("SEX"), None, "nsfw_word"),
         ],
     )
-    def test_word_test(self, content, parity, improved):
+    def test_word_test(self, content, parity, quality):
         assert extract(content).reject == parity
-        assert extract(content, profile="improved").reject == improved
+        assert extract(content, profile="quality").reject == quality
 
     def test_profiles_agree_on_everything_else(self):
         content = slash("a cat", suffix="\n**WARNING:** Prompt truncated")
-        assert extract(content) == extract(content, profile="improved")
+        assert extract(content) == extract(content, profile="quality")
 
     def test_unknown_profile(self):
         with pytest.raises(ValueError, match="unknown cleaning profile"):
@@ -284,7 +284,7 @@ template_text = st.lists(fragments | st.text(max_size=5), max_size=25).map("".jo
 
 
 @settings(max_examples=400)
-@given(st.one_of(template_text, st.text()), st.sampled_from(["parity", "improved"]))
+@given(st.one_of(template_text, st.text()), st.sampled_from(["parity", "quality"]))
 def test_any_text_gives_a_consistent_generation(content, profile):
     generation = extract(content, profile=profile)
     assert isinstance(generation, Generation)
@@ -295,7 +295,7 @@ def test_any_text_gives_a_consistent_generation(content, profile):
         assert content.split()[0] == "Dreamt"
 
 
-@pytest.mark.parametrize("profile", ["parity", "improved"])
+@pytest.mark.parametrize("profile", ["parity", "quality"])
 @pytest.mark.parametrize("template", [slash, text_era])
 def test_a_prompt_longer_than_a_bot_message_can_hold_is_rejected_as_too_long(profile, template):
     from promptmill.bots import MAX_PROMPT_CHARS

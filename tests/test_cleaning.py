@@ -229,13 +229,13 @@ class TestProfiles:
     def test_quality_keeps_what_parity_keeps_unless_a_quality_rule_says_otherwise(self, text):
         """The quality profile only adds rules and relaxes three (25, 29, 23): a prompt parity keeps is kept
         unless one of quality's own reasons rejects it."""
-        parity, quality = clean(text, profile="parity"), clean(text, profile="improved")
+        parity, quality = clean(text, profile="parity"), clean(text, profile="quality")
         if parity.reject is None and quality.reject is not None:
             assert quality.reject in {"single_word", "foreign_script", "suspicious_chars"}, (parity, quality)
 
 
 # --- the quality profile's rules (hand-made cases; parity's verdict beside each) ---------------------------------
-QUALITY = "improved"
+QUALITY = "quality"
 
 QUALITY_CASES = [
     # (raw prompt, quality: cleaned text or reason, parity's reason)

@@ -148,7 +148,7 @@ def test_reprocess_applies_a_changed_profile_to_stored_messages(engine, tmp_path
         before = dict(conn.execute(sa.text("SELECT m.content LIKE '%Sussex%', v.reason FROM messages m "
                                          "JOIN message_verdicts v ON v.key = m.key")).all())
     assert before == {True: "nsfw_word", False: None}  # the parity defect: "Sussex" contains "sex"
-    assert reprocess(engine, Settings(cleaning_profile="improved")) == 2
+    assert reprocess(engine, Settings(cleaning_profile="quality")) == 2
     with engine.connect() as conn:
         after = dict(conn.execute(sa.text("SELECT m.content LIKE '%Sussex%', v.status FROM messages m "
                                         "JOIN message_verdicts v ON v.key = m.key")).all())

@@ -35,7 +35,7 @@ def test_export_cleaned_equals_the_notebook(engine, tmp_path, seed, date_format)
     expected = _notebook(paths)
     assert len(expected) > 400  # the data exercises the rules, it is not trivially small
 
-    report = ingest_paths(engine, [tmp_path / "landing"], Settings())
+    report = ingest_paths(engine, [tmp_path / "landing"], Settings(cleaning_profile="parity"))
     assert report.files_ingested == len(paths)
     out = tmp_path / "cleaned_discord_prompts.tsv"
     export_cleaned(engine, out)

@@ -29,7 +29,7 @@ METRIC_CHOICES = ", ".join(repr(m) for m in NEAR_DUP_METRICS[:-1]) + f" or {NEAR
          "setting near_dup_threshold: Input should be less than or equal to 1 (got '1.5')"),
         (lambda: Settings(near_dup_window_s=0), "setting near_dup_window_s: Input should be greater than 0 (got 0)"),
         (lambda: Settings.from_env({"PROMPTMILL_CLEANING_PROFILE": "best"}),
-         "setting cleaning_profile (PROMPTMILL_CLEANING_PROFILE): Input should be 'parity' or 'improved' (got 'best')"),
+         "setting cleaning_profile (PROMPTMILL_CLEANING_PROFILE): Input should be 'quality' or 'parity' (got 'best')"),
         (lambda: Settings(ingest_workers=0), "setting ingest_workers: Input should be greater than or equal to 1"),
         (lambda: LabelSettings.from_env({"PROMPTMILL_LABEL_PACK_SIZE": "0"}),
          "label setting pack_size (PROMPTMILL_LABEL_PACK_SIZE): Input should be greater than or equal to 1"),
@@ -72,11 +72,11 @@ def test_defaults_then_environment_then_overrides():
         "PROMPTMILL_NEAR_DUP_WINDOW_S": "",  # empty: unset
         "PROMPTMILL_CHANNELS": " 101 ,dreambot-2,, ",
         "PROMPTMILL_LANDING_DIR": "~/landing",
-        "promptmill_cleaning_profile": "improved",  # names are not case-sensitive
+        "promptmill_cleaning_profile": "quality",  # names are not case-sensitive
     }
     settings = Settings.from_env(env, near_dup_threshold=0.7, near_dup_metric=None)  # None: not overridden
     assert (settings.near_dup_metric, settings.near_dup_threshold, settings.near_dup_window_s) == ("token_set", 0.7, 3600)
-    assert settings.channels == ("101", "dreambot-2") and settings.cleaning_profile == "improved"
+    assert settings.channels == ("101", "dreambot-2") and settings.cleaning_profile == "quality"
     assert settings.landing_dir == Path.home() / "landing"
     assert Settings.from_env({}) == Settings()  # the environment is read by from_env only
     # the environment is read once: an override later keeps it, and is validated like it

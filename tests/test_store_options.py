@@ -15,7 +15,7 @@ from promptmill.store.options import OptionsConflict, StoreOptions
 
 from tests.helpers import slash, write_json_export
 
-DEFAULTS = StoreOptions("parity", "jaro", 0.6, 3600)
+PARITY = StoreOptions("parity", "jaro", 0.6, 3600)  # --profile parity alone: the original rule
 STORED = "--profile parity --near-dup-metric token_set --near-dup-threshold 0.8 --near-dup-window 3600"
 
 
@@ -76,8 +76,8 @@ def other_url(store_url, tmp_path):
 
 def test_after_dedupe_full_with_new_options_an_ingest_without_flags_keeps_them(store_url, other_url, tmp_path, capsys):
     first, second = _exports(tmp_path)
-    assert _cli(capsys, "ingest", str(first), db=store_url)[0] == 0
-    assert _stored(store_url) == DEFAULTS  # first use: the defaults, recorded
+    assert _cli(capsys, "ingest", str(first), "--profile", "parity", db=store_url)[0] == 0
+    assert _stored(store_url) == PARITY  # first use: what it was given, and the profile's near-duplicate rule
     assert _verdicts(store_url)["a red fox in the snow"] == ("rejected", "near_duplicate")  # Jaro 0.6
     code, _, err = _cli(capsys, "dedupe", "--full", "--near-dup-metric", "token_set", "--near-dup-threshold", "0.8",
                         db=store_url)
@@ -86,8 +86,8 @@ def test_after_dedupe_full_with_new_options_an_ingest_without_flags_keeps_them(s
     assert _cli(capsys, "ingest", str(second), db=store_url)[0] == 0  # no flags: the store's options
 
     # the same verdicts as a store that used token_set 0.8 from the start
-    assert _cli(capsys, "ingest", str(first), "--near-dup-metric", "token_set", "--near-dup-threshold", "0.8",
-                db=other_url)[0] == 0
+    assert _cli(capsys, "ingest", str(first), "--profile", "parity", "--near-dup-metric", "token_set",
+                "--near-dup-threshold", "0.8", db=other_url)[0] == 0
     assert _cli(capsys, "ingest", str(second), db=other_url)[0] == 0
     verdicts = _verdicts(store_url)
     assert verdicts == _verdicts(other_url)
@@ -98,7 +98,8 @@ def test_after_dedupe_full_with_new_options_an_ingest_without_flags_keeps_them(s
 def test_an_ingest_asking_for_other_options_stops_with_one_line_and_changes_nothing(store_url, tmp_path, capsys,
                                                                                      monkeypatch):
     first, second = _exports(tmp_path)
-    _cli(capsys, "ingest", str(first), "--near-dup-metric", "token_set", "--near-dup-threshold", "0.8", db=store_url)
+    _cli(capsys, "ingest", str(first), "--profile", "parity", "--near-dup-metric", "token_set", "--near-dup-threshold",
+         "0.8", db=store_url)
     before = _verdicts(store_url)
 
     code, out, err = _cli(capsys, "ingest", str(second), "--near-dup-metric", "jaro", db=store_url)
@@ -112,8 +113,8 @@ def test_an_ingest_asking_for_other_options_stops_with_one_line_and_changes_noth
     assert code == 2 and "not --near-dup-threshold 0.9 (PROMPTMILL_NEAR_DUP_THRESHOLD);" in err
     monkeypatch.delenv("PROMPTMILL_NEAR_DUP_THRESHOLD")
     # a profile is applied when messages are derived: `dedupe --full` cannot change it, reprocess can
-    code, _, err = _cli(capsys, "dedupe", "--full", "--profile", "improved", db=store_url)
-    assert code == 2 and "run `promptmill reprocess --profile improved`" in err
+    code, _, err = _cli(capsys, "dedupe", "--full", "--profile", "quality", db=store_url)
+    assert code == 2 and "run `promptmill reprocess --profile quality`" in err
     code, _, err = _cli(capsys, "dedupe", "--near-dup-window", "60", db=store_url)  # an incremental dedupe
     assert code == 2 and "`promptmill dedupe --full --near-dup-window 60`" in err
     assert _verdicts(store_url) == before and _stored(store_url) == StoreOptions("parity", "token_set", 0.8, 3600)
@@ -126,14 +127,15 @@ def test_an_ingest_asking_for_other_options_stops_with_one_line_and_changes_noth
 
 def test_reprocess_with_a_new_profile_records_it_and_later_ingests_use_it(store_url, other_url, tmp_path, capsys):
     first, second = _exports(tmp_path)
-    _cli(capsys, "ingest", str(first), db=store_url)
+    _cli(capsys, "ingest", str(first), "--profile", "parity", db=store_url)
     assert _verdicts(store_url)["a cottage in Sussex"] == ("rejected", "nsfw_word")  # the parity defect
-    code, _, err = _cli(capsys, "reprocess", "--profile", "improved", db=store_url)
+    code, _, err = _cli(capsys, "reprocess", "--profile", "quality", db=store_url)
     assert code == 0, err
-    assert _stored(store_url) == StoreOptions("improved", "jaro", 0.6, 3600)
+    assert _stored(store_url) == StoreOptions("quality", "jaro", 0.6, 3600)
     assert _cli(capsys, "ingest", str(second), db=store_url)[0] == 0
 
-    _cli(capsys, "ingest", str(first), str(second), "--profile", "improved", db=other_url)
+    _cli(capsys, "ingest", str(first), str(second), "--profile", "quality", "--near-dup-metric", "jaro",
+         "--near-dup-threshold", "0.6", db=other_url)
     assert _verdicts(store_url) == _verdicts(other_url)
     assert _verdicts(store_url)["a cottage in Sussex"] == ("kept", None)
 
@@ -145,10 +147,12 @@ def test_status_shows_the_options_and_a_new_store_has_none_until_first_used(stor
     assert _stored(store_url) is None  # status never records
     _cli(capsys, "ingest", str(first), "--near-dup-window", "600", db=store_url)
     code, out, _ = _cli(capsys, "status", "--json", db=store_url)
-    assert json.loads(out)["options"] == {"cleaning_profile": "parity", "near_dup_metric": "jaro",
-                                          "near_dup_threshold": 0.6, "near_dup_window_s": 600}
+    # a new store takes the defaults: the quality profile and its near-duplicate rule
+    assert json.loads(out)["options"] == {"cleaning_profile": "quality", "near_dup_metric": "content_words",
+                                          "near_dup_threshold": 0.8, "near_dup_window_s": 600}
     code, out, _ = _cli(capsys, "status", db=store_url)
-    assert "options:         --profile parity --near-dup-metric jaro --near-dup-threshold 0.6 --near-dup-window 600\n" in out
+    assert ("options:         --profile quality --near-dup-metric content_words --near-dup-threshold 0.8 "
+            "--near-dup-window 600\n") in out
 
 
 def test_resolve():
@@ -158,10 +162,10 @@ def test_resolve():
     changed = options.resolve({"near_dup_metric": "indel", "near_dup_threshold": 0.7}, stored,
                               may_change=options.NEAR_DUP_OPTIONS)
     assert changed == StoreOptions("parity", "indel", 0.7, 3600)
-    with pytest.raises(OptionsConflict, match=r"not --profile improved --near-dup-metric indel; .* run `promptmill "
-                                              r"reprocess --profile improved --near-dup-metric indel`"):
-        options.resolve({"cleaning_profile": "improved", "near_dup_metric": "indel"}, stored,
+    with pytest.raises(OptionsConflict, match=r"not --profile quality --near-dup-metric indel; .* run `promptmill "
+                                              r"reprocess --profile quality --near-dup-metric indel`"):
+        options.resolve({"cleaning_profile": "quality", "near_dup_metric": "indel"}, stored,
                         may_change=options.NEAR_DUP_OPTIONS)
-    with pytest.raises(OptionsConflict, match="not cleaning_profile=improved; to apply that to the whole store trigger "
+    with pytest.raises(OptionsConflict, match="not cleaning_profile=quality; to apply that to the whole store trigger "
                                               "a run with the param recompute on"):
-        options.resolve({"cleaning_profile": "improved"}, stored, dag=True)
+        options.resolve({"cleaning_profile": "quality"}, stored, dag=True)

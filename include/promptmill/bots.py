@@ -15,9 +15,9 @@ for this era: the per-image command lines legitimately repeat the command.
 Profiles (see :data:`promptmill.cleaning.PROFILES`):
 
 - ``"parity"``: the notebook's behaviour, defects included.
-- ``"improved"`` differs in exactly one point: rule 3's word test. Parity rejects ("nsfw_word") any
+- ``"quality"`` differs here in exactly one point: rule 3's word test. Parity rejects ("nsfw_word") any
   message whose whole content holds the case-sensitive substring ``sex`` (so "Sussex", "sextant" and a
-  username like "sexton" too); improved rejects only a whole word ``sex`` (any case) in the raw prompt.
+  username like "sexton" too); quality rejects only a whole word ``sex`` (any case) in the raw prompt.
   Rule 9 is deliberately unchanged: slash-command prompts are single-line, and making the regex stop at
   newlines only turns some truncated prompts into rejections by rule 25 (the real culprit is rule 7 taking
   the last character of a trailing WARNING line instead of the closing backtick).
@@ -94,7 +94,7 @@ _TEXT_SWITCH_FLAGS = frozenset({"-i", "-t", "-p", "-a"})
 def extract(content: str, *, profile: str = "parity") -> Generation:
     """Parse one message's content into a generation record (or a rejected one, with the reason).
 
-    ``profile`` is "parity" (the notebook, exactly) or "improved" (see the module docstring); an unknown
+    ``profile`` is "parity" (the notebook, exactly) or "quality" (see the module docstring); an unknown
     profile raises ValueError. Any ``content`` string, however malformed, gives a record. A prompt longer than
     MAX_PROMPT_CHARS is rejected as ``too_long`` in every profile.
     """
@@ -138,7 +138,7 @@ def _extract(content: str, profile: str) -> Generation:
 
 
 def _nsfw_word_reject(content: str, raw_prompt: str, profile: str) -> str | None:
-    """Rule 3's word test: parity = substring "sex" anywhere in the message; improved = the word in the prompt."""
+    """Rule 3's word test: parity = substring "sex" anywhere in the message; quality = the word in the prompt."""
     if profile == "parity":
         return "nsfw_word" if "sex" in content else None
     return "nsfw_word" if _NSFW_WORD_IMPROVED.search(raw_prompt) else None

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-# "parity" reproduces the original notebook exactly; "improved" fixes its known defects (cleaning.py, bots.py)
-CleaningProfile = Literal["parity", "improved"]
+# "quality" (the default) keeps good prompts and drops junk, measured against human judgement; "parity" reproduces the
+# original notebook exactly, defects included (cleaning.py, bots.py, dedupe_rules.py)
+CleaningProfile = Literal["quality", "parity"]
 # the similarity of two attempts of one user (similarity.py); "jaro" is the original rule, "content_words" the
 # quality profile's
 NearDupMetric = Literal["jaro", "token_set", "indel", "content_words", "off"]

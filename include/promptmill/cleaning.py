@@ -8,10 +8,10 @@ and live in the dedupe/store code, not here.
 
 Profiles
 --------
-``"parity"`` reproduces the notebook exactly (see docs/cleaning-rules.md, including its defects).
-``"improved"`` is opt-in. Its known-defect fixes all live in :func:`promptmill.bots.extract` (the NSFW
-word test); rules 14-33 have no documented defect, so both profiles run the same steps here. The
-parameter exists so callers pass one profile to both stages and a later fix has a place to go.
+``"parity"`` reproduces the notebook exactly (see docs/cleaning-rules.md, including its defects):
+:data:`CLEANING_STEPS`. ``"quality"``, the default, runs :data:`QUALITY_STEPS`: parity's steps where they judge
+well, and its own where they did not, measured against human judgement (benchmarks/quality.py); every rule
+has its own reason (:data:`PROFILE_REASONS`).
 
 Each step is a function ``text -> text | None``; ``None`` rejects the prompt with the step's reason.
 The steps avoid pandas and precompile their regexes: this runs on millions of prompts.
@@ -437,7 +437,7 @@ QUALITY_STEPS: tuple[Step, ...] = (
 
 PROFILE_STEPS: dict[str, tuple[Step, ...]] = {
     "parity": tuple(CLEANING_STEPS),
-    "improved": QUALITY_STEPS,
+    "quality": QUALITY_STEPS,
 }
 # The reasons each profile can give (besides "empty").
 PROFILE_REASONS: dict[str, frozenset[str]] = {

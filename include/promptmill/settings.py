@@ -140,6 +140,12 @@ def _unwrap(annotation: Any) -> tuple[Any, bool]:
     return annotation, optional
 
 
+# The near-duplicate metric and threshold of each cleaning profile when none is given: the original notebook's rule
+# for parity; for quality the metric that merged retries, not different pictures, in the hand-judged development
+# set (the README's "Which profile" table, benchmarks/quality.py).
+PROFILE_NEAR_DUP: dict[str, tuple[str, float]] = {"parity": ("jaro", 0.6), "quality": ("content_words", 0.8)}
+
+
 def default_data_dir() -> Path:
     """Where the embedded store and default outputs live: ``<repo>/data`` for a checkout, else ``~/.promptmill``."""
     if (PROJECT_ROOT / "pyproject.toml").exists():
@@ -157,10 +163,11 @@ class Settings(SettingsBase):
     data_dir: UserPath = Field(default_factory=default_data_dir)
     landing_dir: UserPath | None = None  # None -> <data_dir>/landing
 
-    # cleaning and dedupe: the options a store records with its verdicts (store/options.py)
-    cleaning_profile: CleaningProfile = "parity"
-    near_dup_metric: NearDupMetric = "jaro"
-    near_dup_threshold: float = Field(0.6, ge=0, le=1)  # similarity strictly above this drops the older attempt
+    # cleaning and dedupe: the options a store records with its verdicts (store/options.py). The near-duplicate
+    # metric and threshold not given take the profile's (PROFILE_NEAR_DUP): quality's, or the original rule's.
+    cleaning_profile: CleaningProfile = "quality"
+    near_dup_metric: NearDupMetric = PROFILE_NEAR_DUP["quality"][0]
+    near_dup_threshold: float = Field(PROFILE_NEAR_DUP["quality"][1], ge=0, le=1)  # strictly above: dropped
     near_dup_window_s: int = Field(3600, gt=0)  # the original "within 1 hour"
 
     # only ingest these channels (ids or names); empty = all
@@ -182,6 +189,14 @@ class Settings(SettingsBase):
 
     # ingest progress/log cadence
     progress_every_s: float = Field(5.0, ge=0)
+
+    @model_validator(mode="after")
+    def _near_dup_of_the_profile(self) -> Self:
+        metric, threshold = PROFILE_NEAR_DUP[self.cleaning_profile]
+        for name, value in (("near_dup_metric", metric), ("near_dup_threshold", threshold)):
+            if name not in self.model_fields_set:
+                object.__setattr__(self, name, value)  # (a default, so not in explicit())
+        return self
 
     @property
     def effective_landing_dir(self) -> Path:
