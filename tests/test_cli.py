@@ -40,7 +40,8 @@ def test_ingest_json_status_and_export_cleaned(store_url, tmp_path):
     landing = tmp_path / "landing"
     write_csv_export(
         landing / "Stable Diffusion - Bots - dreambot-1 [101].csv",
-        [slash("ann", "a cat, 4 k", 0, seq=1), slash("bob", "a house by a lake", 2, seq=2), slash("bob", "a cat, 4 k", 5, seq=3)],
+        [slash("ann", "a cat on a mat, 4 k", 0, seq=1), slash("bob", "a house by a lake", 2, seq=2),
+         slash("bob", "a cat on a mat, 4 k", 5, seq=3)],
     )
     (landing / "junk [9].json").write_text("{", encoding="utf-8")
     out = run("ingest", str(landing), "--json", "--db", store_url)
@@ -64,7 +65,7 @@ def test_ingest_json_status_and_export_cleaned(store_url, tmp_path):
     with open(tsv, encoding="utf-8", newline="") as handle:
         rows = list(csv.reader(handle, delimiter="\t"))
     assert rows[0] == ["", "content", "attachments", "username"]
-    assert [r[1] for r in rows[1:]] == ["a cat, 4k", "a house by a lake"]
+    assert [r[1] for r in rows[1:]] == ["a cat on a mat, 4k", "a house by a lake"]
     assert [r[3] for r in rows[1:]] == ["ann", "bob"]
     assert rows[1][0] == "0" and rows[1][2].startswith("https://cdn.discordapp.com/")
 

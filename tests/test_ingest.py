@@ -143,7 +143,8 @@ def test_reprocess_applies_a_changed_profile_to_stored_messages(engine, tmp_path
     from promptmill.reprocess import reprocess
 
     msgs = [slash("ann", "a cottage in Sussex", 0, seq=1), slash("bob", "a red barn", 5, seq=2)]
-    ingest_paths(engine, [write_json_export(tmp_path / "in" / "x [101].json", "101", msgs)], SETTINGS)
+    ingest_paths(engine, [write_json_export(tmp_path / "in" / "x [101].json", "101", msgs)],
+                 Settings(cleaning_profile="parity"))
     with engine.connect() as conn:
         before = dict(conn.execute(sa.text("SELECT m.content LIKE '%Sussex%', v.reason FROM messages m "
                                          "JOIN message_verdicts v ON v.key = m.key")).all())

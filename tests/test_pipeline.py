@@ -111,10 +111,10 @@ def test_a_run_with_options_other_than_the_stores_fails_unless_it_recomputes(sto
         ingest_group(settings, paths)
     dedupe(settings)
     engine = connect(store_url)
-    assert options.read(engine) == options.StoreOptions("parity", "jaro", 0.6, 3600)  # the first run's (defaults)
+    assert options.read(engine) == options.StoreOptions("quality", "content_words", 0.8, 3600)  # the defaults
 
     asking = Settings(database_url=store_url, landing_dir=landing, near_dup_metric="token_set")
-    expected = ("this store's verdicts use cleaning_profile=parity near_dup_metric=jaro near_dup_threshold=0.6 "
+    expected = ("this store's verdicts use cleaning_profile=quality near_dup_metric=content_words near_dup_threshold=0.8 "
                 "near_dup_window_s=3600, not near_dup_metric=token_set; to apply that to the whole store trigger a run "
                 "with the param recompute on, or leave the params empty to use the store's")
     for task in (lambda: plan_ingest(asking, run_date=None), lambda: ingest_group(asking, []), lambda: dedupe(asking)):
@@ -128,6 +128,6 @@ def test_a_run_with_options_other_than_the_stores_fails_unless_it_recomputes(sto
     result = dedupe(asking, recompute=True)
     assert result["reprocessed"] == 7 and result["status"]["pending_dedupe"] == 0
     assert result["status"]["options"]["near_dup_metric"] == "token_set"
-    assert options.read(engine) == options.StoreOptions("parity", "token_set", 0.6, 3600)
+    assert options.read(engine) == options.StoreOptions("quality", "token_set", 0.8, 3600)
     assert dedupe(Settings(database_url=store_url, landing_dir=landing))["status"]["options"]["near_dup_metric"] == \
         "token_set"  # a run without params follows the store
