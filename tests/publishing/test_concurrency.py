@@ -53,8 +53,10 @@ def test_concurrent_publishers_serialise(engine, store_url, tmp_path):
     add_dataset(engine, 200)
     out = tmp_path / "pub"
     for round_ in range(3):
-        # every run its own split (ratios far enough apart to move rows), so every run is a new version
-        procs = [_start(store_url, out, 0.05 + 0.06 * (round_ * PUBLISHERS + i)) for i in range(PUBLISHERS)]
+        # every run its own username salt (so its own hashes: a published row's side never moves, its hash does),
+        # so every run is a new version
+        procs = [_start(store_url, out, 0.05 + 0.06 * (round_ * PUBLISHERS + i),
+                        {"PROMPTMILL_PUBLISH_USERNAME_SALT": f"{SALT}-{round_}-{i}"}) for i in range(PUBLISHERS)]
         results = [(p.wait(timeout=240), *p.communicate()) for p in procs]
         for code, stdout, stderr in results:
             assert "Traceback" not in stderr, stderr

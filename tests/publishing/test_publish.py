@@ -152,7 +152,8 @@ def test_sqlite_and_postgresql_publish_the_same_bytes(tmp_path, pg_url):
 def test_description_split_keeps_a_description_on_one_side(engine, tmp_path):
     for i in range(120):
         variant = ["a cat", "A cat", "a  cat "][i % 3] if i % 2 else f"subject {i // 8}"
-        add_row(engine, f"prompt {i}", variant)
+        # prompts far apart ("prompt 100" and "prompt 101" would be near-identical, and so on one side)
+        add_row(engine, f"prompt {i} {hashlib.sha256(str(i).encode()).hexdigest()[:16]}", variant)
     by_prompt = publish(engine, settings_for(tmp_path / "p"))
     by_description = publish(engine, settings_for(tmp_path / "d", split_key="description"))
     records = records_by_prompt(tmp_path / "d" / by_description.version)

@@ -11,7 +11,7 @@ from promptmill.publishing.cli import add_commands
 from promptmill.publishing.settings import PublishSettings
 from promptmill.settings import Settings
 
-from tests.publishing.conftest import LABEL_VERSION, add_dataset
+from tests.publishing.conftest import LABEL_VERSION, add_dataset, add_row
 
 
 def test_from_env_reads_every_field_and_keeps_the_salt_out_of_repr(tmp_path):
@@ -80,3 +80,21 @@ def test_publish_command_defaults_to_the_data_folder(sqlite_engine, tmp_path, ca
     assert args.include_no_object is True
     assert args.handler(args, sqlite_engine, Settings(data_dir=tmp_path)) == 0
     assert (Path(tmp_path) / "published" / "LATEST").exists()
+
+
+def test_one_per_cluster_is_off_by_default_and_set_by_the_environment_or_the_flag(sqlite_engine, tmp_path, capsys,
+                                                                                  monkeypatch):
+    assert PublishSettings().one_per_cluster is False
+    assert PublishSettings.from_env({"PROMPTMILL_PUBLISH_ONE_PER_CLUSTER": "true"}).one_per_cluster is True
+    assert _parser().parse_args(["publish"]).one_per_cluster is None  # not given: the setting decides
+    add_dataset(sqlite_engine, 4)
+    for variant in ("!", ", 8k"):
+        add_row(sqlite_engine, "a castle on a hill in the clouds at dawn" + variant, "a castle")
+    monkeypatch.setenv("PROMPTMILL_PUBLISH_LABEL_VERSION", LABEL_VERSION)
+    monkeypatch.setenv("PROMPTMILL_PUBLISH_ONE_PER_CLUSTER", "true")
+    for argv, removed in ((["--no-one-per-cluster"], 0), ([], 1)):
+        out = (tmp_path / f"pub{removed}").as_uri()
+        args = _parser().parse_args(["publish", "--out", out, "--json", *argv])
+        assert args.handler(args, sqlite_engine, Settings(data_dir=tmp_path)) == 0
+        payload = json.loads(capsys.readouterr().out)
+        assert payload["counts"]["one_per_cluster_removed"] == removed and payload["counts"]["total"] == 6 - removed

@@ -12,7 +12,7 @@ _FIELDS = [
     ("prompt", "the cleaned, deduplicated Stable Diffusion prompt"),
     ("description", "what the picture shows, written by the labeling model (null for `_no_object` rows)"),
     ("no_object", "true when the model found no distinguishable object (only with --include-no-object)"),
-    ("split", "train or test (a pure function of the split key, see below)"),
+    ("split", "train or test (never changes once published, see below)"),
     ("channel_id, channel_name", "the Discord channel the prompt was posted in"),
     ("username_hash", "keyed hash of the Discord username (never the name itself)"),
     ("posted_at", "when the kept message was posted (UTC, ISO 8601)"),
@@ -39,11 +39,13 @@ def render_card(manifest: dict[str, Any]) -> str:
                                   if lv.get("model") else "")
         for lv in labels
     ]
-    split_rule = (
-        "the prompt text (a row never changes split)"
+    together = (
+        "near-identical prompts (normalised indel similarity >= 0.9)"
         if settings["split_key"] == "prompt"
-        else "the normalised description (rows sharing a description are on the same side)"
+        else "near-identical prompts (normalised indel similarity >= 0.9) and rows sharing a normalised description"
     )
+    clusters = counts.get("clusters") or {}
+    leakage = counts.get("leakage") or {}
     lines = [
         f"# promptmill prompt dataset {manifest['version']}",
         "",
@@ -76,7 +78,15 @@ def render_card(manifest: dict[str, Any]) -> str:
         "Discord exports -> bot message parsing -> the original cleaning rules -> exact and near-duplicate removal",
         "-> one label per distinct prompt and label version -> this publication.",
         "",
-        f"Split: SHA-256 of {split_rule}, test when below {settings['test_ratio']} of the hash range.",
+        f"Split: {together} are on one side; a published row never changes side. A group of such rows with no",
+        f"published row takes the side of a SHA-256 of its first row's key (test below {settings['test_ratio']}).",
+        f"Held out of both sides (near-identical to published rows of both): {counts.get('held_out', 0):,}. "
+        f"Clusters of near-identical prompts: {clusters.get('clusters', 0):,} ({clusters.get('rows', 0):,} rows, "
+        f"{clusters.get('cross_user', 0):,} across users)"
+        + (f"; one row kept per cluster ({counts.get('one_per_cluster_removed', 0):,} left out)"
+           if settings.get("one_per_cluster") else "") + ".",
+        f"Test rows with a near-identical train row: {leakage.get('test_rows_with_near_identical_train_row', 0):,} "
+        f"({leakage.get('share', 0.0):.2%}, as the MinHash LSH finds them).",
         f"Rows are ordered by `id`. Usernames: {settings['username_hash']}.",
         "",
         "Label versions:",

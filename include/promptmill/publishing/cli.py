@@ -25,16 +25,19 @@ def add_commands(subparsers: argparse._SubParsersAction, common_parent: argparse
         help="publish the labeled prompts as versioned train/test files",
         description="Write the kept, labeled prompts as a new versioned folder (original and modern formats, "
         "JSONL, Parquet, manifest, dataset card) under the destination and point LATEST at it. A row's split "
-        "never changes; when nothing changed since the last publication no new version is made.",
+        "never changes; near-identical prompts stay on one side (a new row tied to both is held out); when "
+        "nothing changed since the last publication no new version is made.",
     )
     parser.add_argument("--out", metavar="URI", help="destination root: a path, file://, memory://, s3://, ... "
                         "(default: $PROMPTMILL_PUBLISH_OUT_URI, else <data folder>/published)")
     parser.add_argument("--test-ratio", type=float, metavar="R", help="share of rows in the test split (0.2)")
     parser.add_argument("--split-key", choices=SPLIT_KEYS,
-                        help="prompt (default): a row never moves; description: rows sharing a description "
-                        "stay on one side")
+                        help="prompt (default): near-identical prompts stay on one side; description: rows "
+                        "sharing a description too")
     parser.add_argument("--include-no-object", action=argparse.BooleanOptionalAction, default=None,
                         help="also publish _no_object rows (the original -r false); default: no")
+    parser.add_argument("--one-per-cluster", action=argparse.BooleanOptionalAction, default=None,
+                        help="keep one row (the earliest posted) per cluster of near-identical prompts; default: no")
     parser.add_argument("--retention", type=int, metavar="N", help="keep the N newest publications (10; 0 = all)")
     parser.add_argument("--label-version", help="publish this label version instead of the current one")
     if common_parent is None or "--json" not in common_parent._option_string_actions:
@@ -49,6 +52,7 @@ def settings_from_args(args: argparse.Namespace, data_dir: Any = None) -> Publis
         test_ratio=getattr(args, "test_ratio", None),
         split_key=getattr(args, "split_key", None),
         include_no_object=getattr(args, "include_no_object", None),
+        one_per_cluster=getattr(args, "one_per_cluster", None),
         retention=getattr(args, "retention", None),
         label_version=getattr(args, "label_version", None),
     )
@@ -65,6 +69,10 @@ def describe(result: PublishResult) -> str:
         + (f" ({counts['no_object']:,} _no_object)" if counts.get("no_object") else ""),
         f"path: {result.uri}",
     ]
+    if counts.get("held_out"):
+        lines.append(f"held out: {counts['held_out']:,} (near-identical to published rows of both sides)")
+    if counts.get("one_per_cluster_removed"):
+        lines.append(f"left out by --one-per-cluster: {counts['one_per_cluster_removed']:,}")
     if result.removed:
         lines.append(f"removed by retention: {', '.join(result.removed)}")
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""Publish the labeled dataset: rows -> stable split -> files -> a complete versioned folder -> LATEST.
+"""Publish the labeled dataset: rows -> sticky cluster split -> files -> a complete versioned folder -> LATEST.
 
 Airflow-free: the DAG's publish task and ``promptmill publish`` both call :func:`publish`.
 """
@@ -32,7 +32,8 @@ from promptmill.publishing.rows import (
     store_watermark,
 )
 from promptmill.publishing.settings import PublishSettings
-from promptmill.publishing.split import TEST, TRAIN, assign_split, split_key_of
+from promptmill.publishing.sides import record_sides, recorded_sides, split_rows_of
+from promptmill.publishing.split import TEST, TRAIN, SplitPlan, plan_split
 from promptmill.publishing.tables import publications
 from promptmill.store.db import LockTimeout, lock_key, store_lock
 
@@ -99,17 +100,19 @@ DATA_FILES: tuple[_DataFile, ...] = (
 )
 
 
-def split_rows(rows: Sequence[PublishRow], settings: PublishSettings) -> dict[str, list[PublishRow]]:
+def plan_for(rows: Sequence[PublishRow], settings: PublishSettings,
+             recorded: dict[str, tuple[str, str]] | None = None) -> SplitPlan:
+    """The split of ``rows`` given the sides recorded at the destination (split.py)."""
+    return plan_split(split_rows_of(rows, recorded or {}), test_ratio=settings.test_ratio,
+                      split_key=settings.split_key, one_per_cluster=settings.one_per_cluster)
+
+
+def write_data_files(folder: Path, rowset: RowSet, plan: SplitPlan) -> tuple[list[FileInfo], dict]:
+    """Write every data file into ``folder`` (the rows ``plan`` places); returns their checksums and the counts."""
+    published = [row for row in rowset.rows if row.row_id in plan.sides]
     parts: dict[str, list[PublishRow]] = {TRAIN: [], TEST: []}
-    for row in rows:
-        key = split_key_of(row.prompt, row.description, settings.split_key)
-        parts[assign_split(key, settings.test_ratio)].append(row)
-    return parts
-
-
-def write_data_files(folder: Path, rowset: RowSet, settings: PublishSettings) -> tuple[list[FileInfo], dict]:
-    """Write every data file into ``folder``; returns their checksums and the counts."""
-    parts = split_rows(rowset.rows, settings)
+    for row in published:
+        parts[plan.sides[row.row_id]].append(row)
     excluded: dict[str, int] = {}
     string_parts: dict[str, list[PublishRow]] = {TRAIN: [], TEST: []}
     for split, rows in parts.items():
@@ -122,7 +125,7 @@ def write_data_files(folder: Path, rowset: RowSet, settings: PublishSettings) ->
     infos = []
     for spec in DATA_FILES:
         source = string_parts if spec.strings_only else parts
-        rows = rowset.rows if spec.split is None else source[spec.split]
+        rows = published if spec.split is None else source[spec.split]
         path = folder / spec.name
         with open(path, "wb") as out:
             count = spec.writer(rows, out)
@@ -130,11 +133,12 @@ def write_data_files(folder: Path, rowset: RowSet, settings: PublishSettings) ->
     counts = {
         "train": len(parts[TRAIN]),
         "test": len(parts[TEST]),
-        "total": len(rowset.rows),
-        "no_object": sum(1 for row in rowset.rows if row.no_object),
+        "total": len(published),
+        "no_object": sum(1 for row in published if row.no_object),
         "strings": {TRAIN: len(string_parts[TRAIN]), TEST: len(string_parts[TEST])},
         "excluded_from_strings": dict(sorted(excluded.items())),
         "skipped": rowset.skipped,
+        **plan.counts(),
     }
     return infos, counts
 
@@ -199,8 +203,9 @@ def _publish_locked(engine: Engine, destination: Destination, settings: PublishS
                              counts={"train": 0, "test": 0, "total": 0, "no_object": 0, "skipped": rowset.skipped},
                              warnings=warnings)
 
+    plan = plan_for(rowset.rows, settings, recorded_sides(engine, destination.display_uri))
     with destination.staging() as staged:
-        infos, counts = write_data_files(staged, rowset, settings)
+        infos, counts = write_data_files(staged, rowset, plan)
         content = content_sha256(infos)
 
         latest = destination.latest_version()
@@ -208,7 +213,9 @@ def _publish_locked(engine: Engine, destination: Destination, settings: PublishS
         if latest_manifest and latest_manifest.get("content_sha256") == content:
             log.info("publish: unchanged, %s already holds this content", destination.uri_of(latest))
             _record(engine, destination, latest, latest_manifest)
-            return _result(UNCHANGED, destination, latest, latest_manifest, warnings=warnings)
+            record_sides(engine, destination.display_uri, latest, rowset.rows, plan)
+            # the same files; the counts of now (rows held out or left out may differ without changing a file)
+            return _result(UNCHANGED, destination, latest, {**latest_manifest, "counts": counts}, warnings=warnings)
 
         stored = destination.publications()
         # A crash between the complete folder and LATEST leaves a newer complete copy of this very content.
@@ -218,7 +225,7 @@ def _publish_locked(engine: Engine, destination: Destination, settings: PublishS
                 manifest = destination.read_manifest(pub.version)
                 if manifest and manifest.get("content_sha256") == content:
                     log.info("publish: %s was complete but not current; pointing LATEST at it", pub.version)
-                    return _finish(engine, destination, pub.version, manifest, settings, warnings)
+                    return _finish(engine, destination, pub.version, manifest, settings, warnings, rowset, plan)
 
         version = version_name(max((p.sequence for p in stored), default=0) + 1, content)
         manifest = build_manifest(
@@ -238,13 +245,14 @@ def _publish_locked(engine: Engine, destination: Destination, settings: PublishS
         names = [info.name for info in infos] + [CARD, MANIFEST]
         destination.commit(staged, version, names)
     log.info("publish: wrote %s (%s train, %s test)", destination.uri_of(version), counts["train"], counts["test"])
-    return _finish(engine, destination, version, manifest, settings, warnings)
+    return _finish(engine, destination, version, manifest, settings, warnings, rowset, plan)
 
 
 def _finish(engine: Engine, destination: Destination, version: str, manifest: dict, settings: PublishSettings,
-            warnings: list[str]) -> PublishResult:
+            warnings: list[str], rowset: RowSet, plan: SplitPlan) -> PublishResult:
     destination.point_latest(version)
     _record(engine, destination, version, manifest)
+    record_sides(engine, destination.display_uri, version, rowset.rows, plan)
     removed = destination.apply_retention(settings.retention, protect=[version])
     destination.remove_leftovers(protect=[version])
     return _result(PUBLISHED, destination, version, manifest, removed=removed, warnings=warnings)

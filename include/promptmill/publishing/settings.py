@@ -32,6 +32,7 @@ class PublishSettings(SettingsBase):
     test_ratio: float = Field(0.2, gt=0, lt=1)
     split_key: SplitKey = "prompt"  # group-aware: rows sharing the key never straddle the splits
     include_no_object: bool = False  # the original -r flag, inverted: publish `_no_object` rows too
+    one_per_cluster: bool = False  # keep only the earliest posted row of each cluster of near-identical prompts
     label_version: str | None = None  # None -> the current version of the labeling settings
     # how many complete publications to keep at the destination (0 = keep all)
     retention: int = Field(10, ge=0)
@@ -51,6 +52,7 @@ class PublishSettings(SettingsBase):
             "test_ratio": self.test_ratio,
             "split_key": self.split_key,
             "include_no_object": self.include_no_object,
+            "one_per_cluster": self.one_per_cluster,
             "username_hash": "hmac-sha256" if self.username_salt.get_secret_value() else "sha256-unsalted",
         }
 

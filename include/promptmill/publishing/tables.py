@@ -1,6 +1,6 @@
 """Publishing tables (SQLAlchemy Core, on the store's shared ``metadata``).
 
-Migration ``0003_publishing`` creates exactly these; keep the two in step. The destination is the truth about
+Migrations ``0003_publishing`` and ``0011_published_splits`` create exactly these; keep them in step. The destination is the truth about
 what is published (its LATEST and manifests); this table is the store's history of it, for status and audits.
 """
 
@@ -27,4 +27,17 @@ publications = sa.Table(
     sa.Column("manifest", sa.Text, nullable=False),  # manifest.json as written
     sa.Index("ix_publications_destination", "destination", "created_at"),
     sa.Index("uq_publications_destination_version", "destination", "version", unique=True),
+)
+
+# The side of every row ever published at a destination: a published row never changes side (split.py). The
+# prompt is kept so that a row no longer publishable (relabeled, unkept) still holds its side against the rows
+# near-identical to it.
+published_splits = sa.Table(
+    "published_splits",
+    metadata,
+    sa.Column("destination", sa.Text, primary_key=True),  # as in publications
+    sa.Column("row_id", sa.String(16), primary_key=True),  # the published id (rows.row_id_of)
+    sa.Column("split", sa.String(8), nullable=False),  # train | test
+    sa.Column("prompt", sa.Text, nullable=False),
+    sa.Column("version", sa.String(64), nullable=False),  # the first publication that held it
 )
