@@ -20,7 +20,7 @@ from tests.test_dedupe import T0, message_sets, oracle, raw
 WINDOW = timedelta(hours=1)
 
 
-def decide(msgs: list[RawMessage], metric: str = "jaro", threshold: float = 0.6) -> dict[str, tuple]:
+def decide(msgs: list[RawMessage], metric: str = "jaro", threshold: float = 0.6, similarity=None) -> dict[str, tuple]:
     """Every verdict of the final message set from the pure rules alone, as the store layer composes them."""
     final: dict[str, RawMessage] = {}
     for m in msgs:  # the newest edit of a message wins, as ingest stores it
@@ -46,7 +46,7 @@ def decide(msgs: list[RawMessage], metric: str = "jaro", threshold: float = 0.6)
     }
     # rule 13: each user's representatives, walked newest first
     near_dup = set()
-    similarity = similarity_function(metric)
+    similarity = similarity or similarity_function(metric)
     reps = sorted((rows[k] for k in representatives if rows[k]["user"]), key=lambda r: r["user"])
     for _, group in groupby(reps, key=lambda r: r["user"]):
         attempts = dedupe_rules.newest_first([Candidate(r["key"], r["at"], r["raw"], False, None, r["seq"]) for r in group])
@@ -102,3 +102,13 @@ def test_the_verdict_names_the_first_rule_that_rejects():
     assert dedupe_rules.verdict(None, True, False, "url", False) == ("rejected", "url")
     assert dedupe_rules.verdict(None, True, False, None, True) == ("kept", None)
     assert dedupe_rules.verdict(None, True, False, None, False) == ("rejected", "duplicate")
+
+
+@hsettings(max_examples=500, deadline=None)
+@given(data=message_sets())
+def test_the_walk_by_shared_words_equals_comparing_every_pair(data):
+    msgs, *_ = data
+    metric = similarity_function("content_words")
+    pair_by_pair = lambda a, b: metric(a, b)  # noqa: E731 - a plain function: the plain walk, every kept attempt
+    assert decide(msgs, "content_words", 0.8) == decide(msgs, threshold=0.8, similarity=pair_by_pair)
+    assert decide(msgs, "content_words", 0.5) == decide(msgs, threshold=0.5, similarity=pair_by_pair)

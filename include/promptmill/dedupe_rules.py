@@ -19,6 +19,7 @@ code point, as PostgreSQL's "C" collation and pandas do.
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -106,6 +107,9 @@ def walk(
 ) -> Iterable[tuple[Candidate, bool, str | None]]:
     """The original greedy walk, newest first, comparing each row with the kept rows less than a window newer."""
     kept: deque[Candidate] = deque(context_kept_desc)  # newest first
+    if getattr(similarity, "prepare", None) is not None:
+        yield from _walk_by_shared_words(rows_desc, kept, similarity, threshold, window)
+        return
     for row in rows_desc:
         # kept is ordered newest -> oldest; drop from the newest end those a window or more newer than row
         while kept and kept[0].posted_at - row.posted_at >= window:
@@ -117,6 +121,51 @@ def walk(
                 break
         if match is None:
             kept.append(row)
+        yield row, match is not None, match
+
+
+def _walk_by_shared_words(rows_desc, kept_desc, similarity, threshold, window):
+    """The walk for a metric under which attempts that share no word are never alike (similarity.ContentWordsMetric):
+    each attempt is prepared once and compared only with the kept ones sharing a word with it, found through an
+    index of the kept attempts' words, newest first, so the first match is the one the plain walk finds."""
+    numbers = itertools.count()  # kept attempts are numbered as kept: walking newest first, a larger one is older
+    alive: dict[int, tuple[Candidate, tuple]] = {}  # the kept attempts within the window, prepared
+    by_word: dict[str, deque[int]] = {}
+    oldest_gone = -1  # every kept attempt numbered up to this one has left the window
+    prepare, compare = similarity.prepare, similarity.compare
+
+    def keep(candidate: Candidate, prepared: tuple) -> None:
+        number = next(numbers)
+        alive[number] = (candidate, prepared)
+        for word in prepared[0]:
+            holders = by_word.get(word)
+            if holders is None:
+                by_word[word] = deque((number,))
+            else:
+                holders.append(number)
+
+    for candidate in kept_desc:
+        keep(candidate, prepare(candidate.raw_prompt))
+    for row in rows_desc:
+        while oldest_gone + 1 in alive and alive[oldest_gone + 1][0].posted_at - row.posted_at >= window:
+            oldest_gone += 1
+            del alive[oldest_gone]
+        prepared = prepare(row.raw_prompt)
+        sharing = set()
+        for word in prepared[0]:
+            holders = by_word.get(word)
+            if holders:
+                while holders and holders[0] <= oldest_gone:
+                    holders.popleft()
+                sharing.update(holders)
+        match = None
+        for number in sorted(sharing):
+            other, other_prepared = alive[number]
+            if compare(other_prepared, prepared) > threshold:
+                match = other.key
+                break
+        if match is None:
+            keep(row, prepared)
         yield row, match is not None, match
 
 
