@@ -16,6 +16,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from promptmill.ingest import ingest_paths
 from promptmill.labeling.tables import label_requests, label_versions, labels
+from promptmill.publishing.report import quality_report
 from promptmill.publishing.tables import publications
 from promptmill.settings import Settings
 from promptmill.store.schema import prompts
@@ -88,7 +89,9 @@ def fill_store(engine, work_dir: Path, *, messages: int = 1200, seed: int = 11) 
                         stats["no_object"] += int(no_object)
                     rows.append({
                         "prompt_id": prompt_id, "version": version, "status": "failed" if failed else "ok",
-                        "description": None if failed or no_object else f"description {prompt_id}",
+                        # a few descriptions repeat, as real labels do
+                        "description": None if failed or no_object else (
+                            "a lone tree on a hill" if position % 13 == 5 else f"description {prompt_id}"),
                         "no_object": no_object, "error": "invalid item" if failed else None, "model": "m",
                         "tokens": 40, "cost_usd": cost / len(pack), "request_id": request_id, "labeled_at": created,
                     })
@@ -111,6 +114,19 @@ def fill_store(engine, work_dir: Path, *, messages: int = 1200, seed: int = 11) 
                 train_rows=train, test_rows=test, run_id=f"scheduled__{created:%Y-%m-%d}", created_at=created,
                 manifest=json.dumps(manifest),
             ))
+    # the newest publication carries the quality report of the store as it is (earlier ones predate reports)
+    newest, quality = f"v{3:04d}-{3:012x}", quality_report(engine, CURRENT_VERSION)
+    with engine.begin() as conn:
+        manifest = json.loads(conn.execute(
+            sa.select(publications.c.manifest).where(publications.c.version == newest)).scalar_one())
+        manifest["counts"].update({
+            "held_out": 4, "one_per_cluster_removed": 0,
+            "clusters": {"clusters": 21, "cross_user": 9, "rows": 47, "largest": 4},
+            "leakage": {"test_rows_with_near_identical_train_row": 0, "share": 0.0},
+        })
+        manifest["quality"] = quality
+        conn.execute(sa.update(publications).where(publications.c.version == newest)
+                     .values(manifest=json.dumps(manifest)))
     return FilledStore(
         kept_prompts=len(kept_ids),
         labeled_current=stats["ok"],

@@ -38,6 +38,10 @@ def test_page_renders_numbers_and_charts_in_chromium(chromium, served_app, tmp_p
                         ("rejected", data["messages"]["rejected"])):
         assert re.search(rf'id="card-{card}"><div class="value">{re.escape(fmt_int(value))}</div>', dom), card
     assert "<svg" in dom and 'aria-label="Labeling spend per day (USD)"' in dom
+    quality = data["quality"]  # the newest publication's quality report, rendered with its numbers
+    assert f'<h2 id="quality">Quality of <code>{quality["version"]}</code></h2>' in dom
+    assert re.search(rf'id="card-held-out"><div class="value">{fmt_int(quality["split"]["held_out"])}</div>', dom)
+    assert '<table id="quality-rejections">' in dom and '<table id="quality-merges">' in dom
 
     png = screenshot(chromium, f"{base}/", tmp_path / "dataset-page.png")
     assert png_size(png) == (1280, 1600)

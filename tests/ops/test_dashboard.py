@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import pytest
@@ -98,10 +99,83 @@ def test_json_page_and_manifest_endpoints(filled):
     assert f'href="/publications/{newest["id"]}/manifest.json"' in html
     manifest = client.get(f"/publications/{newest['id']}/manifest.json").json()
     assert manifest["version"] == newest["version"]
-    assert manifest["counts"] == {"train": newest["train_rows"], "test": newest["test_rows"]}
+    assert {k: manifest["counts"][k] for k in ("train", "test")} == {"train": newest["train_rows"],
+                                                                      "test": newest["test_rows"]}
     assert client.get("/publications/999999/manifest.json").status_code == 404
     for body in (html, client.get("/api/summary").text):
         assert "hunter2" not in body
+
+
+def test_quality_of_the_newest_publication(filled):
+    engine, _ = filled
+    client = _client(engine)
+    data = client.get("/api/summary").json()
+    quality = data["quality"]
+    newest = data["publications"][0]
+    assert quality["version"] == newest["version"] and quality["created_at"] == newest["created_at"]
+    manifest = client.get(f"/publications/{newest['id']}/manifest.json").json()
+    counts = manifest["counts"]
+    assert quality["split"]["clusters"] == counts["clusters"] and quality["split"]["held_out"] == counts["held_out"]
+    assert quality["split"]["leakage"] == {k: counts["leakage"][k]
+                                           for k in ("test_rows_with_near_identical_train_row", "share")}
+    report = quality["report"]
+    assert {r: e["count"] for r, e in report["rejections"].items()} == data["messages"]["rejected_by_reason"]
+    assert report["rejections"]["nsfw"] == {"count": data["messages"]["rejected_by_reason"]["nsfw"], "examples": []}
+    assert report["near_duplicate_merges"] == manifest["quality"]["near_duplicate_merges"] != []
+    assert report["labels"] == manifest["quality"]["labels"] and report["labels"]["labeled"] > 0
+    html = client.get("/").text
+    assert f'<h2 id="quality">Quality of <code>{newest["version"]}</code></h2>' in html
+    for table in ("quality-rejections", "quality-merges", "quality-labels", "quality-repeated"):
+        assert f'<table id="{table}">' in html, table
+    for card, value in (("clusters", counts["clusters"]["clusters"]), ("cross-user", counts["clusters"]["cross_user"]),
+                        ("held-out", counts["held_out"])):
+        assert re.search(rf'id="card-{card}"><div class="value">{re.escape(fmt_int(value))}<', html), card
+    assert 'id="card-leakage"><div class="value">0 (0.00%)<' in html
+    for reason, entry in report["rejections"].items():
+        assert f"<code>{reason}</code></td><td class=\"num\">{fmt_int(entry['count'])}<" in html
+
+
+@pytest.mark.parametrize("reason", ["nsfw_word"])
+def test_quality_never_shows_nsfw_text(engine, tmp_path, reason):
+    from promptmill.publishing import PublishSettings, publish
+
+    from tests.publishing.conftest import add_dataset
+    from tests.test_dedupe import load, raw
+
+    load(engine, [raw("k1", "ann", "a lighthouse on a cliff at dusk", 0),
+                  raw("k2", "ann", "a lighthouse on a cliff at dusk, oil painting", 10),
+                  raw("k3", "bob", "sex on the beach cocktail", 20)])
+    add_dataset(engine, 20)
+    result = publish(engine, PublishSettings(out_uri=(tmp_path / "pub").as_uri(), label_version="lv-test-1"))
+    client = _client(engine)
+    data = client.get("/api/summary").json()
+    assert data["quality"]["version"] == result.version
+    assert data["quality"]["report"]["rejections"][reason] == {"count": 1, "examples": []}
+    assert data["quality"]["split"]["clusters"] == result.counts["clusters"]
+    assert data["quality"]["report"]["near_duplicate_merges"] == [
+        {"dropped": "a lighthouse on a cliff at dusk", "kept": "a lighthouse on a cliff at dusk, oil painting"}]
+    html = client.get("/").text
+    assert "<code>a lighthouse on a cliff at dusk, oil painting</code>" in html
+    for body in (html, client.get("/api/summary").text):
+        assert "beach" not in body
+
+
+def test_a_publication_made_before_reports(sqlite_url):
+    import json
+
+    from promptmill.publishing.tables import publications
+
+    engine = connect(sqlite_url)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(publications).values(
+            destination="file:///p", version="v0001-000000000001", content_sha256="1" * 64, label_version="lv",
+            train_rows=3, test_rows=1, run_id=None, created_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+            manifest=json.dumps({"counts": {"train": 3, "test": 1}})))
+    client = TestClient(create_app(lambda: sqlite_url, label_version_resolver=lambda: None))
+    quality = client.get("/api/summary").json()["quality"]
+    assert quality["report"] is None and quality["split"]["held_out"] == 0
+    assert "This publication was made before quality reports." in client.get("/").text
+    engine.dispose()
 
 
 def test_links_follow_the_mount_prefix(sqlite_url):

@@ -7,14 +7,24 @@ import json
 from pathlib import Path
 
 import sqlalchemy as sa
+import yaml
 from promptmill.publishing import PublishSettings, publish
 from promptmill.publishing.destination import Destination
-from promptmill.publishing.formats import read_jsonl, read_result_csv, read_strings_csv, read_strings_txt
+from promptmill.publishing.formats import (
+    JSONL_FIELDS,
+    parquet_schema,
+    read_jsonl,
+    read_result_csv,
+    read_strings_csv,
+    read_strings_txt,
+)
 from promptmill.publishing.manifest import stable_part
+from promptmill.publishing.report import quality_report
 from promptmill.publishing.tables import publications
 from promptmill.store import db
 
 from tests.publishing.conftest import LABEL_VERSION, SALT, add_dataset, add_row
+from tests.test_dedupe import load, raw
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -136,6 +146,50 @@ def test_same_state_publishes_byte_identical_files(engine, tmp_path):
     assert files_one == files_two
     assert stable_part(manifest_one) == stable_part(manifest_two)
     assert manifest_one["run_id"] != manifest_two["run_id"]
+
+
+def test_every_publication_carries_its_quality_report_and_hub_metadata(engine, tmp_path):
+    load(engine, [
+        raw("k1", "ann", "a lighthouse on a cliff at dusk", 0),
+        raw("k2", "ann", "a lighthouse on a cliff at dusk, oil painting", 10),  # k1 its near-duplicate
+        raw("k3", "bob", "sex on the beach cocktail", 20),  # nsfw_word: counted, never shown
+    ])  # fmt: skip
+    add_dataset(engine, 30)  # 12 subjects as descriptions: repeated
+
+    one = publish(engine, settings_for(tmp_path / "one"), run_id="run-1")
+    two = publish(engine, settings_for(tmp_path / "two"), run_id="run-2")
+
+    files = folder_files(tmp_path / "one" / one.version)
+    manifest = json.loads(files["manifest.json"])
+    assert manifest["quality"] == quality_report(engine, LABEL_VERSION)
+    assert manifest["quality"]["rejections"]["nsfw_word"] == {"count": 1}
+    assert manifest["quality"]["labels"]["most_repeated_descriptions"][0] == ["a cat", 3]
+    card = files["README.md"].decode()
+    front, body = card.removeprefix("---\n").split("\n---\n", 1)
+    meta = yaml.safe_load(front)
+    assert meta["license"] == "other" and meta["license_name"]
+    assert [(s["name"], s["num_examples"]) for s in meta["dataset_info"]["splits"]] == [
+        ("train", manifest["counts"]["train"]), ("test", manifest["counts"]["test"])]
+    schema = parquet_schema()
+    assert [(f["name"], f["dtype"]) for f in meta["dataset_info"]["features"]] == [
+        (name, str(schema.field(name).type)) for name in JSONL_FIELDS]
+    assert {f["split"]: f["path"] for f in meta["configs"][0]["data_files"]} == {
+        "train": "train.parquet", "test": "test.parquet"}
+    assert "## License" in body and "## Quality report" in body
+    assert body.index("## How it was made") < body.index("## Quality report")  # after the existing sections
+    assert "| nsfw_word | 1 | (not shown) |" in body
+    assert "| `a lighthouse on a cliff at dusk` | `a lighthouse on a cliff at dusk, oil painting` |" in body
+    for name, data in files.items():  # NSFW text nowhere in the publication
+        assert b"beach" not in data, name
+    # deterministic: the same store publishes the same card and the same manifest but for the moment and the run
+    files_two = folder_files(tmp_path / "two" / two.version)
+    assert files_two["README.md"] == files["README.md"]
+    assert stable_part(json.loads(files_two["manifest.json"])) == stable_part(manifest)
+    # a report that would differ does not make a new version: the content hash covers the data files alone
+    load(engine, [raw("k9", "cid", "x", 30)])  # one more rejection, the same published rows
+    assert quality_report(engine, LABEL_VERSION) != manifest["quality"]
+    again = publish(engine, settings_for(tmp_path / "one"))
+    assert again.status == "unchanged" and again.version == one.version
 
 
 def test_sqlite_and_postgresql_publish_the_same_bytes(tmp_path, pg_url):

@@ -45,3 +45,14 @@ def test_the_card_lines_show_no_nsfw_text(engine):
     assert "| nsfw_word | 1 | (not shown) |" in text and "beach" not in text
     assert "| `a lighthouse on a cliff at dusk` | `a lighthouse on a cliff at dusk, oil painting` |" in text
     assert "`_no_object` 1 (25.0%)" in text
+
+
+def test_examples_name_no_user(engine):
+    load(engine, [
+        raw("m1", "ann", "a portrait of @bob.smith and @zed, oil painting", 0),
+        raw("m2", "bob.smith", "a portrait of @bob.smith and @zed, oil painting", 10),  # a duplicate
+    ])  # fmt: skip
+    report = quality_report(engine, LABEL_VERSION)
+    examples = [e for entry in report["rejections"].values() for e in entry.get("examples", [])]
+    assert examples and all("bob" not in e and "zed" not in e for e in examples)
+    assert "a portrait of @user and @user, oil painting" in examples

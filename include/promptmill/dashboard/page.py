@@ -16,6 +16,7 @@ from promptmill.dashboard.charts import Series, palette_color, stacked_columns, 
 KEPT_COLOR, REJECTED_COLOR, PENDING_COLOR = "#2e7d32", "#c62828", "#9e9e9e"
 MAX_CHANNEL_ROWS = 15
 MAX_DAY_ROWS = 14
+MAX_EXAMPLE_CHARS = 90
 
 STYLE = """
 body{font-family:"DejaVu Sans",Arial,sans-serif;margin:16px 24px;color:#1a1a1a;background:#fff;font-size:14px}
@@ -68,6 +69,7 @@ def render_page(summary: dict[str, Any], base_path: str = "") -> str:
         "</div>",
         "<h2>Publications</h2>",
         _publications(summary["publications"], base),
+        _quality(summary.get("quality")),
         _quarantine(summary["files"]),
     ]
     return (
@@ -243,6 +245,73 @@ def _publications(publications: list[dict[str, Any]], base: str) -> str:
     headers = [("version", False), ("published (UTC)", False), ("label version", False), ("train", True),
                ("test", True), ("total", True), ("destination", False), ("", False)]
     return _table(headers, rows, "publications")
+
+
+def _short(text: str) -> str:
+    text = " ".join(str(text).split())
+    return escape(text if len(text) <= MAX_EXAMPLE_CHARS else text[: MAX_EXAMPLE_CHARS - 1] + "\u2026")
+
+
+def _quality(quality: dict[str, Any] | None) -> str:
+    """The quality report of the newest publication: split figures, rejections, merges, label statistics."""
+    if quality is None:
+        return ""
+    split, report = quality["split"], quality["report"]
+    clusters, leakage = split["clusters"], split["leakage"]
+    head = (
+        f'<h2 id="quality">Quality of <code>{escape(quality["version"])}</code></h2>'
+        f'<div class="meta">the newest publication, published {escape(quality["created_at"] or "-")}</div>'
+    )
+    cards = [
+        _card("near-identical clusters", fmt_int(clusters["clusters"]), "clusters"),
+        _card("clusters across users", fmt_int(clusters["cross_user"]), "cross-user"),
+        _card("rows in clusters", fmt_int(clusters["rows"]), "cluster-rows"),
+        _card("held out", fmt_int(split["held_out"]), "held-out"),
+        _card("leaking test rows", f'{fmt_int(leakage["test_rows_with_near_identical_train_row"])}'
+              f' ({100 * leakage["share"]:.2f}%)', "leakage"),
+    ]
+    if split["one_per_cluster_removed"]:
+        cards.append(_card("left out, one per cluster", fmt_int(split["one_per_cluster_removed"]), "one-per-cluster"))
+    parts = [head, '<div class="cards">' + "".join(cards) + "</div>"]
+    if report is None:
+        parts.append('<p class="empty">This publication was made before quality reports.</p>')
+        return "".join(parts)
+    rows = [
+        (f"<code>{escape(reason)}</code>", fmt_int(entry["count"]),
+         "; ".join(f"<code>{_short(e)}</code>" for e in entry["examples"][:2]) or '<span class="empty">-</span>')
+        for reason, entry in report["rejections"].items()
+    ]
+    parts.append('<div class="grid" style="margin-top:12px"><div>')
+    parts.append(_table([("rejected as", False), ("messages", True), ("examples", False)], rows, "quality-rejections")
+                 if rows else '<p class="empty">No rejected messages.</p>')
+    parts.append("</div><div>" + _label_stats(report["labels"]) + "</div></div>")
+    merges = report["near_duplicate_merges"]
+    if merges:
+        merge_rows = [(f"<code>{_short(m['dropped'])}</code>", f"<code>{_short(m['kept'])}</code>") for m in merges]
+        parts.append('<div class="meta" style="margin-top:12px">near-duplicate merges (the older attempt dropped,'
+                     ' the newer kept)</div>')
+        parts.append(_table([("dropped", False), ("kept", False)], merge_rows, "quality-merges"))
+    return "".join(parts)
+
+
+def _label_stats(labels: dict[str, Any]) -> str:
+    if not labels:
+        return ""
+    chars = labels.get("description_chars") or {}
+    rows = [
+        ("labels", fmt_int(labels.get("labeled", 0))),
+        ("<code>_no_object</code>", f'{fmt_int(labels.get("no_object", 0))} ({100 * labels.get("no_object_rate", 0):.1f}%)'),
+    ]
+    if chars:
+        rows.append(("description chars: min / p25 / median / p75 / max",
+                     f'{chars["min"]} / {chars["p25"]:g} / {chars["median"]:g} / {chars["p75"]:g} / {chars["max"]}'))
+    table = _table([("labels of the version", False), ("", True)], rows, "quality-labels")
+    repeated = labels.get("most_repeated_descriptions") or []
+    if repeated:
+        table += '<div class="meta">the most repeated descriptions</div>'
+        table += _table([("description", False), ("rows", True)],
+                        [(f"<code>{_short(text)}</code>", fmt_int(n)) for text, n in repeated], "quality-repeated")
+    return table
 
 
 def _quarantine(files: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from promptmill.audit import HIDDEN_REASONS
 from promptmill.labeling.ledger import count_pending
 from promptmill.labeling.tables import label_batch_jobs, label_requests, label_versions, labels
 from promptmill.publishing.destination import redact_uri
@@ -66,6 +67,7 @@ def collect_summary(
                 "per_day": labeling_per_day(conn, spend_days),
             },
             "publications": latest_publications(conn, publications_limit),
+            "quality": latest_quality(conn),
         }
     summary["labeling"]["spend_usd_total"] = round(sum(v["spend_usd"] for v in summary["labeling"]["versions"]), 6)
     return summary
@@ -287,6 +289,59 @@ def latest_publications(conn: Connection, limit: int) -> list[dict[str, Any]]:
             "files": sorted(_manifest_files(row.manifest)),
         })
     return result
+
+
+def latest_quality(conn: Connection) -> dict[str, Any] | None:
+    """The quality report of the newest publication (its manifest's ``quality`` and split figures); None when
+    nothing is published. ``report`` is None for a publication made before reports existed."""
+    row = conn.execute(
+        sa.select(publications.c.version, publications.c.created_at, publications.c.manifest)
+        .order_by(publications.c.created_at.desc(), publications.c.id.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    try:
+        manifest = orjson.loads(row.manifest or "{}")
+    except orjson.JSONDecodeError:
+        manifest = {}
+    manifest = manifest if isinstance(manifest, dict) else {}
+    counts = manifest.get("counts") or {}
+    clusters = counts.get("clusters") or {}
+    leakage = counts.get("leakage") or {}
+    created_at = _as_utc(row.created_at)
+    report = manifest.get("quality")
+    if isinstance(report, dict):
+        rejections = {
+            str(reason): {"count": int(entry.get("count", 0)),
+                          # never NSFW text, even from a manifest written by another version
+                          "examples": [] if reason in HIDDEN_REASONS else list(entry.get("examples") or [])}
+            for reason, entry in (report.get("rejections") or {}).items()
+        }
+        report = {
+            "rejections": dict(sorted(rejections.items(), key=lambda item: (-item[1]["count"], item[0]))),
+            "near_duplicate_merges": list(report.get("near_duplicate_merges") or []),
+            "labels": report.get("labels") or {},
+        }
+    else:
+        report = None
+    return {
+        "version": row.version,
+        "created_at": created_at.strftime("%Y-%m-%dT%H:%M:%SZ") if created_at else None,
+        "split": {
+            "train": int(counts.get("train", 0)),
+            "test": int(counts.get("test", 0)),
+            "held_out": int(counts.get("held_out", 0)),
+            "one_per_cluster_removed": int(counts.get("one_per_cluster_removed", 0)),
+            "clusters": {key: int(clusters.get(key, 0)) for key in ("clusters", "cross_user", "rows", "largest")},
+            "leakage": {
+                "test_rows_with_near_identical_train_row":
+                    int(leakage.get("test_rows_with_near_identical_train_row", 0)),
+                "share": float(leakage.get("share", 0.0)),
+            },
+        },
+        "report": report,
+    }
 
 
 def publication_manifest(engine: Engine, publication_id: int) -> dict[str, Any] | None:

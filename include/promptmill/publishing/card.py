@@ -1,4 +1,5 @@
-"""README.md of a publication: a short dataset card (fields, counts, how it was made).
+"""README.md of a publication: a short dataset card (Hugging Face-style YAML metadata, fields, counts, how it was
+made, the quality report).
 
 Deterministic like the data files: it names the version but not the moment or the run (those are in the manifest).
 """
@@ -6,6 +7,31 @@ Deterministic like the data files: it names the version but not the moment or th
 from __future__ import annotations
 
 from typing import Any
+
+from promptmill.publishing.report import report_lines
+
+# The prompts are Discord messages: their authors' rights and Discord's terms apply, so no open licence is claimed.
+LICENSE = "other"
+LICENSE_NOTE = (
+    "`other`: the prompts are Discord messages written by the channels' users; Discord's terms and their authors'"
+    " rights apply to them, and the descriptions were written by a language model under its provider's terms."
+    " Check both before redistributing or training on this dataset."
+)
+
+# the columns of train/test .jsonl and .parquet with their Hugging Face `datasets` dtypes (formats.parquet_schema)
+FEATURES = [
+    ("id", "string"),
+    ("prompt", "string"),
+    ("description", "string"),
+    ("no_object", "bool"),
+    ("split", "string"),
+    ("channel_id", "string"),
+    ("channel_name", "string"),
+    ("username_hash", "string"),
+    ("posted_at", "timestamp[us, tz=UTC]"),
+    ("args", "string"),
+    ("label_version", "string"),
+]
 
 _FIELDS = [
     ("id", "first 16 hex of SHA-256 of the prompt: stable across publications"),
@@ -26,8 +52,48 @@ _FILES = [
     ("result.csv", "`prompt,image_description`, as the original labeling script wrote it"),
     ("train.jsonl, test.jsonl", "one JSON record per row, every field above"),
     ("train.parquet, test.parquet", "the same records, typed (zstd)"),
-    ("manifest.json", "version, counts, settings, label versions, store watermark, SHA-256 and size of every file"),
+    ("manifest.json", "version, counts, settings, label versions, store watermark, the quality report, SHA-256 and"
+                      " size of every file"),
 ]
+
+
+def metadata_lines(manifest: dict[str, Any]) -> list[str]:
+    """The YAML front matter the Hugging Face Hub reads: license, the Parquet files as the default config's
+    splits, the features and the split sizes."""
+    counts = manifest["counts"]
+    size = next(label for limit, label in _SIZES if counts["total"] < limit)
+    lines = [
+        "---",
+        f"license: {LICENSE}",
+        "license_name: discord-messages",
+        "language:",
+        "- en",
+        "task_categories:",
+        "- text-generation",
+        "size_categories:",
+        f"- {size}",
+        f'pretty_name: "promptmill prompt dataset {manifest["version"]}"',
+        "configs:",
+        "- config_name: default",
+        "  data_files:",
+        "  - split: train",
+        "    path: train.parquet",
+        "  - split: test",
+        "    path: test.parquet",
+        "dataset_info:",
+        "  features:",
+    ]
+    for name, dtype in FEATURES:
+        lines += [f"  - name: {name}", f"    dtype: {dtype}" if dtype.isalnum() else f'    dtype: "{dtype}"']
+    lines += ["  splits:"]
+    for split in ("train", "test"):
+        lines += [f"  - name: {split}", f"    num_examples: {counts[split]}"]
+    lines.append("---")
+    return lines
+
+
+_SIZES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+          (10_000_000, "1M<n<10M"), (float("inf"), "n>10M")]
 
 
 def render_card(manifest: dict[str, Any]) -> str:
@@ -47,6 +113,8 @@ def render_card(manifest: dict[str, Any]) -> str:
     clusters = counts.get("clusters") or {}
     leakage = counts.get("leakage") or {}
     lines = [
+        *metadata_lines(manifest),
+        "",
         f"# promptmill prompt dataset {manifest['version']}",
         "",
         "Stable Diffusion prompts collected from Discord bot channels, cleaned and deduplicated, each paired with a",
@@ -94,5 +162,11 @@ def render_card(manifest: dict[str, Any]) -> str:
         "",
         "Check a download against `manifest.json` (SHA-256 and size of every file).",
         "",
+        "## License",
+        "",
+        LICENSE_NOTE,
+        "",
     ]
+    if manifest.get("quality"):
+        lines += [*report_lines(manifest["quality"]), ""]
     return "\n".join(lines)

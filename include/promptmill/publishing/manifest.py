@@ -1,7 +1,9 @@
 """manifest.json: what a publication holds, how it was made, and a checksum of every file.
 
 Only ``created_at`` and ``run_id`` vary between two publications of the same store state; everything else is a
-function of the data, so the content hash (over the data files alone) identifies "the same publication".
+function of the store, so the content hash (over the data files alone) identifies "the same publication". The
+quality report (``quality``) is not part of that hash: a store whose rejections moved while the published rows did
+not makes no new version, and the report describes the store as it was when the version was made.
 """
 
 from __future__ import annotations
@@ -58,8 +60,9 @@ def build_manifest(
     label_versions: list[dict[str, Any]],
     watermark: dict[str, Any],
     files: list[FileInfo],
+    quality: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    return {
+    manifest = {
         "format": FORMAT,
         "version": version,
         "content_sha256": content,
@@ -71,6 +74,9 @@ def build_manifest(
         "watermark": watermark,
         "files": {info.name: info.as_dict() for info in sorted(files, key=lambda i: i.name)},
     }
+    if quality is not None:  # the quality report (report.py): rejections, merges, label statistics
+        manifest["quality"] = quality
+    return manifest
 
 
 def dump_manifest(manifest: dict[str, Any]) -> bytes:

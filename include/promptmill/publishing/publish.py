@@ -22,6 +22,7 @@ from promptmill.publishing.card import render_card
 from promptmill.publishing.destination import MANIFEST, Destination, version_name, version_sequence
 from promptmill.publishing.errors import PublishError
 from promptmill.publishing.manifest import FileInfo, build_manifest, content_sha256, dump_manifest, file_info
+from promptmill.publishing.report import quality_report
 from promptmill.publishing.rows import (
     PublishRow,
     RowSet,
@@ -238,6 +239,7 @@ def _publish_locked(engine: Engine, destination: Destination, settings: PublishS
             label_versions=[label_version_info(engine, label_version)],
             watermark=store_watermark(engine, label_version),
             files=infos,
+            quality=quality_report(engine, label_version),
         )
         (staged / CARD).write_text(render_card(manifest), encoding="utf-8", newline="\n")
         manifest["files"][CARD] = file_info(staged / CARD).as_dict()

@@ -3,11 +3,13 @@ merged, and what the labels look like. The dataset card, the manifest and the da
 
 Deterministic for a given store (the same seeded samples), so that an unchanged store still publishes
 byte-identical files. Examples are never shown for the NSFW reasons (audit.HIDDEN_REASONS), and carry no
-usernames.
+usernames: the sample's user is not kept, and a mention in the text ("Dreaming for @name...", "a gift for @name")
+becomes ``@user`` (every username of the store, then any ``@word``).
 """
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections import Counter
 from typing import Any
@@ -22,6 +24,8 @@ MERGES = 5  # near-duplicate merges shown
 REPEATED = 5  # most repeated descriptions shown
 _SEED = 0
 _CHARS = 160
+_MENTION = re.compile(r"@[\w.#-]+")
+MASK = "@user"
 
 
 def quality_report(engine: Engine, label_version: str) -> dict[str, Any]:
@@ -31,16 +35,37 @@ def quality_report(engine: Engine, label_version: str) -> dict[str, Any]:
 
     rejections: dict[str, dict[str, Any]] = {}
     merges: list[dict[str, str]] = []
+    mask = _masker(engine)
     for reason, count in reasons(engine).items():
         entry: dict[str, Any] = {"count": count}
         if reason not in HIDDEN_REASONS and reason is not None:
             _, samples = audit(engine, reason, sample=EXAMPLES, seed=_SEED, max_chars=_CHARS)
-            entry["examples"] = [s.text for s in samples]
+            entry["examples"] = [mask(s.text) for s in samples]
             if reason == "near_duplicate":
                 _, pairs = audit(engine, reason, sample=MERGES, seed=_SEED, max_chars=_CHARS)
-                merges = [{"dropped": s.text, "kept": s.other_text or ""} for s in pairs]
+                merges = [{"dropped": mask(s.text), "kept": mask(s.other_text or "")} for s in pairs]
         rejections[str(reason)] = entry
     return {"rejections": rejections, "near_duplicate_merges": merges, "labels": label_statistics(engine, label_version)}
+
+
+def _masker(engine: Engine):
+    """text -> text with every mention of a user replaced by ``@user``."""
+    with engine.connect() as conn:
+        names = {n for (n,) in conn.execute(sa.text(
+            "SELECT DISTINCT username FROM message_verdicts WHERE username IS NOT NULL"
+        )) if n}  # fmt: skip
+    # the longest first, so that a name containing another (or a space) goes whole
+    mentions = ["@" + n for n in sorted(names, key=lambda n: (-len(n), n))]
+
+    def mask(text: str) -> str:
+        if "@" not in text:
+            return text
+        for mention in mentions:
+            if mention in text:
+                text = text.replace(mention, MASK)
+        return _MENTION.sub(MASK, text)
+
+    return mask
 
 
 def label_statistics(engine: Engine, label_version: str) -> dict[str, Any]:
