@@ -193,17 +193,17 @@ def _fresh_engine(kind: str, tmp_path_factory, pg_database=None):
     return connect(f"{pg_database}?options=-csearch_path%3D{schema}")
 
 
-def _check_order_independence(kind, data, tmp_path_factory, pg_database=None):
+def _check_order_independence(kind, data, tmp_path_factory, pg_database=None, settings=SETTINGS):
     msgs, order, cuts, dedupe_every = data
     reference = _fresh_engine(kind, tmp_path_factory, pg_database)
-    load(reference, msgs)
+    load(reference, msgs, settings)
     variant = _fresh_engine(kind, tmp_path_factory, pg_database)
     shuffled = [msgs[i] for i in order]
     bounds = [0, *cuts, len(shuffled)]
     for lo, hi in itertools.pairwise(bounds):
-        load(variant, shuffled[lo:hi], dedupe=dedupe_every)
+        load(variant, shuffled[lo:hi], settings, dedupe=dedupe_every)
     if not dedupe_every:
-        run_dedupe(variant, SETTINGS)
+        run_dedupe(variant, settings)
     assert snapshot(variant) == snapshot(reference)
     reference.dispose()
     variant.dispose()
@@ -219,6 +219,14 @@ def test_order_independence_sqlite(data, tmp_path_factory):
 @given(data=message_sets())
 def test_order_independence_postgresql(data, tmp_path_factory, pg_database):
     _check_order_independence("postgresql", data, tmp_path_factory, pg_database)
+
+
+@hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=message_sets())
+def test_order_independence_and_incremental_equal_full_under_the_quality_profile(data, tmp_path_factory):
+    """The quality profile's rules (content_words 0.8, its clean-up, its ties) in random partitions and orders, each
+    part deduped incrementally or not at all until the end, give the verdicts of one load of everything."""
+    _check_order_independence("sqlite", data, tmp_path_factory, settings=Settings())
 
 
 # ---------------------------------------------------------------- an independent oracle of the rules
