@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import timedelta
 
 import pytest
 from promptmill.audit import AuditError, audit, format_samples
+from promptmill.records import RawMessage
 
 from tests.helpers import slash_content
-from tests.test_dedupe import load, raw
+from tests.test_dedupe import T0, load, raw
 
 
 def _store(engine):
@@ -61,3 +63,23 @@ def test_the_command_prints_json_and_refuses_with_exit_2(engine, store_url):
     out = subprocess.run([*run, "nsfw"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "never shown" in out.stderr
     assert slash_content("dan", "sex on the beach cocktail") not in out.stdout
+
+
+def test_no_nsfw_text_under_any_reason(engine):
+    """A message the bot flagged, or that holds the word, is counted but never sampled, whatever rejected it first
+    (in_progress, too_long, multiple_users...): the review found them in the card's examples."""
+    from promptmill.settings import Settings
+
+    quality = Settings(cleaning_profile="quality")
+    naughty = "There were naughty dreams that had to be popped"
+    load(engine, [
+        RawMessage("n1", "c1", "bot", "DreamBot", T0, "Dreaming for @ann `/dream prompt:an explicit sex scene`"),
+        RawMessage("n2", "c1", "bot", "DreamBot", T0 + timedelta(minutes=1),
+                   slash_content("bob", "a nude " * 400) + "\n" + naughty),  # too_long, flagged
+        RawMessage("n3", "c1", "bot", "DreamBot", T0 + timedelta(minutes=2),
+                   "Dreaming for @cid `/dream prompt:a red fox in the snow`"),
+    ], quality)
+    total, samples = audit(engine, "in_progress", sample=10)
+    assert total == 2 and [s.key for s in samples] == ["n3"]
+    total, samples = audit(engine, "too_long", sample=10)
+    assert total == 1 and samples == []

@@ -256,6 +256,8 @@ QUALITY_CASES = [
      "a plane crashing in a jungle", "url"),
     ("https : / / media. discordapp. net / attachments / 9 9 / a _ b. png? width = 4 7 8 & height = 4 7 8 ", "url", "url"),
     ("https://www.youtube.com/watch?v=dQw4w9WgXcQ", "url", "url"),
+    ("HTTPS://example.com/cat.png a red fox in the snow", "a red fox in the snow", "suspicious_chars"),
+    ("a cat \u2013\u2013 by greg rutkowski", "a cat - - by greg rutkowski", None),
     ("height : 18 meters, an aztec mecha :: 2", "height : 18 meters, an aztec mecha :: 2", "suspicious_chars"),
     ("chain : osc => distort => ocean (50%)", "chain : osc => distort => ocean 50%", "suspicious_chars"),
     ("JEJDIIEIF 378382;$$/&,82 iwudjsn HD", "suspicious_chars", "suspicious_chars"),

@@ -131,11 +131,10 @@ def test_reprocess_with_a_new_profile_records_it_and_later_ingests_use_it(store_
     assert _verdicts(store_url)["a cottage in Sussex"] == ("rejected", "nsfw_word")  # the parity defect
     code, _, err = _cli(capsys, "reprocess", "--profile", "quality", db=store_url)
     assert code == 0, err
-    assert _stored(store_url) == StoreOptions("quality", "jaro", 0.6, 3600)
+    assert _stored(store_url) == StoreOptions("quality", "content_words", 0.8, 3600)  # the profile's own rule
     assert _cli(capsys, "ingest", str(second), db=store_url)[0] == 0
 
-    _cli(capsys, "ingest", str(first), str(second), "--profile", "quality", "--near-dup-metric", "jaro",
-         "--near-dup-threshold", "0.6", db=other_url)
+    _cli(capsys, "ingest", str(first), str(second), "--profile", "quality", db=other_url)
     assert _verdicts(store_url) == _verdicts(other_url)
     assert _verdicts(store_url)["a cottage in Sussex"] == ("kept", None)
 
@@ -169,3 +168,12 @@ def test_resolve():
     with pytest.raises(OptionsConflict, match="not cleaning_profile=quality; to apply that to the whole store trigger "
                                               "a run with the param recompute on"):
         options.resolve({"cleaning_profile": "quality"}, stored, dag=True)
+
+
+def test_a_new_profile_brings_its_near_duplicate_rule_unless_one_is_asked_for():
+    stored = StoreOptions("quality", "content_words", 0.8, 3600)
+    may = options.OPTIONS
+    assert options.resolve({"cleaning_profile": "parity"}, stored, may_change=may) == StoreOptions(
+        "parity", "jaro", 0.6, 3600)  # reprocess --profile parity reproduces the notebook
+    assert options.resolve({"cleaning_profile": "parity", "near_dup_threshold": 0.7}, stored, may_change=may) == \
+        StoreOptions("parity", "jaro", 0.7, 3600)

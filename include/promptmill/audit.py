@@ -1,8 +1,9 @@
 """``promptmill audit REASON``: random messages a rule rejected, for a spot check of what the rules throw away.
 
 A ``near_duplicate`` comes with the attempt it was merged into (the newer one the user kept), side by side; a
-``duplicate`` with the message that was kept for the same prompt. The NSFW reasons are never shown: a spot check
-must not put sexual content on someone's screen unasked.
+``duplicate`` with the message that was kept for the same prompt. Nothing NSFW is ever shown: not the NSFW reasons,
+and under any other reason no message the bot flagged or that holds the word "sex" (a spot check must not put
+sexual content on someone's screen unasked); they are counted, not sampled.
 """
 
 from __future__ import annotations
@@ -52,11 +53,17 @@ def audit(engine: Engine, reason: str, *, sample: int = 10, seed: int | None = N
         known = ", ".join(r for r in counts if r not in HIDDEN_REASONS) or "none yet"
         raise AuditError(f"no message was rejected as {reason!r} (reasons in this store: {known})")
     with engine.connect() as conn:
+        # Never a message the bot flagged as NSFW, nor one holding the word "sex" anywhere (parity's own test, the
+        # widest): whatever rule rejected it first (too_long, in_progress, multiple_users...).
         keys = [k for (k,) in conn.execute(
-            sa.text("SELECT key FROM message_verdicts WHERE status = 'rejected' AND reason = :r ORDER BY key"),
+            sa.text("SELECT v.key FROM message_verdicts v JOIN messages m ON m.key = v.key "
+                    "WHERE v.status = 'rejected' AND v.reason = :r AND NOT m.nsfw "
+                    "AND lower(m.content) NOT LIKE '%sex%' ORDER BY v.key"),
             {"r": reason},
         )]  # fmt: skip
         chosen = random.Random(seed).sample(keys, min(sample, len(keys)))
+        if not chosen:
+            return counts[reason], []
         rows = conn.execute(
             sa.text(
                 "SELECT v.key, v.posted_at, v.username, COALESCE(m.raw_prompt, m.content), m.clean_text, "

@@ -319,7 +319,8 @@ def reject_dreaming_echo(text: str) -> str | None:
 _TYPOGRAPHY = str.maketrans({
     "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'", "\u00b4": "'", "`": "'",
     "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"', "\u00ab": '"', "\u00bb": '"',
-    "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2015": "-", "\u2212": "-",
+    # dashes as a spaced hyphen: two of them must not become "--", which rule 19 takes for the start of flags
+    "\u2010": "-", "\u2011": "-", "\u2012": " - ", "\u2013": " - ", "\u2014": " - ", "\u2015": " - ", "\u2212": "-",
     "\u2026": "...", "\u00d7": "x",
     "\u200b": "", "\u200c": "", "\u200d": "", "\u2060": "", "\ufeff": "", "\u00ad": "",
 })
@@ -349,7 +350,8 @@ _WORD = re.compile(r"[^\W\d_]{2,}")
 def remove_urls(text: str) -> str | None:
     """Quality: a URL is removed and the prompt kept when a real subject remains (two words or more); rejected
     (``url``) when the URL was the prompt."""
-    if "http" not in text and "www." not in text.lower():
+    lowered = text.lower()
+    if "http" not in lowered and "www." not in lowered:
         return text
     rest = _URL.sub(" ", text)
     if len(_WORD.findall(rest)) < 2:

@@ -28,7 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from promptmill.settings import Settings
+from promptmill.settings import PROFILE_NEAR_DUP, Settings
 from promptmill.store.schema import store_options
 
 OPTIONS = ("cleaning_profile", "near_dup_metric", "near_dup_threshold", "near_dup_window_s")
@@ -113,6 +113,12 @@ def resolve(
     if not differ:
         return stored
     if set(differ) <= set(may_change):
+        if "cleaning_profile" in differ:
+            # a new profile brings its own near-duplicate rule, unless one was asked for
+            metric, threshold = PROFILE_NEAR_DUP[differ["cleaning_profile"]]
+            differ = {"near_dup_metric": metric, "near_dup_threshold": threshold, **differ}
+            if not set(differ) <= set(may_change):
+                differ = {name: value for name, value in differ.items() if name in may_change}
         return dataclasses.replace(stored, **differ)
     asked = describe(differ, dag=dag, sources=sources)
     if dag:
