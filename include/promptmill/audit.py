@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from promptmill.status import rejection_counts
+
 HIDDEN_REASONS = frozenset({"nsfw", "nsfw_word"})
 
 
@@ -37,9 +39,7 @@ class Sample:
 
 def reasons(engine: Engine) -> dict[str, int]:
     with engine.connect() as conn:
-        return dict(conn.execute(sa.text(
-            "SELECT reason, COUNT(*) FROM message_verdicts WHERE status = 'rejected' GROUP BY reason ORDER BY reason"
-        )).all())  # fmt: skip
+        return rejection_counts(conn)
 
 
 def audit(engine: Engine, reason: str, *, sample: int = 10, seed: int | None = None,
@@ -52,6 +52,11 @@ def audit(engine: Engine, reason: str, *, sample: int = 10, seed: int | None = N
     if reason not in counts:
         known = ", ".join(r for r in counts if r not in HIDDEN_REASONS) or "none yet"
         raise AuditError(f"no message was rejected as {reason!r} (reasons in this store: {known})")
+    return counts[reason], sample_rejected(engine, reason, sample=sample, seed=seed, max_chars=max_chars)
+
+
+def sample_rejected(engine: Engine, reason: str, *, sample: int, seed: int | None, max_chars: int) -> list[Sample]:
+    """``sample`` messages rejected as ``reason`` at random (none NSFW), for a reason known to be shown."""
     with engine.connect() as conn:
         # Never a message the bot flagged as NSFW, nor one holding the word "sex" anywhere (parity's own test, the
         # widest): whatever rule rejected it first (too_long, in_progress, multiple_users...).
@@ -63,7 +68,7 @@ def audit(engine: Engine, reason: str, *, sample: int = 10, seed: int | None = N
         )]  # fmt: skip
         chosen = random.Random(seed).sample(keys, min(sample, len(keys)))
         if not chosen:
-            return counts[reason], []
+            return []
         rows = conn.execute(
             sa.text(
                 "SELECT v.key, v.posted_at, v.username, COALESCE(m.raw_prompt, m.content), m.clean_text, "
@@ -86,7 +91,7 @@ def audit(engine: Engine, reason: str, *, sample: int = 10, seed: int | None = N
                 ).scalar()
             samples.append(Sample(key, str(posted_at), user, _cut(text, max_chars), _cut(cleaned, max_chars),
                                   _cut(other_text, max_chars), other_key))
-    return counts[reason], samples
+    return samples
 
 
 def _kept_for(conn, key: str, raw_hash: str | None, clean_hash: str | None) -> str | None:

@@ -8,15 +8,18 @@ from sqlalchemy.engine import Engine
 from promptmill.settings import Settings
 
 
+def rejection_counts(conn: sa.Connection) -> dict[str, int]:
+    """Rejected messages per reason, in reason order."""
+    return dict(conn.execute(sa.text(
+        "SELECT reason, COUNT(*) FROM message_verdicts WHERE status = 'rejected' GROUP BY reason ORDER BY reason"
+    )).all())  # fmt: skip
+
+
 def store_status(engine: Engine, settings: Settings | None = None) -> dict:
     with engine.connect() as conn:
         q = conn.execute
         by_status = dict(q(sa.text("SELECT status, COUNT(*) FROM message_verdicts GROUP BY status")).all())
-        rejected = dict(
-            q(
-                sa.text("SELECT reason, COUNT(*) FROM message_verdicts WHERE status = 'rejected' GROUP BY reason ORDER BY reason")
-            ).all()
-        )
+        rejected = rejection_counts(conn)
         files = dict(q(sa.text("SELECT outcome, COUNT(*) FROM source_files GROUP BY outcome")).all())
         status = {
             "messages": sum(by_status.values()),

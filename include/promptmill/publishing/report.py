@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from promptmill.audit import HIDDEN_REASONS, audit
+from promptmill.audit import HIDDEN_REASONS, sample_rejected
 
 EXAMPLES = 3  # per rejection reason
 MERGES = 5  # near-duplicate merges shown
@@ -39,10 +39,10 @@ def quality_report(engine: Engine, label_version: str) -> dict[str, Any]:
     for reason, count in reasons(engine).items():
         entry: dict[str, Any] = {"count": count}
         if reason not in HIDDEN_REASONS and reason is not None:
-            _, samples = audit(engine, reason, sample=EXAMPLES, seed=_SEED, max_chars=_CHARS)
+            samples = sample_rejected(engine, reason, sample=EXAMPLES, seed=_SEED, max_chars=_CHARS)
             entry["examples"] = [mask(s.text) for s in samples]
             if reason == "near_duplicate":
-                _, pairs = audit(engine, reason, sample=MERGES, seed=_SEED, max_chars=_CHARS)
+                pairs = sample_rejected(engine, reason, sample=MERGES, seed=_SEED, max_chars=_CHARS)
                 merges = [{"dropped": mask(s.text), "kept": mask(s.other_text or "")} for s in pairs]
         rejections[str(reason)] = entry
     return {"rejections": rejections, "near_duplicate_merges": merges, "labels": label_statistics(engine, label_version)}
