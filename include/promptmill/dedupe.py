@@ -200,11 +200,20 @@ def _temp(
     the plans of the benchmark's increments): the other ten cost ~0.15 s of a 10,000-message increment and ~1 s of
     a 1M first load, and no plan used them.
     """
+    _create_temp(conn, name, select_sql, params)
+    _index_and_analyze(conn, name, index, probed)
+
+
+def _create_temp(conn: Connection, name: str, select_sql: str, params: dict | None = None) -> None:
     if conn.dialect.name == "sqlite":
         conn.execute(sa.text(f"DROP TABLE IF EXISTS temp.{name}"))
         conn.execute(sa.text(f"CREATE TEMP TABLE {name} AS {select_sql}"), params or {})
     else:
         conn.execute(sa.text(f"CREATE TEMP TABLE {name} ON COMMIT DROP AS {select_sql}"), params or {})
+
+
+def _index_and_analyze(conn: Connection, name: str, index: str | None, probed: bool) -> None:
+    """A filled temporary table's index (see _temp) and, on PostgreSQL, its statistics."""
     if index and (probed or conn.dialect.name == "sqlite"):
         conn.execute(sa.text(f"CREATE INDEX ix_{name} ON {name} ({index})"))
     if conn.dialect.name == "postgresql":
@@ -217,15 +226,12 @@ def _temp_rows(
 ) -> None:
     """A temporary table with the columns (names and types) of the query ``shape``, holding ``rows`` (computed in
     Python, in those columns' order, inserted a batch at a time); indexed and analysed as by _temp."""
-    _temp(conn, name, f"SELECT * FROM ({shape}) shape WHERE 1 = 0")
+    _create_temp(conn, name, f"SELECT * FROM ({shape}) shape WHERE 1 = 0")
     columns = list(conn.execute(sa.text(f"SELECT * FROM {name}")).keys())
     rows = iter(rows)
     while batch := list(itertools.islice(rows, 20_000)):
         insert_rows(conn, name, columns, batch)
-    if index and (probed or conn.dialect.name == "sqlite"):
-        conn.execute(sa.text(f"CREATE INDEX ix_{name} ON {name} ({index})"))
-    if conn.dialect.name == "postgresql":
-        conn.execute(sa.text(f"ANALYZE {name}"))
+    _index_and_analyze(conn, name, index, probed)
 
 
 def _representatives(members: Iterable[tuple[str, str, datetime, int]]) -> set[str]:
