@@ -13,7 +13,6 @@ else happens to be stored, or the same exports ingested in another order would g
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Callable
 
@@ -45,16 +44,14 @@ _WORD = re.compile(r"[^\W_]+")
 _ASCII_SEPARATORS = str.maketrans({c: " " for c in map(chr, range(128)) if not c.isalnum()})
 
 
-@functools.lru_cache(maxsize=65_536)
 def content_word_set(prompt: str) -> frozenset[str]:
     """The words of a prompt that carry the picture: lower-cased, without function and style words; all of its
-    words when none is left ("digital art, 8k"). Cached: the walk compares each attempt with several others."""
+    words when none is left ("digital art, 8k")."""
     lowered = prompt.lower()
     words = set(lowered.translate(_ASCII_SEPARATORS).split() if lowered.isascii() else _WORD.findall(lowered))
     return frozenset(words - _IGNORED or words)
 
 
-@functools.lru_cache(maxsize=65_536)
 def content_words(prompt: str) -> str:
     """:func:`content_word_set` as text: the words sorted, separated by a space."""
     return " ".join(sorted(content_word_set(prompt)))
@@ -67,7 +64,7 @@ class ContentWordsMetric:
 
     @staticmethod
     def prepare(prompt: str) -> tuple[frozenset[str], str]:
-        words = content_word_set.__wrapped__(prompt)
+        words = content_word_set(prompt)
         return words, " ".join(sorted(words))
 
     @staticmethod
