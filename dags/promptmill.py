@@ -170,6 +170,14 @@ PARAMS = {
         description="Also publish prompts labeled _no_object (the original script's -r false).",
         section="Publishing",
     ),
+    "one_per_cluster": Param(
+        False,
+        type="boolean",
+        title="One prompt per cluster",
+        description="Publish only the earliest prompt of each cluster of near-identical prompts (across users): "
+                    "a smaller, more diverse dataset.",
+        section="Publishing",
+    ),
 }
 
 

@@ -232,7 +232,8 @@ class TestProfiles:
         parity, quality = clean(text, profile="parity"), clean(text, profile="quality")
         if parity.reject is None and quality.reject is not None:
             # (too_short: invisible characters removed or typography normalised can shorten a text, e.g. "a-\u2013")
-            assert quality.reject in {"single_word", "foreign_script", "suspicious_chars", "too_short"}, (parity, quality)
+            assert quality.reject in {"single_word", "no_subject", "chat", "foreign_script", "suspicious_chars",
+                                      "too_short"}, (parity, quality)
 
 
 # --- the quality profile's rules (hand-made cases; parity's verdict beside each) ---------------------------------
@@ -264,6 +265,16 @@ QUALITY_CASES = [
     ("soup", "single_word", None),
     ("dragon, 8k", "single_word", None),
     ("a bowl of soup", "a bowl of soup", None),
+    ("digital art, trending on artstation, 8k", "no_subject", None),
+    ("by greg rutkowski, highly detailed", "no_subject", None),
+    ("artwork by Raffaello Sanzio", "artwork by Raffaello Sanzio", None),  # a name is a subject
+    ("a red fox, digital art, trending on artstation", "a red fox, digital art, trending on artstation", None),
+    ("what do you look like?", "chat", None),
+    ("testing if this works", "chat", None),
+    ("can i nest quotes", "chat", None),
+    ("Hello Kitty riding a unicorn over a rainbow", "Hello Kitty riding a unicorn over a rainbow", None),
+    ("what if the ocean was upside down, oil painting", "what if the ocean was upside down, oil painting", None),
+    ("a red fat statue, no arms, missing a head?", "a red fat statue, no arms, missing a head?", None),
 ]
 
 
@@ -281,7 +292,7 @@ def test_every_rejecting_step_has_its_own_reason_name():
     for profile, steps in cleaning.PROFILE_STEPS.items():
         reasons = [step.reject for step in steps if step.reject]
         assert set(reasons) == cleaning.PROFILE_REASONS[profile]
-    new = {"foreign_script", "single_word"}
+    new = {"foreign_script", "single_word", "no_subject", "chat"}
     assert new <= cleaning.PROFILE_REASONS[QUALITY] and not new & cleaning.PROFILE_REASONS["parity"]
 
 

@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 from promptmill.choices import CLEANING_PROFILES
 from promptmill.records import Cleaned
+from promptmill.similarity import only_style_words
 
 PROFILES = CLEANING_PROFILES  # written once, in choices.CleaningProfile
 
@@ -397,6 +398,29 @@ def reject_single_word(text: str) -> str | None:
     return text if len(_WORD.findall(text)) >= 2 else None
 
 
+def reject_modifiers_only(text: str) -> str | None:
+    """Quality: reject (``no_subject``) a prompt made only of style and quality keywords ("digital art, trending on
+    artstation, 8k"): modifiers with no subject. The keywords are the near-duplicate metric's
+    (``similarity.STYLE_WORDS``), so a name or any other word counts as a subject ("artwork by Raphael" stays)."""
+    return None if only_style_words(text) else text
+
+
+_QUESTION_END = re.compile(r"\?[\s!?.]*$")
+_CHAT_OPENER = re.compile(
+    r"(?i)^(?:hi|hello(?! kitty)|hey|thanks|thank you|test|testing|pls|plz|please|anyone"
+    r"|(?:can|could) (?:someone|anyone|you|i|we)|does anyone|how (?:do|can|did) (?:i|you|we))\b"
+)
+
+
+def reject_chat(text: str) -> str | None:
+    """Quality: reject (``chat``) a line of conversation sent to the bot instead of a picture: a question ("what do
+    you look like?") or a greeting, test or request ("testing if this works", "can i nest quotes"). Only a prompt
+    without a comma: a described picture lists its parts and keywords with commas, a chat line does not."""
+    if "," in text:
+        return text
+    return None if _QUESTION_END.search(text) or _CHAT_OPENER.match(text) else text
+
+
 CLEANING_STEPS: list[Step] = [
     Step(14, "drop_prompt_prefix", drop_prompt_prefix),
     Step(15, "cut_negative_prompt", cut_negative_prompt),
@@ -434,6 +458,8 @@ QUALITY_STEPS: tuple[Step, ...] = (
     *(_PARITY_BY_NAME[name] for name in ("glue_digits", "glue_commas", "collapse_whitespace", "strip_edges",
                                          "reject_bot_echo", "reject_too_short", "reject_dreaming_echo")),
     Step(0, "reject_single_word", reject_single_word, "single_word"),
+    Step(0, "reject_modifiers_only", reject_modifiers_only, "no_subject"),
+    Step(0, "reject_chat", reject_chat, "chat"),
 )
 """The quality profile: parity's steps without rule 29 (non-ASCII) and with the rules above (rule 0: new)."""
 

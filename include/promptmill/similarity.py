@@ -52,6 +52,14 @@ def content_word_set(prompt: str) -> frozenset[str]:
     return frozenset(words - _IGNORED or words)
 
 
+def only_style_words(prompt: str) -> bool:
+    """True when every word of a prompt is a function or style word, numbers aside ("digital art, trending on
+    artstation, 8k"): modifiers with no subject."""
+    lowered = prompt.lower()
+    words = lowered.translate(_ASCII_SEPARATORS).split() if lowered.isascii() else _WORD.findall(lowered)
+    return all(word in _IGNORED or word.isdigit() for word in words)
+
+
 def content_words(prompt: str) -> str:
     """:func:`content_word_set` as text: the words sorted, separated by a space."""
     return " ".join(sorted(content_word_set(prompt)))

@@ -106,5 +106,6 @@ def publish_settings(params: dict[str, Any], data_dir):
     overrides = {
         "test_ratio": params.get("test_ratio"),
         "include_no_object": params.get("include_no_object"),
+        "one_per_cluster": params.get("one_per_cluster"),
     }
     return PublishSettings.from_env(data_dir=data_dir, **{k: v for k, v in overrides.items() if v is not None})

@@ -54,7 +54,7 @@ def test_params_form_defaults_validate_and_have_sections(dagbag):
     dag.params.validate()  # defaults must validate at parse time for a scheduled DAG
     expected = {"landing_dir", "channels", "cleaning_profile", "near_dup_metric", "near_dup_threshold",
                 "near_dup_window_s", "recompute", "labeling", "label_mode", "model", "pack_size", "prompt_limit",
-                "budget_usd", "test_ratio", "include_no_object"}
+                "budget_usd", "test_ratio", "include_no_object", "one_per_cluster"}
     assert set(dag.params.keys()) == expected
     for name in expected:
         schema = dag.params.get_param(name).schema
@@ -238,7 +238,9 @@ def test_dag_end_to_end_ingest_label_publish(airflow_db, dagbag, pg_database, fa
     monkeypatch.setenv("PROMPTMILL_PUBLISH_OUT_URI", f"file://{published}")
     monkeypatch.setenv("PROMPTMILL_LABEL_BATCH_POLL_S", "0.2")
     landing = _landing(tmp_path)
-    run = _run_dag(dagbag, {"landing_dir": str(landing), "label_mode": mode, "test_ratio": 0.5})
+    one_per_cluster = mode == "sync"  # the form's option reaches the publication
+    run = _run_dag(dagbag, {"landing_dir": str(landing), "label_mode": mode, "test_ratio": 0.5,
+                            "one_per_cluster": one_per_cluster})
     assert run.state == "success", run.state
 
     engine = sa.create_engine(pg_database)
@@ -258,6 +260,7 @@ def test_dag_end_to_end_ingest_label_publish(airflow_db, dagbag, pg_database, fa
     latest = (published / "LATEST").read_text().strip()
     manifest = _json.loads((published / latest / "manifest.json").read_text())
     assert manifest["version"] == latest
+    assert manifest["settings"]["one_per_cluster"] is one_per_cluster
     assert sum(manifest["counts"][k] for k in ("train", "test")) == 3 if "counts" in manifest else True
 
     from airflow.models.asset import AssetEvent, AssetModel
