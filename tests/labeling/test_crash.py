@@ -64,3 +64,36 @@ def test_sigkill_then_rerun_bills_nothing_twice(engine, store_url, settings, cli
     bills = fake.snapshot()["prompt_bills"]
     assert bills == {t: 1 for t in texts}, "some prompt was billed twice (or never)"
     assert_ledger_equals_billing(engine, fake, settings)
+
+
+def test_a_rerun_right_after_sigkill_of_promptmill_label_labels_everything(engine, store_url, fake):
+    """Issue #18.1: the killed run's claims (a 5-minute lease by default) die with it; the next run, started at
+    once, labels every prompt and says nothing is left."""
+    import json
+
+    fake.latency = 0.2
+    texts = make_prompts(80, seed=31)
+    ids = add_prompts(engine, texts)
+    env = {**os.environ, "OPENAI_API_KEY": API_KEY, "OPENAI_BASE_URL": fake.base_url}
+    command = [sys.executable, "-m", "promptmill.cli", "label", "--db", store_url, "--pack-size", "5",
+               "--concurrency", "4", "--json"]
+    child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while len(label_rows(engine)) < 20:
+            assert child.poll() is None, "the labeling process ended before it could be killed"
+            assert time.monotonic() < deadline, "the labeling process made no progress"
+            time.sleep(0.02)
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert len(label_rows(engine)) < 80
+    fake.latency = 0.0
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    summary = json.loads(rerun.stdout)
+    assert summary["pending_left"] == 0, summary
+    assert sorted(label_rows(engine)) == sorted(ids)
+    assert fake.snapshot()["prompt_bills"] == {t: 1 for t in texts}, "some prompt was billed twice (or never)"

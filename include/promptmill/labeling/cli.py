@@ -101,13 +101,22 @@ def handle_label(args: argparse.Namespace, engine: Engine, settings: object = No
     except (LabelingError, ContractError, PriceError, ValueError) as exc:  # the server, the files, the data
         return _fail(args, "label", exc, 1)
     result = summary.as_dict()
-    _print(
-        args,
-        result,
-        f"labeled {summary.labeled} prompts ({summary.no_object} _no_object, {summary.failed} failed) in "
-        f"{summary.requests} requests, {summary.tokens} tokens, ${summary.spend_usd:.4f}; stopped: {summary.stopped_by}",
-    )
+    _print(args, result, summary_line(summary))
     return 0
+
+
+def summary_line(summary: Any) -> str:
+    """What a sync run did and, honestly, what it left: pending prompts and why."""
+    line = (f"labeled {summary.labeled:,} prompts ({summary.no_object:,} _no_object, {summary.failed:,} failed) in "
+            f"{summary.requests:,} requests, {summary.tokens:,} tokens, ${summary.spend_usd:.4f}; "
+            f"stopped: {summary.stopped_by}")
+    if summary.taken_from_dead_runs:
+        line += f"; took over {summary.taken_from_dead_runs:,} prompts claimed by a run that died"
+    if summary.pending_left:
+        held = summary.held_by_live_runs
+        line += (f"; {summary.pending_left:,} still pending"
+                 + (f" ({held:,} being sent by another run that is still running)" if held else ""))
+    return line
 
 
 def handle_estimate(args: argparse.Namespace, engine: Engine, settings: object = None) -> int:

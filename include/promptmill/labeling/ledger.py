@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from promptmill.bots import MAX_PROMPT_CHARS
 from promptmill.labeling.contract import Instructions, label_version, load_instructions
+from promptmill.labeling.holders import release_dead_claims
 from promptmill.labeling.pricing import Usage
 from promptmill.labeling.settings import LabelSettings
 from promptmill.labeling.tables import (
@@ -123,7 +124,8 @@ def fetch_pending(
 
 
 def claim_prompts(
-    conn: Connection, version: str, run_key: str, prompt_ids: Iterable[int], *, lease_s: float
+    conn: Connection, version: str, run_key: str, prompt_ids: Iterable[int], *, lease_s: float,
+    holder: str | None = None,
 ) -> set[int]:
     """Claim prompts for ``run_key`` before sending them; returns the ids this run may send.
 
@@ -131,6 +133,7 @@ def claim_prompts(
     holds a live claim on it; this run's own claims are renewed. Concurrent claims of one prompt are serialised
     by its claim row (PostgreSQL: the upsert waits for the other transaction, then sees its claim; SQLite: one
     writer), so exactly one run gets it. Call it in a transaction that commits before the request is sent.
+    ``holder`` (holders.ClaimHolder.token) names the process, so that the claim dies with it.
     """
     ids = sorted({int(pid) for pid in prompt_ids})
     if not ids:
@@ -140,14 +143,16 @@ def claim_prompts(
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     ts = label_claims.c.expires_at.type
     candidates = sa.select(
-        prompts.c.id, sa.literal(version, sa.String), sa.literal(run_key, sa.String), sa.literal(expires, ts)
+        prompts.c.id, sa.literal(version, sa.String), sa.literal(run_key, sa.String), sa.literal(expires, ts),
+        sa.literal(holder, sa.String),
     ).where(prompts.c.id.in_(ids), pending_condition(version))
     insert = dialect.insert(label_claims).from_select(
-        ["prompt_id", "version", "run_key", "expires_at"], candidates
+        ["prompt_id", "version", "run_key", "expires_at", "holder"], candidates
     )
     claim = insert.on_conflict_do_update(
         index_elements=[label_claims.c.prompt_id, label_claims.c.version],
-        set_={"run_key": insert.excluded.run_key, "expires_at": insert.excluded.expires_at},
+        set_={"run_key": insert.excluded.run_key, "expires_at": insert.excluded.expires_at,
+              "holder": insert.excluded.holder},
         where=sa.or_(label_claims.c.run_key == run_key, label_claims.c.expires_at <= now),
     ).returning(label_claims.c.prompt_id)
     return {int(pid) for pid in conn.execute(claim).scalars()}
@@ -178,10 +183,13 @@ def renew_claims(conn: Connection, version: str, run_key: str, *, lease_s: float
     )
 
 
-def purge_expired_claims(conn: Connection) -> None:
-    """Delete the claims that ran out: their prompts are labeled (the label keeps them from being sent again) or
-    free. Safe because a claim only runs out long after the commit of its label."""
-    conn.execute(sa.delete(label_claims).where(label_claims.c.expires_at <= utcnow()))
+def purge_expired_claims(conn: Connection) -> int:
+    """Delete the claims that ran out, and those whose holder died (holders.py): their prompts are labeled (the
+    label keeps them from being sent again) or free. Safe because a claim only runs out long after the commit of
+    its label, and a dead holder sends nothing more. Returns how many claims of dead holders were released."""
+    now = utcnow()
+    conn.execute(sa.delete(label_claims).where(label_claims.c.expires_at <= now))
+    return release_dead_claims(conn, now)
 
 
 def count_pending(

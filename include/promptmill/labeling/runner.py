@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 from promptmill.labeling.client import ClientConfig, LabelClient
 from promptmill.labeling.contract import NO_OBJECT, check_answer, request_body
 from promptmill.labeling.errors import FatalAPIError, LabelingError, RetriesExhausted
+from promptmill.labeling.holders import ClaimHolder
 from promptmill.labeling.ledger import (
     LabelOutcome,
     RequestRecord,
@@ -75,6 +76,9 @@ class LabelSummary:
     unknown_ids: int = 0
     duplicate_ids: int = 0
     claimed_elsewhere: int = 0  # left to another run that claimed them first (never sent by this one)
+    taken_from_dead_runs: int = 0  # claims of runs that died (kill -9, a lost machine) released at the start
+    pending_left: int = 0  # still pending in scope when the run ended (what is left, whatever the reason)
+    held_by_live_runs: int = 0  # of those, claimed by another run that is still running
     total: int = 0  # pending prompts in scope at the start (after the limit)
     stopped_by: str = "done"  # done | budget | limit | error
     error: str | None = None
@@ -190,9 +194,19 @@ class SyncLabeler:
     async def run(self, *, first_id: int | None = None, last_id: int | None = None) -> LabelSummary:
         settings = self.settings
         self.info = ensure_version(self.engine, settings)
+        self.holder = ClaimHolder(self.engine)
+        try:
+            return await self._run(first_id, last_id)
+        finally:
+            self.holder.close()
+
+    async def _run(self, first_id: int | None, last_id: int | None) -> LabelSummary:
+        settings = self.settings
+        assert self.info is not None
         with self.engine.begin() as conn:
-            purge_expired_claims(conn)
+            taken_over = purge_expired_claims(conn)
         summary = self.summary = LabelSummary(run_key=self.run_key, version=self.info.version, model=settings.model)
+        summary.taken_from_dead_runs = taken_over
         self._started = time.monotonic()
         with self.engine.connect() as conn:
             in_scope = count_pending(conn, self.info.version, first_id=first_id, last_id=last_id, run_key=self.run_key)
@@ -235,6 +249,7 @@ class SyncLabeler:
         finally:
             renewer.cancel()
         summary.elapsed_s = time.monotonic() - self._started
+        self._count_what_is_left(first_id, last_id)
         if summary.stopped_by == "done" and queue.limit_reached:
             summary.stopped_by = "limit"
         self._report(force=True)
@@ -245,6 +260,16 @@ class SyncLabeler:
                 raise first_error
             raise LabelingError(f"labeling stopped: {first_error!r}") from first_error
         return summary
+
+    def _count_what_is_left(self, first_id: int | None, last_id: int | None) -> None:
+        """The summary says what it leaves pending, and how much of that another live run holds."""
+        summary, info = self.summary, self.info
+        assert summary is not None and info is not None
+        with self.engine.connect() as conn:
+            left = count_pending(conn, info.version, first_id=first_id, last_id=last_id)
+            free = count_pending(conn, info.version, first_id=first_id, last_id=last_id, run_key=self.run_key)
+        summary.pending_left = left
+        summary.held_by_live_runs = left - free
 
     async def _renew_claims(self) -> None:
         """Keep this run's claims live while it runs (see LabelSettings.claim_lease_s)."""
@@ -281,7 +306,8 @@ class SyncLabeler:
         # read it, is left out, so that no prompt is paid for twice.
         with self.engine.begin() as conn:
             mine = claim_prompts(
-                conn, info.version, self.run_key, [item.prompt_id for item in pack], lease_s=settings.claim_lease_s
+                conn, info.version, self.run_key, [item.prompt_id for item in pack], lease_s=settings.claim_lease_s,
+                holder=self.holder.token,
             )
         if len(mine) < len(pack):
             summary.claimed_elsewhere += len(pack) - len(mine)

@@ -1,6 +1,6 @@
 """Labeling tables (SQLAlchemy Core, on the store's shared ``metadata``).
 
-Migrations ``0002_labeling`` and ``0007_label_claims`` create exactly these; keep them in step.
+Migrations ``0002_labeling``, ``0007_label_claims`` and ``0012_label_holders_and_attempts`` create exactly these; keep them in step.
 """
 
 from __future__ import annotations
@@ -131,4 +131,16 @@ label_claims = sa.Table(
     sa.Column("version", sa.String(32), primary_key=True),
     sa.Column("run_key", sa.String(128), nullable=False),
     sa.Column("expires_at", TS, nullable=False),
+    sa.Column("holder", sa.String(128), nullable=True),  # labeling/holders.py: the process, to tell a dead one
+)
+
+# Well-formed answers that were unusable for a prompt (migration 0012): after LabelSettings.max_attempts the
+# prompt is labeled ``failed`` with the last reason; ``promptmill label --retry-failed`` starts it over.
+label_attempts = sa.Table(
+    "label_attempts",
+    metadata,
+    sa.Column("prompt_id", sa.BigInteger, primary_key=True),
+    sa.Column("version", sa.String(32), primary_key=True),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("last_error", sa.Text, nullable=True),
 )
