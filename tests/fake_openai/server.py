@@ -236,6 +236,8 @@ class FakeOpenAI:
         content = json.dumps({"labels": labels}, ensure_ascii=False, separators=(",", ":"))
         if kind == "malformed":
             content = content[: max(len(content) // 2, 5)].replace('"', "'")
+        elif kind == "no_labels":
+            content = json.dumps({"items": labels})
         elif kind == "truncated":
             content = content[: max(len(content) // 2, 5)]
             finish = "length"
@@ -401,9 +403,11 @@ def _make_handler(server: FakeOpenAI):
             data = raw if raw is not None else json.dumps(body).encode("utf-8")
             try:
                 self.send_response(status)
-                self.send_header("content-type", "application/octet-stream" if raw is not None else "application/json")
+                headers = dict(headers or {})
+                content_type = headers.pop("content-type", "application/octet-stream" if raw is not None else "application/json")
+                self.send_header("content-type", content_type)
                 self.send_header("content-length", str(len(data)))
-                for key, value in (headers or {}).items():
+                for key, value in headers.items():
                     self.send_header(key, str(value))
                 self.end_headers()
                 self.wfile.write(data)
@@ -494,6 +498,13 @@ def _make_handler(server: FakeOpenAI):
                 status = int(fault.get("status", 500))
                 code = fault.get("code") or {429: "rate_limit_exceeded", 401: "invalid_api_key"}.get(status, "server_error")
                 return self._send(status, _error(fault.get("message", f"injected {status}"), code), headers)
+            if kind == "garbage":  # a 200 the client cannot use: a proxy's HTML page, or JSON of the wrong shape
+                with server.lock:
+                    server.stats["injected"] += 1
+                if fault.get("body", "html") == "html":
+                    return self._send(200, None, {"content-type": "text/html"},
+                                      raw=b"<html><body><h1>502 Bad Gateway</h1></body></html>")
+                return self._send(200, {"status": "ok", "result": []})
             status, headers, answer, prompts, usage = server.answer(body, fault=fault, batch=False)
             if status != 200:
                 return self._send(status, answer, headers)

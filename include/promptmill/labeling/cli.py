@@ -31,6 +31,8 @@ def add_commands(subparsers: argparse._SubParsersAction, common_parent: argparse
     label.add_argument("--mode", choices=LABEL_MODES, help="sync (Chat Completions) or batch (Batch API, half price)")
     label.add_argument("--service-tier", choices=SERVICE_TIERS, help="e.g. flex (half price, slower) in sync mode")
     label.add_argument("--base-url", help="OpenAI-compatible server (default: OPENAI_BASE_URL or api.openai.com)")
+    label.add_argument("--retry-failed", action="store_true",
+                       help="send the prompts labeled `failed` (for the current label version) again, from scratch")
     label.set_defaults(handler=handle_label)
 
     est = subparsers.add_parser("estimate", parents=parents, help="pending count and estimated tokens and cost")
@@ -85,6 +87,12 @@ def handle_label(args: argparse.Namespace, engine: Engine, settings: object = No
     except ValueError as exc:  # a bad flag or PROMPTMILL_LABEL_* value: how the command was called
         return _fail(args, "label", exc, 2)
     try:
+        if getattr(args, "retry_failed", False):
+            from promptmill.labeling.ledger import forget_failures, resolve_version
+
+            with engine.begin() as conn:
+                again = forget_failures(conn, resolve_version(settings).version)
+            print(f"{again:,} failed prompts are pending again", file=sys.stderr)
         if settings.mode == "batch":
             from promptmill.labeling.batch_mode import run_batch_mode
 
@@ -110,6 +118,8 @@ def summary_line(summary: Any) -> str:
     line = (f"labeled {summary.labeled:,} prompts ({summary.no_object:,} _no_object, {summary.failed:,} failed) in "
             f"{summary.requests:,} requests, {summary.tokens:,} tokens, ${summary.spend_usd:.4f}; "
             f"stopped: {summary.stopped_by}")
+    if summary.budget_note:
+        line += f" ({summary.budget_note})"
     if summary.taken_from_dead_runs:
         line += f"; took over {summary.taken_from_dead_runs:,} prompts claimed by a run that died"
     if summary.pending_left:

@@ -22,6 +22,7 @@ from promptmill.labeling.pricing import Usage
 from promptmill.labeling.settings import LabelSettings
 from promptmill.labeling.tables import (
     ACTIVE_JOB_STATES,
+    label_attempts,
     label_batch_items,
     label_batch_jobs,
     label_claims,
@@ -173,6 +174,15 @@ def release_claims(conn: Connection, version: str, prompt_ids: Iterable[int] | s
     )
 
 
+def release_unlabeled_claims(conn: Connection, version: str, holder: str) -> None:
+    """A run that ends gives up its claims on the prompts it did not label (those it labeled keep theirs until
+    they run out: see release_claims)."""
+    labeled = sa.exists().where(labels.c.prompt_id == label_claims.c.prompt_id, labels.c.version == version)
+    conn.execute(
+        sa.delete(label_claims).where(label_claims.c.version == version, label_claims.c.holder == holder, ~labeled)
+    )
+
+
 def renew_claims(conn: Connection, version: str, run_key: str, *, lease_s: float) -> None:
     """Extend the live claims of a running run by another lease."""
     now = utcnow()
@@ -276,6 +286,45 @@ def commit_request(conn: Connection, record: RequestRecord, outcomes: Iterable[L
             ],
         )
     return int(request_id)
+
+
+def count_attempts(conn: Connection, version: str, failures: dict[int, str]) -> dict[int, int]:
+    """Count one more unusable answer against each prompt of ``failures`` (prompt id -> why), across runs and
+    modes; returns each prompt's attempts so far. Caller owns the transaction."""
+    if not failures:
+        return {}
+    ids = sorted(failures)
+    insert_ignore(conn, label_attempts, [{"prompt_id": pid, "version": version, "attempts": 0} for pid in ids])
+    for pid in ids:
+        conn.execute(
+            sa.update(label_attempts)
+            .where(label_attempts.c.prompt_id == pid, label_attempts.c.version == version)
+            .values(attempts=label_attempts.c.attempts + 1, last_error=failures[pid][:1000])
+        )
+    rows = conn.execute(
+        sa.select(label_attempts.c.prompt_id, label_attempts.c.attempts)
+        .where(label_attempts.c.version == version, label_attempts.c.prompt_id.in_(ids))
+    ).all()
+    return {int(pid): int(attempts) for pid, attempts in rows}
+
+
+def forget_failures(conn: Connection, version: str, *, first_id: int | None = None, last_id: int | None = None) -> int:
+    """``--retry-failed``: the failed labels of ``version`` (in the id range) are deleted and their attempts
+    forgotten, so that the prompts are pending again; returns how many."""
+    scope = [labels.c.version == version, labels.c.status == "failed"]
+    attempts_scope = [label_attempts.c.version == version]
+    if first_id is not None:
+        scope.append(labels.c.prompt_id >= first_id)
+        attempts_scope.append(label_attempts.c.prompt_id >= first_id)
+    if last_id is not None:
+        scope.append(labels.c.prompt_id <= last_id)
+        attempts_scope.append(label_attempts.c.prompt_id <= last_id)
+    failed = sa.select(labels.c.prompt_id).where(*scope)
+    # the claims of the runs that gave up on them go too: those runs are done with these prompts
+    conn.execute(sa.delete(label_claims).where(label_claims.c.version == version, label_claims.c.prompt_id.in_(failed)))
+    deleted = conn.execute(sa.delete(labels).where(*scope)).rowcount or 0
+    conn.execute(sa.delete(label_attempts).where(*attempts_scope))
+    return int(deleted)
 
 
 def request_key_exists(conn: Connection, request_key: str) -> bool:

@@ -28,11 +28,13 @@ from promptmill.labeling.ledger import (
     VersionInfo,
     claim_prompts,
     commit_request,
+    count_attempts,
     count_pending,
     ensure_version,
     fetch_pending,
     purge_expired_claims,
     release_claims,
+    release_unlabeled_claims,
     renew_claims,
     run_spend,
 )
@@ -52,7 +54,7 @@ class WorkItem:
     prompt_id: int
     text: str
     level: int = 0  # how many times it came back missing (pack size halves each time)
-    reasked: bool = False  # already re-asked alone after an invalid description
+    alone: bool = False  # sent alone from now on (its last answer was unusable for it alone)
 
 
 @dataclass(slots=True)
@@ -72,7 +74,8 @@ class LabelSummary:
     reasoning_tokens: int = 0
     cached_tokens: int = 0
     requeued_missing: int = 0
-    reasked_invalid: int = 0
+    reasked_invalid: int = 0  # answers unusable for one prompt, sent again alone (bounded by max_attempts)
+    unusable_answers: int = 0  # answers unusable as a whole (not JSON, no labels array, an HTML page)
     unknown_ids: int = 0
     duplicate_ids: int = 0
     claimed_elsewhere: int = 0  # left to another run that claimed them first (never sent by this one)
@@ -81,6 +84,7 @@ class LabelSummary:
     held_by_live_runs: int = 0  # of those, claimed by another run that is still running
     total: int = 0  # pending prompts in scope at the start (after the limit)
     stopped_by: str = "done"  # done | budget | limit | error
+    budget_note: str | None = None  # why the budget stopped the run, in figures
     error: str | None = None
     elapsed_s: float = 0.0
 
@@ -126,7 +130,7 @@ class PackQueue:
         self.limit_reached = False
 
     def pack_size_for(self, item: WorkItem) -> int:
-        return 1 if item.reasked else max(1, self._pack_size >> item.level)
+        return 1 if item.alone else max(1, self._pack_size >> item.level)
 
     def next_pack(self) -> list[WorkItem] | None:
         if self.retry:
@@ -190,6 +194,8 @@ class SyncLabeler:
         self._started = 0.0
         self._meter: Progress | None = None
         self._done = 0
+        self._proven = False  # a usable answer came back: fan out to `concurrency` requests only then
+        self._unusable_streak = 0
 
     async def run(self, *, first_id: int | None = None, last_id: int | None = None) -> LabelSummary:
         settings = self.settings
@@ -198,7 +204,12 @@ class SyncLabeler:
         try:
             return await self._run(first_id, last_id)
         finally:
-            self.holder.close()
+            try:
+                # Nothing of this run is in flight any more: what it claimed and did not label is free at once.
+                with self.engine.begin() as conn:
+                    release_unlabeled_claims(conn, self.info.version, self.holder.token)
+            finally:
+                self.holder.close()
 
     async def _run(self, first_id: int | None, last_id: int | None) -> LabelSummary:
         settings = self.settings
@@ -223,15 +234,18 @@ class SyncLabeler:
             async with client:
                 budget_hit = False
                 while True:
-                    while first_error is None and len(in_flight) < settings.concurrency:
-                        budget_hit = self._over_budget()
-                        if budget_hit:
-                            break
+                    # The first request goes alone: a wrong key, an unknown model or a request the server does
+                    # not support costs one request and one clear line, not `concurrency` of them.
+                    while first_error is None and len(in_flight) < (settings.concurrency if self._proven else 1):
                         pack = queue.next_pack()
                         if pack is None:
                             break
-                        # Reserve the estimate now, before the next budget check, not when the task first runs.
-                        reserved = self._estimate_cost(pack) if settings.max_usd is not None else 0.0
+                        # Reserve the worst case now, before the next budget check, not when the task first runs.
+                        reserved = self._worst_case_cost(pack) if settings.max_usd is not None else 0.0
+                        budget_hit = self._over_budget(reserved)
+                        if budget_hit:
+                            queue.retry.extendleft(reversed(pack))  # not sent
+                            break
                         self._reserved_usd += reserved
                         in_flight.add(asyncio.create_task(self._send(client, queue, pack, reserved)))
                     if not in_flight:
@@ -283,20 +297,29 @@ class SyncLabeler:
             except Exception as exc:  # the next renewal may get through; the requests' own commits report outages
                 log.warning("renewing the labeling claims failed: %s", exc)
 
-    def _over_budget(self) -> bool:
-        if self.settings.max_usd is None:
+    def _over_budget(self, next_request_usd: float) -> bool:
+        """True when the next request could take the run's spend over the budget (committed spend, requests in
+        flight and this one at their worst case); the summary says so in figures."""
+        max_usd = self.settings.max_usd
+        if max_usd is None:
             return False
         with self.engine.connect() as conn:
             committed = run_spend(conn, self.run_key)
-        return committed + self._reserved_usd >= self.settings.max_usd
+        if committed + self._reserved_usd + next_request_usd <= max_usd:
+            return False
+        assert self.summary is not None
+        self.summary.budget_note = (
+            f"${committed:.6f} spent of ${max_usd:.6f}; the next request could cost up to ${next_request_usd:.6f}"
+        )
+        return True
 
-    def _estimate_cost(self, pack: list[WorkItem]) -> float:
+    def _worst_case_cost(self, pack: list[WorkItem]) -> float:
+        """What a request of ``pack`` can cost at most: its input tokens counted offline, and every output
+        token it allows (max_completion_tokens) priced."""
         assert self.info is not None
         body = request_body(self.settings, self.info.instructions, [(i, w.text) for i, w in enumerate(pack, 1)])
-        usage = Usage(
-            prompt_tokens=chat_prompt_tokens(body["messages"]),
-            completion_tokens=round(self.settings.output_tokens_per_item * len(pack)),
-        )
+        usage = Usage(prompt_tokens=chat_prompt_tokens(body["messages"]),
+                      completion_tokens=int(body["max_completion_tokens"]))
         return self.prices.cost(self.settings.model, usage, self.settings.price_tier)
 
     async def _send(self, client: LabelClient, queue: PackQueue, pack: list[WorkItem], reserved: float) -> None:
@@ -338,11 +361,18 @@ class SyncLabeler:
                     # no answer: the prompts stay pending, and another run may take them at once
                     release_claims(conn, info.version, [item.prompt_id for item in pack])
                 raise
-            outcomes, retry = self._judge(result.value, record, local)
+            outcomes, retry, against, unusable = self._judge(result.value, record, local)
             record.provider_request_id = result.request_id
             record.latency_s = round(result.latency_s, 4)
             record.retries = result.retries
             with self.engine.begin() as conn:
+                attempts = count_attempts(conn, info.version, against)
+                for item in [item for item in retry if item.prompt_id in attempts]:
+                    if attempts[item.prompt_id] >= settings.max_attempts:
+                        retry.remove(item)
+                        reason = against[item.prompt_id]
+                        outcomes.append(LabelOutcome(item.prompt_id, None, error=f"{reason} ({attempts[item.prompt_id]} "
+                                                                                 "answers, over all runs)"))
                 commit_request(conn, record, outcomes)
         finally:
             self._reserved_usd -= reserved
@@ -350,9 +380,27 @@ class SyncLabeler:
         for item in retry:
             queue.retry.append(item)
         self._count(record, outcomes)
+        if unusable:
+            summary.unusable_answers += 1
+            self._unusable_streak += 1
+            if self._unusable_streak >= settings.max_unusable_answers:
+                raise LabelingError(
+                    f"{self.client_config.server} sent {self._unusable_streak} unusable answers in a row (last: "
+                    f"{unusable}); their prompts stay pending. Check the server (a proxy's error page, a server "
+                    "that does not speak Chat Completions?)"
+                )
+        else:
+            self._proven = True
+            self._unusable_streak = 0
 
     def _judge(self, completion: Any, record: RequestRecord, local: dict[int, WorkItem]):
-        """Ledger fields and label outcomes from one answer; returns (outcomes, items to send again)."""
+        """Ledger fields and label outcomes from one answer.
+
+        Returns (outcomes, items to send again, prompt id -> why the answer was unusable for that prompt,
+        why the answer was unusable as a whole or None). An answer unusable as a whole (not JSON, no labels array,
+        not a chat completion at all) is the server's fault: its prompts are sent again and nothing counts
+        against them. A well-formed answer unusable for one prompt (an invalid description; no answer, a
+        truncated one or a refusal when it was asked alone) counts against that prompt (max_attempts)."""
         settings, summary = self.settings, self.summary
         assert summary is not None
         usage = Usage.from_api(getattr(completion, "usage", None))
@@ -362,10 +410,15 @@ class SyncLabeler:
         message = choices[0].message if choices else None
         finish = choices[0].finish_reason if choices else None
         content = getattr(message, "content", None)
-        check = check_answer(content, list(local), max_chars=settings.max_description_chars)
         refusal = getattr(message, "refusal", None)
-        if refusal and not content:
+        check = check_answer(content, list(local), max_chars=settings.max_description_chars)
+        unusable = None
+        if not choices:
+            unusable = check.malformed = "not a chat completion (no choices: an error page or another API?)"
+        elif refusal and not content:
             check.malformed = f"model refused: {refusal}"
+        elif check.malformed and finish != "length":
+            unusable = check.malformed
         if finish == "length":
             record.status = "truncated"
         elif check.malformed:
@@ -387,26 +440,24 @@ class SyncLabeler:
 
         outcomes: list[LabelOutcome] = []
         retry: list[WorkItem] = []
+        against: dict[int, str] = {}
         alone = len(local) == 1
         for local_id, item in local.items():
             if local_id in check.accepted:
                 description = check.accepted[local_id]
                 outcomes.append(LabelOutcome(item.prompt_id, description, no_object=description == NO_OBJECT))
             elif local_id in check.invalid:
-                reason = check.invalid[local_id]
-                if item.reasked:
-                    outcomes.append(LabelOutcome(item.prompt_id, None, error=f"invalid answer twice: {reason}"))
-                else:
-                    summary.reasked_invalid += 1
-                    retry.append(WorkItem(item.prompt_id, item.text, item.level, reasked=True))
+                against[item.prompt_id] = f"invalid answer: {check.invalid[local_id]}"
+                summary.reasked_invalid += 1
+                retry.append(WorkItem(item.prompt_id, item.text, item.level, alone=True))
+            elif unusable or not alone:
+                summary.requeued_missing += 1
+                retry.append(WorkItem(item.prompt_id, item.text, item.level + (not alone), item.alone))
             else:
-                if alone:
-                    why = check.malformed or ("answer truncated" if finish == "length" else "id missing from the answer")
-                    outcomes.append(LabelOutcome(item.prompt_id, None, error=f"no usable answer alone: {why}"))
-                else:
-                    summary.requeued_missing += 1
-                    retry.append(WorkItem(item.prompt_id, item.text, item.level + 1, item.reasked))
-        return outcomes, retry
+                why = check.malformed or ("answer truncated" if finish == "length" else "id missing from the answer")
+                against[item.prompt_id] = f"no usable answer alone: {why}"
+                retry.append(WorkItem(item.prompt_id, item.text, item.level, alone=True))
+        return outcomes, retry, against, unusable
 
     def _count(self, record: RequestRecord, outcomes: list[LabelOutcome]) -> None:
         summary = self.summary

@@ -43,6 +43,12 @@ class LabelSettings(SettingsBase):
     max_retry_after_s: float = Field(300.0, ge=0)  # a longer retry-after stops the run instead of sleeping
     max_rate_limit_wait_s: float = Field(900.0, ge=0)  # per request: total time spent waiting out 429s before giving up
 
+    # answers that do not work: a prompt whose well-formed answers were unusable this many times (an invalid
+    # description, no answer for it alone), over all runs, is labeled `failed`; a server that sends this many
+    # unusable answers in a row (not JSON, no labels array, an HTML page) stops the run, its prompts still pending
+    max_attempts: int = Field(3, ge=1)
+    max_unusable_answers: int = Field(3, ge=1)
+
     # how much
     max_usd: float | None = Field(None, ge=0)  # stop taking new requests once the run's spend reaches this
     limit: int | None = Field(None, ge=0)  # label at most this many prompts in one run
