@@ -111,7 +111,9 @@ class FakeOpenAI:
     def __init__(
         self,
         *,
-        api_key: str = "sk-test",
+        api_key: str | None = "sk-test",  # None: no key needed, as most local servers
+        strict_schema: bool = True,  # False: rejects a json_schema response_format, answers JSON mode
+        reasoning_effort: bool = True,  # False: rejects requests that carry reasoning_effort
         latency: float = 0.0,
         rpm: float | None = None,
         tpm: float | None = None,
@@ -121,6 +123,8 @@ class FakeOpenAI:
         port: int = 0,
     ) -> None:
         self.api_key = api_key
+        self.strict_schema = strict_schema
+        self.reasoning_effort = reasoning_effort
         self.latency = latency
         self.models = models
         self.batch_delay = batch_delay
@@ -210,7 +214,13 @@ class FakeOpenAI:
         except (KeyError, IndexError, TypeError, ValueError):
             return 400, {}, _error("last user message is not a JSON array of {id, prompt}", "invalid_items"), [], {}
         fmt = body.get("response_format") or {}
-        if fmt.get("type") != "json_schema" or not fmt.get("json_schema", {}).get("strict"):
+        if "reasoning_effort" in body and not self.reasoning_effort:
+            return 400, {}, _error("Unrecognized request argument supplied: reasoning_effort", "invalid_request"), [], {}
+        if not self.strict_schema:
+            if fmt.get("type") != "json_object":
+                return 400, {}, _error(f"response_format type {fmt.get('type')!r} is not supported; use json_object",
+                                       "invalid_response_format"), [], {}
+        elif fmt.get("type") != "json_schema" or not fmt.get("json_schema", {}).get("strict"):
             return 400, {}, _error("response_format must be a strict json_schema", "invalid_response_format"), [], {}
 
         labels = [{"id": i, "description": describe(t)} for i, t in zip(ids, texts, strict=True)]
@@ -418,7 +428,7 @@ def _make_handler(server: FakeOpenAI):
             return self.rfile.read(int(self.headers.get("content-length") or 0))
 
         def _authorized(self) -> bool:
-            if self.headers.get("authorization") == f"Bearer {server.api_key}":
+            if server.api_key is None or self.headers.get("authorization") == f"Bearer {server.api_key}":
                 return True
             self._send(401, _error("Incorrect API key provided.", "invalid_api_key"))
             return False

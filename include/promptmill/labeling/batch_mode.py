@@ -42,7 +42,7 @@ from promptmill.labeling.ledger import (
     run_spend,
     utcnow,
 )
-from promptmill.labeling.pricing import Usage, load_prices
+from promptmill.labeling.pricing import Usage, prices_for
 from promptmill.labeling.settings import LabelSettings
 from promptmill.labeling.tables import label_batch_items, label_batch_jobs
 from promptmill.labeling.tokens import chat_prompt_tokens
@@ -60,7 +60,7 @@ OPEN_STATES = ("preparing", "submitted", "validating", "in_progress", "finalizin
 
 def _plan_jobs(settings: LabelSettings, info: VersionInfo, rows: list[tuple[int, str]], budget_usd: float | None):
     """Split pending rows into packs and packs into files within the Batch API limits (and the budget)."""
-    prices = load_prices(settings.effective_prices_file)
+    prices = prices_for(settings)
     files: list[list[list[tuple[int, str]]]] = [[]]
     file_bytes = 0
     spent = 0.0
@@ -273,7 +273,7 @@ async def areconcile(
 
     Returns counts (labeled, no_object, requests, spend_usd, tokens, released, open_jobs)."""
     info = ensure_version(engine, settings)
-    prices = load_prices(settings.effective_prices_file)
+    prices = prices_for(settings)
     totals = {"labeled": 0, "no_object": 0, "failed": 0, "requests": 0, "spend_usd": 0.0, "tokens": 0,
               "released": 0, "open_jobs": 0}
     with engine.connect() as conn:

@@ -31,6 +31,10 @@ def add_commands(subparsers: argparse._SubParsersAction, common_parent: argparse
     label.add_argument("--mode", choices=LABEL_MODES, help="sync (Chat Completions) or batch (Batch API, half price)")
     label.add_argument("--service-tier", choices=SERVICE_TIERS, help="e.g. flex (half price, slower) in sync mode")
     label.add_argument("--base-url", help="OpenAI-compatible server (default: OPENAI_BASE_URL or api.openai.com)")
+    label.add_argument("--price-input", type=float, metavar="USD",
+                       help="the model's input price per 1M tokens (default: the price table; a model it does not "
+                            "know costs $0, e.g. a local one)")
+    label.add_argument("--price-output", type=float, metavar="USD", help="the model's output price per 1M tokens")
     label.add_argument("--retry-failed", action="store_true",
                        help="send the prompts labeled `failed` (for the current label version) again, from scratch")
     label.set_defaults(handler=handle_label)
@@ -53,7 +57,8 @@ def _add_run_options(parser: argparse.ArgumentParser, has_json: bool) -> None:
 def settings_from_args(args: argparse.Namespace) -> LabelSettings:
     overrides = {
         name: getattr(args, name, None)
-        for name in ("model", "pack_size", "limit", "max_usd", "concurrency", "mode", "service_tier")
+        for name in ("model", "pack_size", "limit", "max_usd", "concurrency", "mode", "service_tier", "price_input",
+                     "price_output")
     }
     return LabelSettings.from_env(**overrides)
 
@@ -120,6 +125,8 @@ def summary_line(summary: Any) -> str:
             f"stopped: {summary.stopped_by}")
     if summary.budget_note:
         line += f" ({summary.budget_note})"
+    for note in summary.fallbacks:
+        line += f"; {note}"
     if summary.taken_from_dead_runs:
         line += f"; took over {summary.taken_from_dead_runs:,} prompts claimed by a run that died"
     if summary.pending_left:

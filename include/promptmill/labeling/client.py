@@ -28,6 +28,9 @@ CONNECT_TIMEOUT_S = 10.0
 _RETRYABLE_STATUS = {408, 409}
 
 
+NO_KEY = "no-key"
+
+
 @dataclass(frozen=True, slots=True, repr=False)
 class ClientConfig:
     """Where and as whom to call. The API key never appears in repr/str/logs."""
@@ -167,16 +170,18 @@ class LabelClient:
         self._openai: openai.AsyncOpenAI | None = None
 
     async def __aenter__(self) -> LabelClient:
-        if not self.config.api_key:
+        if not self.config.api_key and not self.config.base_url:
             raise FatalAPIError(
                 f"no API key for {self.config.server}: set OPENAI_API_KEY or the password of the "
-                "'openai_default' connection"
+                "'openai_default' connection (a local server given by OPENAI_BASE_URL or --base-url needs none)"
             )
         import httpx2
 
         timeout = self.config.timeout or self.settings.request_timeout_s
         self._openai = openai.AsyncOpenAI(
-            api_key=self.config.api_key,
+            # A local OpenAI-compatible server (vLLM, Ollama, llama.cpp, LM Studio) usually takes no key; the
+            # client library insists on one, and such servers ignore the header.
+            api_key=self.config.api_key or NO_KEY,
             base_url=self.config.base_url,
             organization=self.config.organization,
             project=self.config.project,

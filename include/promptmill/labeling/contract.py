@@ -104,22 +104,34 @@ def max_completion_tokens(settings: LabelSettings, item_count: int) -> int:
     return _ANSWER_FRAME_TOKENS + _ANSWER_TOKENS_PER_ITEM * item_count
 
 
+# What a server that rejects strict structured outputs gets instead (the answer is validated here either way),
+# with the shape the schema would have enforced spelled out.
+JSON_MODE: dict[str, Any] = {"type": "json_object"}
+JSON_MODE_SHAPE = ('Answer with one JSON object and nothing else: {"labels": [{"id": <the item\'s id>, '
+                   '"description": "<its description>"}, ...]}, one entry per item.')
+
+
 def request_body(
-    settings: LabelSettings, instructions: Instructions, items: Sequence[tuple[int, str]], *, for_batch: bool = False
+    settings: LabelSettings, instructions: Instructions, items: Sequence[tuple[int, str]], *, for_batch: bool = False,
+    unsupported: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
-    """The Chat Completions body for ``items`` (local id, prompt text); the same for sync calls and batch lines."""
+    """The Chat Completions body for ``items`` (local id, prompt text); the same for sync calls and batch lines.
+    ``unsupported`` names what the server rejected (``response_format``: JSON mode instead of a strict schema;
+    ``reasoning_effort``: left out)."""
     body: dict[str, Any] = {
         "model": settings.model,
         "messages": [
             {"role": "system", "content": instructions.text},
             {"role": "user", "content": user_message(items)},
         ],
-        "response_format": RESPONSE_FORMAT,
+        "response_format": JSON_MODE if "response_format" in unsupported else RESPONSE_FORMAT,
         "max_completion_tokens": max_completion_tokens(settings, len(items)),
     }
+    if "response_format" in unsupported:
+        body["messages"][0] = {"role": "system", "content": f"{instructions.text}\n\n{JSON_MODE_SHAPE}"}
     if settings.temperature is not None:
         body["temperature"] = settings.temperature
-    if settings.reasoning_effort:
+    if settings.reasoning_effort and "reasoning_effort" not in unsupported:
         body["reasoning_effort"] = settings.reasoning_effort
     if settings.service_tier and not for_batch:
         body["service_tier"] = settings.service_tier

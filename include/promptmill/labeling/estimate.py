@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 
 from promptmill.labeling.contract import request_body
 from promptmill.labeling.ledger import ensure_version, fetch_pending, measured_output_tokens_per_item
-from promptmill.labeling.pricing import Usage, load_prices
+from promptmill.labeling.pricing import Usage, prices_for
 from promptmill.labeling.settings import LabelSettings
 from promptmill.labeling.tokens import chat_prompt_tokens, count_tokens
 
@@ -24,7 +24,7 @@ def estimate(engine: Engine, settings: LabelSettings) -> dict[str, Any]:
     output tokens use the ledger's measured average per labeled prompt for this model, else the setting
     ``output_tokens_per_item``."""
     info = ensure_version(engine, settings)
-    prices = load_prices(settings.effective_prices_file)
+    prices = prices_for(settings)
     with engine.connect() as conn:
         rows = fetch_pending(conn, info.version, limit=settings.limit)
         measured = measured_output_tokens_per_item(conn, settings.model)

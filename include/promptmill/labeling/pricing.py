@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import tomllib
 from dataclasses import dataclass
 from functools import lru_cache
@@ -9,6 +10,9 @@ from pathlib import Path
 from typing import Any
 
 PER_TOKENS = 1_000_000
+
+
+log = logging.getLogger("promptmill.labeling")
 
 
 class PriceError(Exception):
@@ -126,6 +130,33 @@ def _load(path: Path, mtime_ns: int) -> PriceTable:
             raise PriceError(f"the price table {path}: model {name!r} needs numeric input and output ({exc})") from None
     tiers = {"default": 1.0, **{k: float(v) for k, v in (data.get("tiers") or {}).items()}}
     return PriceTable(models=models, tiers=tiers, source=str(path))
+
+
+_warned_free: set[str] = set()
+
+
+def prices_for(settings: Any) -> PriceTable:
+    """The price table of a run: the file's (settings.effective_prices_file), with the model's prices from the
+    settings (--price-input / --price-output, USD per 1M tokens) when given. A model the table does not know
+    and no prices given (a local model under vLLM, Ollama, llama.cpp, LM Studio) costs $0, with one warning."""
+    table = load_prices(settings.effective_prices_file)
+    model = settings.model
+    given = (settings.price_input, settings.price_output)
+    if given != (None, None):
+        known = table.models.get(model)
+        price = ModelPrice(
+            input=given[0] if given[0] is not None else (known.input if known else 0.0),
+            output=given[1] if given[1] is not None else (known.output if known else 0.0),
+        )
+    elif model in table.models:
+        return table
+    else:
+        if model not in _warned_free:
+            _warned_free.add(model)
+            log.warning("no price for model %r in %s: its tokens are counted at $0 (give --price-input and "
+                        "--price-output, USD per 1M tokens, to count them)", model, table.source)
+        price = ModelPrice(input=0.0, output=0.0)
+    return PriceTable(models={**table.models, model: price}, tiers=table.tiers, source=table.source)
 
 
 def load_prices(path: Path) -> PriceTable:

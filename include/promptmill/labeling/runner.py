@@ -13,7 +13,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -38,7 +38,7 @@ from promptmill.labeling.ledger import (
     renew_claims,
     run_spend,
 )
-from promptmill.labeling.pricing import PriceTable, Usage, load_prices
+from promptmill.labeling.pricing import PriceTable, Usage, prices_for
 from promptmill.labeling.settings import LabelSettings
 from promptmill.labeling.tokens import chat_prompt_tokens
 from promptmill.progress import Progress
@@ -85,6 +85,7 @@ class LabelSummary:
     total: int = 0  # pending prompts in scope at the start (after the limit)
     stopped_by: str = "done"  # done | budget | limit | error
     budget_note: str | None = None  # why the budget stopped the run, in figures
+    fallbacks: list[str] = field(default_factory=list)  # request fields the server rejected, and what was sent
     error: str | None = None
     elapsed_s: float = 0.0
 
@@ -183,7 +184,7 @@ class SyncLabeler:
         self.engine = engine
         self.settings = settings
         self.client_config = client_config
-        self.prices: PriceTable = load_prices(settings.effective_prices_file)
+        self.prices: PriceTable = prices_for(settings)
         self.prices.price(settings.model)  # fail before any request when the model has no price
         self.run_key = settings.run_key or f"run-{uuid.uuid4().hex}"
         self.progress = progress
@@ -195,6 +196,7 @@ class SyncLabeler:
         self._meter: Progress | None = None
         self._done = 0
         self._proven = False  # a usable answer came back: fan out to `concurrency` requests only then
+        self._unsupported: frozenset[str] = frozenset()  # request fields the server rejected (see _fall_back)
         self._unusable_streak = 0
 
     async def run(self, *, first_id: int | None = None, last_id: int | None = None) -> LabelSummary:
@@ -317,7 +319,8 @@ class SyncLabeler:
         """What a request of ``pack`` can cost at most: its input tokens counted offline, and every output
         token it allows (max_completion_tokens) priced."""
         assert self.info is not None
-        body = request_body(self.settings, self.info.instructions, [(i, w.text) for i, w in enumerate(pack, 1)])
+        body = request_body(self.settings, self.info.instructions, [(i, w.text) for i, w in enumerate(pack, 1)],
+                            unsupported=self._unsupported)
         usage = Usage(prompt_tokens=chat_prompt_tokens(body["messages"]),
                       completion_tokens=int(body["max_completion_tokens"]))
         return self.prices.cost(self.settings.model, usage, self.settings.price_tier)
@@ -339,7 +342,7 @@ class SyncLabeler:
                 self._reserved_usd -= reserved
                 return
         local = {i: item for i, item in enumerate(pack, start=1)}
-        body = request_body(settings, info.instructions, [(i, item.text) for i, item in local.items()])
+        items = [(i, item.text) for i, item in local.items()]
         record = RequestRecord(
             request_key=uuid.uuid4().hex,
             mode="sync",
@@ -352,7 +355,14 @@ class SyncLabeler:
         )
         try:
             try:
-                result = await client.chat(body)
+                while True:
+                    try:
+                        result = await client.chat(request_body(settings, info.instructions, items,
+                                                                unsupported=self._unsupported))
+                        break
+                    except FatalAPIError as exc:
+                        if not self._fall_back(exc):
+                            raise
             except (FatalAPIError, RetriesExhausted) as exc:
                 record.error = str(exc)
                 record.retries = getattr(exc, "retries", 0)
@@ -392,6 +402,26 @@ class SyncLabeler:
         else:
             self._proven = True
             self._unusable_streak = 0
+
+    def _fall_back(self, error: FatalAPIError) -> bool:
+        """True when ``error`` is a server rejecting a field it does not support (many local OpenAI-compatible
+        servers: a strict json_schema response_format, reasoning_effort); the request goes again without it
+        (JSON mode, the answer validated here as always; the field left out), and the summary says so."""
+        if error.status not in (400, 422):
+            return False
+        text = str(error).lower()
+        for name, words, instead in (
+            ("reasoning_effort", ("reasoning_effort",), "left out"),
+            ("response_format", ("response_format", "json_schema", "structured output"), "JSON mode instead"),
+        ):
+            if name not in self._unsupported and any(word in text for word in words):
+                self._unsupported |= {name}
+                note = f"the server rejected {name}: {instead}"
+                log.warning("%s", note)
+                assert self.summary is not None
+                self.summary.fallbacks.append(note)
+                return True
+        return False
 
     def _judge(self, completion: Any, record: RequestRecord, local: dict[int, WorkItem]):
         """Ledger fields and label outcomes from one answer.

@@ -59,6 +59,9 @@ class LabelSettings(SettingsBase):
 
     # pricing and estimates
     prices_file: UserPath | None = None  # None -> the packaged prices.toml
+    # the model's prices (USD per 1M tokens) over the file's; a model in neither costs $0 (a local model)
+    price_input: float | None = Field(None, ge=0)
+    price_output: float | None = Field(None, ge=0)
     output_tokens_per_item: float = Field(12.0, ge=0)  # estimate fallback until the ledger has a measured average
 
     # planning (DAG) and batch mode
