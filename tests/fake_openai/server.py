@@ -37,7 +37,7 @@ import uuid
 from collections import Counter, deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 NO_OBJECT = "_no_object"
 DEFAULT_MODELS = ("gpt-6-luna", "gpt-5.6-luna", "gpt-4o-mini")
@@ -177,6 +177,7 @@ class FakeOpenAI:
                 "rate_limited": 0,
                 "injected": 0,
                 "abandoned": 0,
+                "batch_list_pages": 0,
                 "admitted_requests": 0,
                 "admitted_tokens": 0,
                 "first_admit": None,
@@ -349,7 +350,9 @@ class FakeOpenAI:
                             "response": {"status_code": 500, "request_id": self.next_id("req"), "body": _error("injected", "server_error")},
                             "error": None})
                 continue
-            status, headers, body, prompts, usage = self.answer(request["body"], fault=None, batch=True)
+            # {"invalid": n}: the first n items of every request get a description that is not valid
+            fault = {"kind": "invalid", "count": faults["invalid"]} if faults.get("invalid") else None
+            status, headers, body, prompts, usage = self.answer(request["body"], fault=fault, batch=True)
             if status == 200:
                 self.bill(headers["x-request-id"], usage, prompts, batch=True)
             entry = {"id": self.next_id("batch_req"), "custom_id": custom_id,
@@ -449,12 +452,19 @@ def _make_handler(server: FakeOpenAI):
             if m := re.fullmatch(r"/v1/files/([^/]+)", path):
                 entry = server.files.get(m.group(1))
                 return self._send(404, _error("no such file", "not_found")) if not entry else self._send(200, _file_public(entry))
-            if path == "/v1/batches":
+            if path == "/v1/batches":  # newest first, in pages (limit, after), as the real API
+                query = parse_qs(urlparse(self.path).query)
+                limit = int(query.get("limit", ["20"])[0])
+                after = query.get("after", [None])[0]
                 with server.lock:
-                    data = sorted(server.batches.values(), key=lambda b: b["created_at"], reverse=True)
-                    data = [dict(b) for b in data]
-                return self._send(200, {"object": "list", "data": data, "has_more": False,
-                                        "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None})
+                    server.stats["batch_list_pages"] += 1
+                    data = sorted(server.batches.values(), key=lambda b: (b["created_at"], b["id"]), reverse=True)
+                    if after is not None:
+                        ids = [b["id"] for b in data]
+                        data = data[ids.index(after) + 1:] if after in ids else []
+                    page = [dict(b) for b in data[:limit]]
+                return self._send(200, {"object": "list", "data": page, "has_more": len(data) > limit,
+                                        "first_id": page[0]["id"] if page else None, "last_id": page[-1]["id"] if page else None})
             if m := re.fullmatch(r"/v1/batches/([^/]+)", path):
                 with server.lock:
                     batch = dict(server.batches[m.group(1)]) if m.group(1) in server.batches else None

@@ -101,3 +101,41 @@ def test_batch_files_respect_the_request_cap(sqlite_engine, batch_settings, clie
     assert len(handle["batch_ids"]) == 3 and len(fake.batches) == 3
     wait_done(client_config, handle, settings)
     assert batch_mode.reconcile(sqlite_engine, settings, client_config, handle["job_ids"])["labeled"] == 30
+
+
+def test_invalid_batch_answers_are_paid_for_a_bounded_number_of_times(engine, batch_settings, client_config, fake):
+    """Issue #18.3: prompts whose batch answers are invalid came back pending after every batch, so every run
+    (and every daily DAG run) paid for them again. Now max_attempts (3) over all runs, then `failed`."""
+    texts = make_prompts(12, seed=67)
+    add_prompts(engine, texts)
+    fake.batch_faults = {"invalid": 1}  # the first item of every request gets an invalid description
+    settings = batch_settings.with_overrides(pack_size=4)
+    results = [batch_mode.run_batch_mode(engine, settings, client_config) for _ in range(4)]
+    # run 1: 3 requests of 4, each first item invalid; run 2: those 3 in one request, the first invalid again;
+    # run 3: that one alone, invalid a third time -> failed; run 4: nothing to submit
+    assert [r["labeled"] for r in results] == [9, 2, 0, 0]
+    rows = label_rows(engine)
+    failed = [r for r in rows.values() if r["status"] == "failed"]
+    assert len(rows) == 12 and failed and all("(3 answers, over all runs)" in r["error"] for r in failed)
+    assert label_status(engine, batch_settings)["pending"] == 0
+    assert results[-1]["requests"] == 0 and not results[-1]["batch_ids"]  # nothing left to pay for
+
+
+def test_the_reattach_lookup_stops_at_batches_older_than_the_job(sqlite_engine, batch_settings, client_config, fake):
+    """Issue #18.3: the lookup listed every batch of the account; it stops at the job's creation time."""
+    import time
+
+    old = int(time.time()) - 86_400
+    for n in range(1_000):
+        fake.batches[f"batch_old{n:04d}"] = {"id": f"batch_old{n:04d}", "object": "batch", "status": "completed",
+                                             "created_at": old - n, "metadata": {}}
+    add_prompts(sqlite_engine, make_prompts(5, seed=71))
+    handle = batch_mode.submit_or_attach(sqlite_engine, batch_settings, client_config)
+    pages_for_the_first_lookup = fake.snapshot()["batch_list_pages"]
+    with sqlite_engine.begin() as conn:  # died after batches.create, before the batch id was committed
+        conn.execute(sa.update(label_batch_jobs).values(batch_id=None, state="preparing"))
+    again = batch_mode.submit_or_attach(sqlite_engine, batch_settings, client_config)
+    assert again["batch_ids"] == handle["batch_ids"] and len(fake.batches) == 1_001
+    # the first submit looked for a batch of its job (none: 10 pages of 100 before) and stopped at the first
+    # batch older than the job
+    assert pages_for_the_first_lookup == 1 and fake.snapshot()["batch_list_pages"] == 2

@@ -16,6 +16,7 @@ Crash safety, step by step:
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import logging
 import time
@@ -34,6 +35,7 @@ from promptmill.labeling.ledger import (
     VersionInfo,
     claim_prompts,
     commit_request,
+    count_attempts,
     ensure_version,
     fetch_pending,
     purge_expired_claims,
@@ -115,6 +117,13 @@ def _open_jobs(conn: Connection, version: str, descriptor: dict[str, Any] | None
     return [dict(r) for r in conn.execute(query.order_by(label_batch_jobs.c.id)).mappings()]
 
 
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    """A stored time as UTC (SQLite gives it back without its zone)."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=dt.UTC)
+
+
 def _update_job(engine: Engine, job_id: int, **values: Any) -> None:
     with engine.begin() as conn:
         conn.execute(
@@ -122,12 +131,23 @@ def _update_job(engine: Engine, job_id: int, **values: Any) -> None:
         )
 
 
-async def _find_batch_by_key(client: LabelClient, job_key: str) -> str | None:
+# How much earlier than its job row a batch may look created (the server's clock against the store's).
+LOOKUP_CLOCK_SLACK_S = 3600
+
+
+async def _find_batch_by_key(client: LabelClient, job_key: str, created_at: dt.datetime | None) -> str | None:
+    """The batch a previous try created for ``job_key``, if any. The account's batches come newest first; the
+    search stops at the first one created before the job row (less a margin for clocks): an account can hold
+    thousands of batches."""
+    oldest = created_at.timestamp() - LOOKUP_CLOCK_SLACK_S if created_at is not None else None
+
     async def send():
         found = None
         async for batch in client.openai.batches.list(limit=100):
             if (batch.metadata or {}).get("promptmill_job") == job_key:
                 found = batch.id
+                break
+            if oldest is not None and batch.created_at < oldest:
                 break
         return found, None
 
@@ -137,7 +157,7 @@ async def _find_batch_by_key(client: LabelClient, job_key: str) -> str | None:
 async def _submit(engine: Engine, settings: LabelSettings, info: VersionInfo, client: LabelClient, job: dict) -> dict:
     if job["batch_id"]:
         return job
-    existing = await _find_batch_by_key(client, job["job_key"])
+    existing = await _find_batch_by_key(client, job["job_key"], _aware(job["created_at"]))
     if existing is None:
         if not job["input_file_id"]:
             with engine.connect() as conn:
@@ -373,6 +393,7 @@ def _reconcile_line(engine, settings, info, prices, job, line: dict, totals: dic
         batch_job_id=job["id"],
     )
     outcomes: list[LabelOutcome] = []
+    against: dict[int, str] = {}
     if line.get("error") or response.get("status_code") != 200 or not isinstance(body, dict):
         err = line.get("error") or (body or {}).get("error") or {}
         record.error = f"{err.get('code') or response.get('status_code')}: {err.get('message') or 'no answer'}"
@@ -384,6 +405,11 @@ def _reconcile_line(engine, settings, info, prices, job, line: dict, totals: dic
         check = check_answer(content, list(local), max_chars=settings.max_description_chars)
         for local_id, description in check.accepted.items():
             outcomes.append(LabelOutcome(local[local_id], description, no_object=description == NO_OBJECT))
+        # As in sync mode: a well-formed answer unusable for one prompt counts against it (bounded, over all runs);
+        # a cut or malformed one is not the prompt's doing.
+        if not check.malformed and choice.get("finish_reason") != "length":
+            against = {local[i]: f"invalid answer: {why}" for i, why in check.invalid.items()}
+            against |= {local[i]: "no answer for it in a well-formed answer" for i in check.missing}
         if choice.get("finish_reason") == "length":
             record.status = "truncated"
         elif check.malformed:
@@ -394,11 +420,16 @@ def _reconcile_line(engine, settings, info, prices, job, line: dict, totals: dic
             # Missing and invalid items simply stay pending: the next run asks for them again.
             record.error = check.malformed or f"{len(check.missing)} missing, {len(check.invalid)} invalid: pending again"
     with engine.begin() as conn:
+        attempts = count_attempts(conn, info.version, against)
+        for pid, count in attempts.items():
+            if count >= settings.max_attempts:
+                outcomes.append(LabelOutcome(pid, None, error=f"{against[pid]} ({count} answers, over all runs)"))
+                totals["failed"] += 1
         commit_request(conn, record, outcomes)
     totals["requests"] += 1
     totals["spend_usd"] += record.cost_usd
     totals["tokens"] += record.usage.total_tokens
-    totals["labeled"] += len(outcomes)
+    totals["labeled"] += sum(1 for o in outcomes if o.description is not None)
     totals["no_object"] += sum(1 for o in outcomes if o.no_object)
 
 

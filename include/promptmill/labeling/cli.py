@@ -102,8 +102,8 @@ def handle_label(args: argparse.Namespace, engine: Engine, settings: object = No
             from promptmill.labeling.batch_mode import run_batch_mode
 
             result = run_batch_mode(engine, settings, client_config)
-            _print(args, result, f"batch mode: labeled {result['labeled']} prompts, spend ${result['spend_usd']:.4f}, "
-                                 f"{result['released']} pending again")
+            _print(args, result, f"batch mode: labeled {result['labeled']:,} prompts ({result['failed']:,} failed), "
+                                 f"spend ${result['spend_usd']:.4f}, {result['released']:,} pending again")
             return 0
 
         def progress(p: Progress) -> None:
