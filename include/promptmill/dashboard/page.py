@@ -178,10 +178,12 @@ def _versions(labeling: dict[str, Any]) -> str:
             fmt_int(v["requests"]),
             fmt_usd(v["spend_usd"]),
             fmt_usd(v["usd_per_1k_labels"]),
+            _evaluation(v.get("evaluation")),
         ))
     headers = [
         ("label version", False), ("model", False), ("labeled", True), ("no object", True), ("failed", True),
         ("pending", True), ("progress", False), ("requests", True), ("spend", True), ("per 1k labels", True),
+        ("on the gold set", False),
     ]
     extra = []
     if labeling["requests_by_status"]:
@@ -190,6 +192,19 @@ def _versions(labeling: dict[str, Any]) -> str:
         extra.append("batch jobs: " + ", ".join(f"{escape(k)} {fmt_int(n)}" for k, n in labeling["batch_jobs_by_state"].items()))
     note = f'<p class="meta">{" &middot; ".join(extra)}</p>' if extra else ""
     return _table(headers, rows, "label-versions") + note
+
+
+def _evaluation(result: dict[str, Any] | None) -> str:
+    """promptmill evaluate-labels' newest result for a version: token F1, exact match, on which gold set."""
+    if not result:
+        return "-"
+
+    def pct(value: float | None) -> str:
+        return "n/a" if value is None else f"{100 * value:.0f}%"
+
+    return (f'<span title="{escape(result["gold"])}, {fmt_int(result["prompts"])} prompts">F1 '
+            f'{pct(result.get("token_f1"))} &middot; exact {pct(result.get("exact_match"))} &middot; '
+            f'{fmt_usd(result.get("usd_per_1k_prompts"))}/1k</span>')
 
 
 def _spend_chart(per_day: list[dict[str, Any]]) -> str:

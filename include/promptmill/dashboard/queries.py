@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from promptmill.audit import HIDDEN_REASONS
+from promptmill.labeling.evaluate import latest_evaluations
 from promptmill.labeling.ledger import count_pending
 from promptmill.labeling.tables import label_batch_jobs, label_requests, label_versions, labels
 from promptmill.publishing.destination import redact_uri
@@ -175,6 +176,8 @@ def label_version_progress(conn: Connection, current: str | None) -> list[dict[s
     kept_prompts = int(
         conn.execute(sa.select(sa.func.count()).select_from(prompts).where(prompts.c.kept.is_(True))).scalar_one()
     )
+    evaluations = latest_evaluations(conn)
+    versions |= set(evaluations)
     result = []
     for version in versions:
         counts = label_counts.get(version, {"labeled": 0, "no_object": 0, "failed": 0})
@@ -195,6 +198,7 @@ def label_version_progress(conn: Connection, current: str | None) -> list[dict[s
             "tokens": money["tokens"],
             "spend_usd": round(money["spend_usd"], 6),
             "usd_per_1k_labels": round(1000 * money["spend_usd"] / counts["labeled"], 4) if counts["labeled"] else None,
+            "evaluation": evaluations.get(version),  # promptmill evaluate-labels: the newest, or None
         })
     # the current version first, then the newest (stable sorts, applied from the weakest key)
     result.sort(key=lambda row: row["version"])

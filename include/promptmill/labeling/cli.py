@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -38,6 +39,22 @@ def add_commands(subparsers: argparse._SubParsersAction, common_parent: argparse
     label.add_argument("--retry-failed", action="store_true",
                        help="send the prompts labeled `failed` (for the current label version) again, from scratch")
     label.set_defaults(handler=handle_label)
+
+    evaluate = subparsers.add_parser(
+        "evaluate-labels", parents=parents, help="score the labeling settings on a gold set before paying for the store",
+        description="Label the prompts of a gold set (CSV or TSV with 'prompt' and 'description' columns) with the "
+                    "current or given settings, without touching the store's prompts, and report the agreement with "
+                    "the gold descriptions, tokens and cost per 1,000 prompts. The result is stored per label "
+                    "version and shown on the dataset page.",
+    )
+    _add_run_options(evaluate, has_json)
+    evaluate.add_argument("--gold", type=Path, required=True, metavar="FILE", help="the gold set (CSV or TSV)")
+    evaluate.add_argument("--limit", type=int, help="evaluate on the first N pairs only")
+    evaluate.add_argument("--concurrency", type=int, help="requests in flight at once")
+    evaluate.add_argument("--base-url", help="OpenAI-compatible server (default: OPENAI_BASE_URL or api.openai.com)")
+    evaluate.add_argument("--price-input", type=float, metavar="USD", help="the model's input price per 1M tokens")
+    evaluate.add_argument("--price-output", type=float, metavar="USD", help="the model's output price per 1M tokens")
+    evaluate.set_defaults(handler=handle_evaluate)
 
     est = subparsers.add_parser("estimate", parents=parents, help="pending count and estimated tokens and cost")
     _add_run_options(est, has_json)
@@ -134,6 +151,42 @@ def summary_line(summary: Any) -> str:
         line += (f"; {summary.pending_left:,} still pending"
                  + (f" ({held:,} being sent by another run that is still running)" if held else ""))
     return line
+
+
+def handle_evaluate(args: argparse.Namespace, engine: Engine, settings: object = None) -> int:
+    from promptmill.labeling.client import ClientConfig
+    from promptmill.labeling.contract import ContractError
+    from promptmill.labeling.errors import LabelingError
+    from promptmill.labeling.evaluate import GoldSetError, evaluate_labels, read_gold
+    from promptmill.labeling.pricing import PriceError
+
+    try:
+        settings = settings_from_args(args)
+        client_config = ClientConfig.from_env(base_url=getattr(args, "base_url", None))
+        gold = read_gold(args.gold)
+    except GoldSetError as exc:
+        return _fail(args, "evaluate-labels", exc, 1)
+    except ValueError as exc:
+        return _fail(args, "evaluate-labels", exc, 2)
+    try:
+        result = evaluate_labels(engine, settings, client_config, gold, limit=args.limit)
+    except (LabelingError, ContractError, PriceError) as exc:
+        return _fail(args, "evaluate-labels", exc, 1)
+
+    def pct(value: float | None) -> str:
+        return "n/a" if value is None else f"{100 * value:.1f}%"
+
+    _print(
+        args,
+        result,
+        f"{result['model']} (version {result['label_version']}) on {result['gold']}, {result['prompts']:,} prompts: "
+        f"exact match {pct(result['exact_match'])}, token F1 {pct(result['token_f1'])}, _no_object precision "
+        f"{pct(result['no_object_precision'])} recall {pct(result['no_object_recall'])}, "
+        f"{result['unanswered']:,} unanswered; {result['tokens_per_1k_prompts']:,} tokens and "
+        f"${result['usd_per_1k_prompts']:.4f} per 1,000 prompts"
+        + "".join(f"; {note}" for note in result["fallbacks"]),
+    )
+    return 0
 
 
 def handle_estimate(args: argparse.Namespace, engine: Engine, settings: object = None) -> int:

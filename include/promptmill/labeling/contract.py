@@ -111,6 +111,37 @@ JSON_MODE_SHAPE = ('Answer with one JSON object and nothing else: {"labels": [{"
                    '"description": "<its description>"}, ...]}, one entry per item.')
 
 
+class RequestShape:
+    """What this server accepts: every request body of a run is built here, and a server that rejects an optional
+    field (many local OpenAI-compatible servers: a strict json_schema response_format, reasoning_effort) is
+    answered by :meth:`learn`, after which bodies go without it (JSON mode, the answer validated here as always;
+    the field left out)."""
+
+    _FIELDS = (
+        ("reasoning_effort", ("reasoning_effort",), "left out"),
+        ("response_format", ("response_format", "json_schema", "structured output"), "JSON mode instead"),
+    )
+
+    def __init__(self, settings: LabelSettings, instructions: Instructions) -> None:
+        self.settings = settings
+        self.instructions = instructions
+        self.unsupported: frozenset[str] = frozenset()
+
+    def body(self, items: Sequence[tuple[int, str]]) -> dict[str, Any]:
+        return request_body(self.settings, self.instructions, items, unsupported=self.unsupported)
+
+    def learn(self, status: int | None, message: str) -> str | None:
+        """The note to report when ``message`` (a 400/422) rejects a field this shape still sends, else None."""
+        if status not in (400, 422):
+            return None
+        text = message.lower()
+        for name, words, instead in self._FIELDS:
+            if name not in self.unsupported and any(word in text for word in words):
+                self.unsupported |= {name}
+                return f"the server rejected {name}: {instead}"
+        return None
+
+
 def request_body(
     settings: LabelSettings, instructions: Instructions, items: Sequence[tuple[int, str]], *, for_batch: bool = False,
     unsupported: frozenset[str] = frozenset(),

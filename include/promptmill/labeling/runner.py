@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from promptmill.labeling.client import ClientConfig, LabelClient
-from promptmill.labeling.contract import NO_OBJECT, check_answer, request_body
+from promptmill.labeling.contract import NO_OBJECT, RequestShape, check_answer
 from promptmill.labeling.errors import FatalAPIError, LabelingError, RetriesExhausted
 from promptmill.labeling.holders import ClaimHolder
 from promptmill.labeling.ledger import (
@@ -196,12 +196,12 @@ class SyncLabeler:
         self._meter: Progress | None = None
         self._done = 0
         self._proven = False  # a usable answer came back: fan out to `concurrency` requests only then
-        self._unsupported: frozenset[str] = frozenset()  # request fields the server rejected (see _fall_back)
         self._unusable_streak = 0
 
     async def run(self, *, first_id: int | None = None, last_id: int | None = None) -> LabelSummary:
         settings = self.settings
         self.info = ensure_version(self.engine, settings)
+        self._shape = RequestShape(settings, self.info.instructions)
         self.holder = ClaimHolder(self.engine)
         try:
             return await self._run(first_id, last_id)
@@ -319,8 +319,7 @@ class SyncLabeler:
         """What a request of ``pack`` can cost at most: its input tokens counted offline, and every output
         token it allows (max_completion_tokens) priced."""
         assert self.info is not None
-        body = request_body(self.settings, self.info.instructions, [(i, w.text) for i, w in enumerate(pack, 1)],
-                            unsupported=self._unsupported)
+        body = self._shape.body([(i, w.text) for i, w in enumerate(pack, 1)])
         usage = Usage(prompt_tokens=chat_prompt_tokens(body["messages"]),
                       completion_tokens=int(body["max_completion_tokens"]))
         return self.prices.cost(self.settings.model, usage, self.settings.price_tier)
@@ -357,8 +356,7 @@ class SyncLabeler:
             try:
                 while True:
                     try:
-                        result = await client.chat(request_body(settings, info.instructions, items,
-                                                                unsupported=self._unsupported))
+                        result = await client.chat(self._shape.body(items))
                         break
                     except FatalAPIError as exc:
                         if not self._fall_back(exc):
@@ -404,24 +402,14 @@ class SyncLabeler:
             self._unusable_streak = 0
 
     def _fall_back(self, error: FatalAPIError) -> bool:
-        """True when ``error`` is a server rejecting a field it does not support (many local OpenAI-compatible
-        servers: a strict json_schema response_format, reasoning_effort); the request goes again without it
-        (JSON mode, the answer validated here as always; the field left out), and the summary says so."""
-        if error.status not in (400, 422):
+        """True when ``error`` rejects a field the server does not support; the request goes again without it."""
+        note = self._shape.learn(error.status, str(error))
+        if note is None:
             return False
-        text = str(error).lower()
-        for name, words, instead in (
-            ("reasoning_effort", ("reasoning_effort",), "left out"),
-            ("response_format", ("response_format", "json_schema", "structured output"), "JSON mode instead"),
-        ):
-            if name not in self._unsupported and any(word in text for word in words):
-                self._unsupported |= {name}
-                note = f"the server rejected {name}: {instead}"
-                log.warning("%s", note)
-                assert self.summary is not None
-                self.summary.fallbacks.append(note)
-                return True
-        return False
+        log.warning("%s", note)
+        assert self.summary is not None
+        self.summary.fallbacks.append(note)
+        return True
 
     def _judge(self, completion: Any, record: RequestRecord, local: dict[int, WorkItem]):
         """Ledger fields and label outcomes from one answer.

@@ -1,6 +1,6 @@
 """Labeling tables (SQLAlchemy Core, on the store's shared ``metadata``).
 
-Migrations ``0002_labeling``, ``0007_label_claims`` and ``0012_label_holders_and_attempts`` create exactly these; keep them in step.
+Migrations ``0002_labeling``, ``0007_label_claims``, ``0012_label_holders_and_attempts`` and ``0013_label_evaluations`` create exactly these; keep them in step.
 """
 
 from __future__ import annotations
@@ -143,4 +143,18 @@ label_attempts = sa.Table(
     sa.Column("version", sa.String(32), primary_key=True),
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("last_error", sa.Text, nullable=True),
+)
+
+# ``promptmill evaluate-labels`` results (migration 0013): one row per evaluation of a label version on a gold set.
+label_evaluations = sa.Table(
+    "label_evaluations",
+    metadata,
+    sa.Column("id", PK, primary_key=True, autoincrement=True),
+    sa.Column("version", sa.String(32), nullable=False, index=True),
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("gold_name", sa.Text, nullable=False),
+    sa.Column("gold_sha256", sa.String(64), nullable=False),
+    sa.Column("prompts", sa.Integer, nullable=False),
+    sa.Column("metrics", sa.Text, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
 )

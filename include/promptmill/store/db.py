@@ -208,7 +208,7 @@ def alembic_config(conn: sa.Connection):
 
 # The newest migration (tests/test_migrations.py checks it against the scripts). A store already there needs no
 # alembic at all: importing and running it on every command would be most of a re-run over ingested files.
-HEAD_REVISION = "0012_label_holders_and_attempts"
+HEAD_REVISION = "0013_label_evaluations"
 
 
 def is_at_head(engine: Engine) -> bool:
