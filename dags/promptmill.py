@@ -19,8 +19,9 @@ versioned train/test split.
 labeling is skipped with the cost estimate in the log, and publishing runs with what is labeled.
 
 **Landing folder:** the `landing_dir` param, else `PROMPTMILL_LANDING_DIR`. Date-partitioned landing folders
-(`<landing>/<YYYY-MM-DD>/...`): a run for a date (scheduled or backfill) ingests that date's partition plus
-unpartitioned files; a manual run without a date takes everything new. Every task is idempotent (content
+(`<landing>/<YYYY-MM-DD>/...`): a run for a date (scheduled, backfill, or triggered from the UI with the logical
+date now) ingests every new file dated up to that date plus unpartitioned files, and logs what it leaves to the
+runs of later dates; a run without a date takes everything new. Every task is idempotent (content
 hashes, upserts, a ledger of paid requests), so retries, re-runs and backfills never duplicate or re-pay.
 
 **Cleaning and dedupe options:** the store records the options its verdicts were computed with. Empty params

@@ -24,19 +24,23 @@ def test_partition_of(tmp_path):
     assert partition_of(tmp_path / "a" / "x.json", tmp_path) is None
 
 
-def test_a_dated_run_takes_its_partition_and_unpartitioned_files(store_url, tmp_path):
+def test_a_dated_run_takes_every_partition_up_to_its_date_and_unpartitioned_files(store_url, tmp_path, caplog):
+    """Issue #19.1: a run for a date D (a UI trigger's logical date is now) takes every new file dated up to D, not
+    only D's own partition (older partitions were skipped forever), and logs what it leaves for later."""
     landing = _landing(tmp_path)
     settings = Settings(database_url=store_url, landing_dir=landing)
-    groups = plan_ingest(settings, run_date="2022-11-02")
+    with caplog.at_level("INFO", logger="promptmill"):
+        groups = plan_ingest(settings, run_date="2022-11-02")
     paths = sorted(p for g in groups for p in g)
-    assert [p.rsplit("/", 2)[-2] for p in paths] == ["2022-11-02", "landing"]
+    assert [p.rsplit("/", 2)[-2] for p in paths] == ["2022-11-01", "2022-11-02", "landing"]
+    assert "left for a later run: 1 files in partitions dated after 2022-11-02 (2022-11-03)" in caplog.text
 
     report = ingest_group(settings, paths)
-    assert report["files_ingested"] == 2 and report["messages"] == 3
+    assert report["files_ingested"] == 3 and report["messages"] == 4
     # what is ingested is not planned again; a manual run (no date) takes every remaining partition
     assert plan_ingest(settings, run_date="2022-11-02") == []
     rest = sorted(p.rsplit("/", 2)[-2] for g in plan_ingest(settings, run_date=None) for p in g)
-    assert rest == ["2022-11-01", "2022-11-03"]
+    assert rest == ["2022-11-03"]
 
 
 def test_groups_are_size_balanced_and_bounded(store_url, tmp_path):

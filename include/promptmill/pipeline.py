@@ -49,8 +49,10 @@ def plan_ingest(
 ) -> list[list[str]]:
     """Top-level export files of the landing folder that hold anything not ingested yet, in size-balanced groups.
 
-    Date-partitioned landing folders (``<landing>/<YYYY-MM-DD>/...``): a run for a date takes that date's
-    partition (plus unpartitioned files); a run without a date (manual) takes every partition. A run whose
+    Date-partitioned landing folders (``<landing>/<YYYY-MM-DD>/...``): a run for a date takes every new file dated
+    up to that date (a scheduled run, a backfill for its day, a run triggered from the UI, whose logical date is
+    now) plus unpartitioned files, and logs the files it leaves to later runs; a run without a date takes every
+    partition. Nothing is skipped forever: a file dated D is taken by the first run for D or later. A run whose
     options differ from the store's fails here, first (see _store_options).
     """
     from promptmill.exports import ExportError
@@ -67,15 +69,17 @@ def plan_ingest(
     # The same shortcut ingest takes: a file ingested under the same path, size and mtime is not hashed again.
     known_files = unchanged_files(engine)
     pending: dict[str, int] = {}
+    later: dict[str, str] = {}  # top-level path -> its partition, dated after the run
     for item in iter_sources([landing], settings):
         if isinstance(item, ExportError):
             pending.setdefault(item.source.split("!", 1)[0], 0)
             continue
         top = item.disk_path  # the real name: a display path escapes a name that is not UTF-8
         date = partition_of(Path(top), landing)
-        if run_date and date and date != run_date:
-            continue
         if (item.display_path, item.size, file_mtime_ns(item)) in known_files:
+            continue
+        if run_date and date and date > run_date:
+            later[top] = date
             continue
         try:
             content_hash = item.content_hash()
@@ -85,6 +89,10 @@ def plan_ingest(
         if known_outcome(engine, content_hash) is None:
             pending[top] = pending.get(top, 0) + item.size
     close_archives()
+    if later:
+        dates = sorted(set(later.values()))
+        shown = ", ".join(dates[:5]) + (f" and {len(dates) - 5} more" if len(dates) > 5 else "")
+        log.info("plan: left for a later run: %d files in partitions dated after %s (%s)", len(later), run_date, shown)
     if not pending:
         return []
     groups_n = min(len(pending), max_groups)
