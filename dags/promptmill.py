@@ -12,7 +12,7 @@ versioned train/test split.
 | `dedupe_messages` | the original exact / near-duplicate rules, over what changed (with `recompute`: every message) |
 | `plan_labeling` | pending prompts of the current label version -> at most 1,024 batch descriptors (ids, never payloads) |
 | `label_prompts` | mapped, pool `openai`: labels one batch (sync), or submits it to the Batch API and defers |
-| `publish_dataset` | a new versioned split folder when anything changed; emits the `promptmill_splits` asset event |
+| `publish_dataset` | a new versioned split folder when anything changed, and only then a `promptmill_splits` asset event |
 
 **Connections:** `promptmill_db` (PostgreSQL store; without it the embedded SQLite default) and `openai_default`
 (password = API key, host = base URL of any OpenAI-compatible server). Without an OpenAI connection or key,
@@ -36,14 +36,19 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk import Asset, AssetAlias, Param, dag, get_current_context, task
 from promptmill.choices import CLEANING_PROFILES, LABEL_MODES, NEAR_DUP_METRICS  # typing only: cheap to parse
 from promptmill_airflow.labeling import LabelBatchOperator
 
 DAG_ID = "promptmill"
 OPENAI_POOL = "openai"
 SPLITS = Asset(name="promptmill_splits", group="promptmill")
+# The publish task's outlet: an event for SPLITS is added through it only when a new version is published, so a
+# training DAG scheduled on SPLITS does not run again for a day that changed nothing.
+PUBLISHED = AssetAlias(name="promptmill_splits_published", group="promptmill")
 
+# A param is optional in the trigger form (no asterisk) only when its type includes "null": every param whose empty
+# value means "the default" says so.
 PARAMS = {
     "landing_dir": Param(
         None,
@@ -54,7 +59,7 @@ PARAMS = {
     ),
     "channels": Param(
         [],
-        type="array",
+        type=["null", "array"],
         items={"type": "string"},
         title="Channels",
         description="Only ingest these channels (ids or names); empty = every channel.",
@@ -101,7 +106,7 @@ PARAMS = {
     ),
     "recompute": Param(
         False,
-        type="boolean",
+        type=["null", "boolean"],
         title="Recompute the whole store",
         description="Apply the options above to every stored message: re-derive each one and recompute every "
         "verdict (as `promptmill reprocess`), then record them as the store's. Off: options other than the "
@@ -110,7 +115,7 @@ PARAMS = {
     ),
     "labeling": Param(
         True,
-        type="boolean",
+        type=["null", "boolean"],
         title="Label new prompts",
         description="Off: ingest and publish only (no API calls).",
         section="Labeling",
@@ -166,14 +171,16 @@ PARAMS = {
     ),
     "include_no_object": Param(
         False,
-        type="boolean",
+        type=["null", "boolean"],
         title="Include _no_object rows",
-        description="Also publish prompts labeled _no_object (the original script's -r false).",
+        description="Also publish the prompts the labeler found nothing concrete to describe in (labeled "
+                    "_no_object: abstract patterns, text, gibberish); off = leave them out, as the original dataset "
+                    "did.",
         section="Publishing",
     ),
     "one_per_cluster": Param(
         False,
-        type="boolean",
+        type=["null", "boolean"],
         title="One prompt per cluster",
         description="Publish only the earliest prompt of each cluster of near-identical prompts (across users): "
                     "a smaller, more diverse dataset.",
@@ -230,7 +237,8 @@ def promptmill():
         from promptmill_airflow import config
 
         context = get_current_context()
-        context["ingest_label"] = f"group {group['group']}/{group['of']}: {len(group['paths'])} files"
+        files = len(group["paths"])
+        context["ingest_label"] = f"group {group['group']} of {group['of']}: {files} file{'s' if files != 1 else ''}"
         params = _params()
         with config.options_conflict_fails_the_task():
             return ingest_group(config.settings(params), group["paths"], recompute=params.get("recompute", False))
@@ -241,7 +249,9 @@ def promptmill():
         from promptmill.pipeline import dedupe
         from promptmill_airflow import config
 
-        reports = list(reports or [])
+        # One slice request for every mapped result: iterating asks for one past the end, which the API server
+        # logs as an error ("XCom not found") on every successful run.
+        reports = list(reports[:]) if reports is not None else []
         params = _params()
         with config.options_conflict_fails_the_task():
             result = dedupe(config.settings(params), recompute=params.get("recompute", False))
@@ -256,7 +266,7 @@ def promptmill():
         from promptmill_airflow import config
 
         params = _params()
-        if not params.get("labeling", True):
+        if params.get("labeling") is False:  # None (an emptied checkbox) = the default, on
             return []
         context = get_current_context()
         return plan(
@@ -273,9 +283,9 @@ def promptmill():
         doc_md="Label one batch of pending prompts (sync), or submit it to the Batch API and defer.",
     ).expand(descriptor=plan_labeling(dedupe_messages(ingest_exports.expand(group=discover_exports()))))
 
-    @task(multiple_outputs=False, outlets=[SPLITS], trigger_rule="none_failed")
+    @task(multiple_outputs=False, outlets=[PUBLISHED], trigger_rule="none_failed")
     def publish_dataset() -> dict:
-        """Publish a new split version when the labeled set changed; the asset event carries version and counts."""
+        """Publish a new split version when the labeled set changed; only then an asset event (version, counts)."""
         from promptmill.pipeline import publish
         from promptmill_airflow import config
 
@@ -288,7 +298,8 @@ def promptmill():
             config.label_settings(params, context["run_id"]),
             run_id=context["run_id"],
         )
-        context["outlet_events"][SPLITS].extra = extra
+        if not extra.get("unchanged"):
+            context["outlet_events"][PUBLISHED].add(SPLITS, extra=extra)
         return extra
 
     labeled >> publish_dataset()

@@ -3,12 +3,22 @@
 # with Airflow's files in <repo>/airflow_home, this repo's dags/ and plugins/, and settings sized for a small machine.
 #
 #   scripts/standalone.sh                      # UI and the dataset page: http://127.0.0.1:8080
+#   scripts/standalone.sh --port 8090          # another port (or AIRFLOW__API__PORT=8090): everything follows it
 #   OPENAI_API_KEY=sk-... PROMPTMILL_LABEL_MAX_USD=5 scripts/standalone.sh
 #
 # The store: PROMPTMILL_DATABASE_URL (a postgresql:// URL becomes the `promptmill_db` connection), else the embedded
 # SQLite file data/promptmill.sqlite. The UI user is `admin`; its password is printed on the first start and kept in
 # airflow_home/simple_auth_manager_passwords.json.generated. Every AIRFLOW__*/PROMPTMILL_* variable already set wins.
 set -euo pipefail
+
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --port) [[ $# -ge 2 && "$2" =~ ^[0-9]+$ ]] || { echo "standalone: --port needs a number" >&2; exit 2; }
+            export AIRFLOW__API__PORT="$2"; shift 2 ;;
+    -h|--help) sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "standalone: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV_BIN="${PROMPTMILL_VENV_BIN:-$REPO/.venv/bin}"
@@ -27,6 +37,10 @@ export AIRFLOW__CORE__PARALLELISM="${AIRFLOW__CORE__PARALLELISM:-4}"
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="${AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION:-False}"
 export AIRFLOW__API__HOST="${AIRFLOW__API__HOST:-127.0.0.1}"
 export AIRFLOW__API__PORT="${AIRFLOW__API__PORT:-8080}"
+# Tasks reach the scheduler through the API server's Task Execution API, at base_url unless told otherwise: both
+# must follow the port, or every task fails with an empty log when the server is not on 8080.
+export AIRFLOW__API__BASE_URL="${AIRFLOW__API__BASE_URL:-http://$AIRFLOW__API__HOST:$AIRFLOW__API__PORT}"
+export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="${AIRFLOW__CORE__EXECUTION_API_SERVER_URL:-$AIRFLOW__API__BASE_URL/execution/}"
 export PROMPTMILL_DATA_DIR="${PROMPTMILL_DATA_DIR:-$REPO/data}"
 export PROMPTMILL_LANDING_DIR="${PROMPTMILL_LANDING_DIR:-$PROMPTMILL_DATA_DIR/landing}"
 mkdir -p "$AIRFLOW_HOME" "$PROMPTMILL_LANDING_DIR"

@@ -4,6 +4,7 @@ Batch API jobs and defers to the triggerer while OpenAI works, so no worker slot
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -93,6 +94,9 @@ class BatchDoneTrigger(BaseTrigger):
         )
 
     async def _client_config(self):
+        # The client stack (openai, httpx) takes about a second to import: in a thread, so that the triggerer's
+        # event loop, shared by every deferred task, is not held up while it loads.
+        await asyncio.to_thread(importlib.import_module, "promptmill.labeling.batch_mode")
         from promptmill.labeling import ClientConfig
 
         from promptmill_airflow.config import OPENAI_CONN_ID
@@ -110,9 +114,9 @@ class BatchDoneTrigger(BaseTrigger):
         return ClientConfig.from_env()
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        client_config = await self._client_config()  # imports the client stack off the event loop first
         from promptmill.labeling.batch_mode import apoll
 
-        client_config = await self._client_config()
         while True:
             status = await apoll(client_config, self.batch_ids)
             if status["done"]:

@@ -46,7 +46,9 @@ def test_dag_conventions(dagbag):
     assert dag.get_task("label_prompts").upstream_task_ids == {"plan_labeling"}
     assert dag.get_task("publish_dataset").upstream_task_ids == {"label_prompts"}
     assert dag.get_task("publish_dataset").trigger_rule == "none_failed"
-    assert [o.name for o in dag.get_task("publish_dataset").outlets] == ["promptmill_splits"]
+    # an alias: the promptmill_splits event is added through it only when a new version is published (#19.3)
+    assert [(type(o).__name__, o.name) for o in dag.get_task("publish_dataset").outlets] == [
+        ("AssetAlias", "promptmill_splits_published")]
 
 
 def test_params_form_defaults_validate_and_have_sections(dagbag):
@@ -60,6 +62,16 @@ def test_params_form_defaults_validate_and_have_sections(dagbag):
         schema = dag.params.get_param(name).schema
         param = dag.params.get_param(name)
         assert schema.get("title") and param.description and schema.get("section"), name
+
+
+def test_only_params_that_need_a_value_are_required_in_the_form(dagbag):
+    """Issue #19.7: Airflow's form marks a param required unless its type includes "null"; "Channels" (empty =
+    every channel) and the checkboxes showed an asterisk."""
+    params = dagbag.dags["promptmill"].params
+    required = {name for name in params.keys()
+                if "null" not in (lambda t: t if isinstance(t, list) else [t])(params.get_param(name).schema["type"])}
+    assert required == {"label_mode", "test_ratio"}
+    assert "-r false" not in params.get_param("include_no_object").description
 
 
 def test_the_params_choices_are_the_settings_choices(dagbag):
@@ -284,6 +296,19 @@ def test_dag_end_to_end_ingest_label_publish(airflow_db, dagbag, pg_database, fa
     assert values and API_KEY not in _json.dumps(values, default=str)
     logs = "".join(p.read_text(errors="replace") for p in airflow_db.rglob("*.log") if p.is_file())
     assert API_KEY not in logs
+
+    # Issue #19.3: a run that publishes nothing new emits no event (a training DAG on the asset would retrain)
+    again = _run_dag(dagbag, {"landing_dir": str(landing), "label_mode": mode, "test_ratio": 0.5,
+                              "one_per_cluster": one_per_cluster})
+    assert again.state == "success"
+    with create_session() as session:
+        later = (
+            session.query(AssetEvent)
+            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            .filter(AssetModel.name == "promptmill_splits", AssetEvent.source_run_id == again.run_id)
+            .count()
+        )
+    assert later == 0
 
 
 @pytest.mark.airflow

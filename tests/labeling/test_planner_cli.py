@@ -19,7 +19,7 @@ def test_plan_covers_pending_in_whole_packs_under_the_cap(sqlite_engine, setting
     assert len(plan) == 4 and [d["batch_no"] for d in plan] == [1, 2, 3, 4]
     assert all(d["count"] % 25 == 0 for d in plan[:-1]) and sum(d["count"] for d in plan) == 230
     assert plan[0]["first_id"] == min(ids) and plan[-1]["last_id"] == max(ids)
-    assert plan[0]["label"] == f"batch 1/4: {plan[0]['count']} prompts"
+    assert plan[0]["label"] == f"batch 1 of 4: {plan[0]['count']:,} prompts"
     json.dumps(plan)  # small and JSON-able for XCom
     limited = plan_batches(sqlite_engine, settings.with_overrides(limit=60, batch_prompts=25))
     assert sum(d["count"] for d in limited) == 60

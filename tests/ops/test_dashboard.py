@@ -228,3 +228,21 @@ def test_names_from_the_store_are_escaped(sqlite_url):
     html = TestClient(create_app(lambda: sqlite_url, label_version_resolver=lambda: None)).get("/").text
     assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "<b>odd</b>" not in html
+
+
+def test_labels_of_prompts_no_longer_kept_are_counted_apart(filled):
+    """Issue #19.6: "LABELED, CURRENT VERSION 316" above "KEPT 312" with 0 left to label: labels of prompts a
+    later dedupe dropped were counted as labeled."""
+    engine, facts = filled
+    with engine.begin() as conn:
+        from promptmill.labeling.tables import labels
+
+        labeled_ok = [row[0] for row in conn.execute(
+            sa.select(labels.c.prompt_id).where(labels.c.version == CURRENT_VERSION, labels.c.status == "ok")
+            .order_by(labels.c.prompt_id).limit(3))]
+        conn.execute(sa.update(prompts).where(prompts.c.id.in_(labeled_ok)).values(kept=False))
+    current = next(v for v in collect_summary(engine, label_version=CURRENT_VERSION)["labeling"]["versions"]
+                   if v["version"] == CURRENT_VERSION)
+    assert current["labeled"] == facts.labeled_current - 3
+    assert current["labeled_not_kept"] == 3
+    assert current["labeled"] + current["failed"] + current["pending"] == facts.kept_prompts - 3

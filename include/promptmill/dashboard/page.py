@@ -186,6 +186,9 @@ def _versions(labeling: dict[str, Any]) -> str:
         ("on the gold set", False),
     ]
     extra = []
+    dropped = sum(v.get("labeled_not_kept", 0) for v in versions if v["current"])
+    if dropped:
+        extra.append(f"{fmt_int(dropped)} labels of the current version belong to prompts no longer kept (not counted)")
     if labeling["requests_by_status"]:
         extra.append("requests: " + ", ".join(f"{escape(k)} {fmt_int(n)}" for k, n in labeling["requests_by_status"].items()))
     if labeling["batch_jobs_by_state"]:

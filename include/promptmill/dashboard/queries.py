@@ -144,12 +144,16 @@ def channel_counts(conn: Connection) -> list[dict[str, Any]]:
 def label_version_progress(conn: Connection, current: str | None) -> list[dict[str, Any]]:
     """Per label version: labels ok / no-object / failed, prompts still pending, requests and spend; newest first."""
     label_counts: dict[str, dict[str, int]] = {}
-    for version, status, no_object, count in conn.execute(
-        sa.select(labels.c.version, labels.c.status, labels.c.no_object, sa.func.count())
-        .group_by(labels.c.version, labels.c.status, labels.c.no_object)
+    # Labels count against the prompts kept now; those of prompts a later dedupe dropped are counted apart.
+    for version, status, no_object, kept, count in conn.execute(
+        sa.select(labels.c.version, labels.c.status, labels.c.no_object, prompts.c.kept, sa.func.count())
+        .join(prompts, prompts.c.id == labels.c.prompt_id)
+        .group_by(labels.c.version, labels.c.status, labels.c.no_object, prompts.c.kept)
     ):
-        entry = label_counts.setdefault(version, {"labeled": 0, "no_object": 0, "failed": 0})
-        if status == "ok":
+        entry = label_counts.setdefault(version, {"labeled": 0, "no_object": 0, "failed": 0, "labeled_not_kept": 0})
+        if not kept:
+            entry["labeled_not_kept"] += int(count) if status == "ok" else 0
+        elif status == "ok":
             entry["labeled"] += int(count)
             if no_object:
                 entry["no_object"] += int(count)
@@ -180,7 +184,7 @@ def label_version_progress(conn: Connection, current: str | None) -> list[dict[s
     versions |= set(evaluations)
     result = []
     for version in versions:
-        counts = label_counts.get(version, {"labeled": 0, "no_object": 0, "failed": 0})
+        counts = label_counts.get(version, {"labeled": 0, "no_object": 0, "failed": 0, "labeled_not_kept": 0})
         money = spend.get(version, {"requests": 0, "spend_usd": 0.0, "tokens": 0})
         info = known.get(version)
         created_at = _as_utc(info.created_at) if info is not None else None
@@ -193,6 +197,7 @@ def label_version_progress(conn: Connection, current: str | None) -> list[dict[s
             "labeled": counts["labeled"],
             "no_object": counts["no_object"],
             "failed": counts["failed"],
+            "labeled_not_kept": counts["labeled_not_kept"],  # labels of prompts no longer kept
             "pending": int(count_pending(conn, version)),
             "requests": money["requests"],
             "tokens": money["tokens"],

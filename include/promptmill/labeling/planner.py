@@ -37,7 +37,7 @@ def plan_batches(engine: Engine, settings: LabelSettings, max_batches: int = MAX
             "last_id": int(chunk[-1]),
             "count": len(chunk),
             "version": info.version,
-            "label": f"batch {n}/{len(chunks)}: {len(chunk)} prompts",
+            "label": f"batch {n} of {len(chunks)}: {len(chunk):,} prompt{'s' if len(chunk) != 1 else ''}",
         }
         for n, chunk in enumerate(chunks, start=1)
     ]
