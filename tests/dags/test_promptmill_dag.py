@@ -278,13 +278,16 @@ def test_dag_end_to_end_ingest_label_publish(airflow_db, dagbag, pg_database, fa
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
 
-    with create_session() as session:
-        events = (
+    def splits_events(session, run_id):
+        return (
             session.query(AssetEvent)
             .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
-            .filter(AssetModel.name == "promptmill_splits", AssetEvent.source_run_id == run.run_id)
+            .filter(AssetModel.name == "promptmill_splits", AssetEvent.source_run_id == run_id)
             .all()
         )
+
+    with create_session() as session:
+        events = splits_events(session, run.run_id)
         assert len(events) == 1
         extra = dict(events[0].extra)
         assert extra["version"] == latest
@@ -302,13 +305,7 @@ def test_dag_end_to_end_ingest_label_publish(airflow_db, dagbag, pg_database, fa
                               "one_per_cluster": one_per_cluster})
     assert again.state == "success"
     with create_session() as session:
-        later = (
-            session.query(AssetEvent)
-            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
-            .filter(AssetModel.name == "promptmill_splits", AssetEvent.source_run_id == again.run_id)
-            .count()
-        )
-    assert later == 0
+        assert splits_events(session, again.run_id) == []
 
 
 @pytest.mark.airflow

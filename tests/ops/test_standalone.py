@@ -86,17 +86,7 @@ def test_standalone_serves_the_dataset_page(tmp_path):
         assert pools["slots"] == 4
         assert "sk-standalone-test-not-a-key" not in log.read_text()
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-        time.sleep(1)
-        try:  # children of standalone share its session; make sure none outlive the test
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        _stop(process)
 
 
 def _stop(process: subprocess.Popen) -> None:
