@@ -11,7 +11,8 @@ versioned train/test split.
 | `ingest_exports` | mapped, one group each: every message stored with a status; bad files quarantined with the reason |
 | `dedupe_messages` | the original exact / near-duplicate rules, over what changed (with `recompute`: every message) |
 | `plan_labeling` | pending prompts of the current label version -> at most 1,024 batch descriptors (ids, never payloads) |
-| `label_prompts` | mapped, pool `openai`: labels one batch (sync), or submits it to the Batch API and defers |
+| `label_prompts` | mapped, pool `openai`: labels one batch (sync), or submits it to the Batch API (batch mode) |
+| `collect_batches` | batch mode: the newest run defers until every submitted job is done and folds in the answers |
 | `publish_dataset` | a new versioned split folder when anything changed, and only then a `promptmill_splits` asset event |
 
 **Connections:** `promptmill_db` (PostgreSQL store; without it the embedded SQLite default) and `openai_default`
@@ -38,7 +39,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Asset, AssetAlias, Param, dag, get_current_context, task
 from promptmill.choices import CLEANING_PROFILES, LABEL_MODES, NEAR_DUP_METRICS  # typing only: cheap to parse
-from promptmill_airflow.labeling import LabelBatchOperator
+from promptmill_airflow.labeling import CollectBatchesOperator, LabelBatchOperator
 
 DAG_ID = "promptmill"
 OPENAI_POOL = "openai"
@@ -280,16 +281,26 @@ def promptmill():
         pool=OPENAI_POOL,
         map_index_template="{{ task.descriptor['label'] }}",
         retries=3,
-        doc_md="Label one batch of pending prompts (sync), or submit it to the Batch API and defer.",
+        doc_md="Label one batch of pending prompts (sync), or submit it to the Batch API (batch mode).",
     ).expand(descriptor=plan_labeling(dedupe_messages(ingest_exports.expand(group=discover_exports()))))
+
+    collected = CollectBatchesOperator(
+        task_id="collect_batches",
+        trigger_rule="none_failed",
+        doc_md="Batch mode: wait (deferred, newest run only) for every submitted Batch API job, then fold the answers "
+               "into labels; a run catching up takes what is finished and goes on.",
+    )
 
     @task(multiple_outputs=False, outlets=[PUBLISHED], trigger_rule="none_failed")
     def publish_dataset() -> dict:
         """Publish a new split version when the labeled set changed; only then an asset event (version, counts)."""
-        from promptmill.pipeline import publish
+        from airflow.sdk.exceptions import AirflowSkipException
+        from promptmill.pipeline import is_catching_up, publish
         from promptmill_airflow import config
 
         context = get_current_context()
+        if is_catching_up(context.get("logical_date")):
+            raise AirflowSkipException("catching up (a run of a past day): publishing is left to the newest run")
         params = context["params"]
         settings = config.settings(params)
         extra = publish(
@@ -302,7 +313,7 @@ def promptmill():
             context["outlet_events"][PUBLISHED].add(SPLITS, extra=extra)
         return extra
 
-    labeled >> publish_dataset()
+    labeled >> collected >> publish_dataset()
 
 
 promptmill()

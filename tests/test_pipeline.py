@@ -135,3 +135,15 @@ def test_a_run_with_options_other_than_the_stores_fails_unless_it_recomputes(sto
     assert options.read(engine) == options.StoreOptions("quality", "token_set", 0.8, 3600)
     assert dedupe(Settings(database_url=store_url, landing_dir=landing))["status"]["options"]["near_dup_metric"] == \
         "token_set"  # a run without params follows the store
+
+
+def test_a_run_of_a_past_day_is_catching_up():
+    from datetime import UTC, datetime, timedelta
+
+    from promptmill.pipeline import is_catching_up
+
+    now = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
+    assert not is_catching_up(None, now)  # no logical date: the newest
+    assert not is_catching_up(datetime(2026, 12, 7, 0, 0, tzinfo=UTC), now)  # today's scheduled run
+    assert not is_catching_up(now - timedelta(hours=30), now)  # yesterday's, started late
+    assert is_catching_up(datetime(2026, 12, 5, tzinfo=UTC), now)  # a backfilled day

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from promptmill.settings import Settings
@@ -164,6 +165,21 @@ def plan_labeling(settings: Settings, label_settings, client_config, max_batches
         )
         return []
     return plan_batches(engine, label_settings, max_batches=max_batches)
+
+
+# A run whose logical date is older than this is catching up (a backfill of past days, a scheduler that was off).
+CATCHING_UP_AFTER = timedelta(hours=36)
+
+
+def is_catching_up(logical_date: datetime | None, now: datetime | None = None) -> bool:
+    """True for a run of a past day: it ingests and labels (in batch mode it submits its jobs without waiting for
+    them) but leaves waiting for batches and publishing to the newest run, so that a backfill of N days costs
+    one batch turnaround and publishes once instead of N times. A run without a logical date, or one for today
+    or yesterday (a scheduled run, a trigger from the UI), is the newest."""
+    if logical_date is None:
+        return False
+    now = now or datetime.now(UTC)
+    return now - logical_date > CATCHING_UP_AFTER
 
 
 def publish(settings: Settings, publish_settings, label_settings=None, run_id: str | None = None) -> dict:

@@ -1,5 +1,6 @@
-"""The mapped labeling task: sync mode labels its batch in the worker; batch mode submits (or re-attaches to)
-Batch API jobs and defers to the triggerer while OpenAI works, so no worker slot waits for hours."""
+"""The labeling tasks: the mapped one labels its batch in the worker (sync mode) or submits (or re-attaches to)
+Batch API jobs (batch mode); collect_batches then defers to the triggerer while OpenAI works, so no worker slot
+waits for hours, and reconciles what came back."""
 
 from __future__ import annotations
 
@@ -44,23 +45,52 @@ class LabelBatchOperator(BaseOperator):
         if label_settings.mode == "batch":
             from promptmill.labeling.batch_mode import submit_or_attach
 
-            # The job rows and batch ids are committed before we wait: a retried task re-attaches, never re-pays.
-            handle = submit_or_attach(engine, label_settings, client_config, self.descriptor)
-            if handle["batch_ids"]:
-                self.defer(
-                    trigger=BatchDoneTrigger(
-                        batch_ids=handle["batch_ids"],
-                        job_ids=handle["job_ids"],
-                        poll_s=label_settings.batch_poll_s,
-                    ),
-                    method_name="reconcile_batches",
-                    kwargs={"job_ids": handle["job_ids"]},
-                    timeout=timedelta(hours=26),  # the Batch API's 24 h window, plus finalizing
-                )
-            return self.reconcile_batches(context, event=None, job_ids=handle["job_ids"])
+            # Submit only: the job rows and batch ids are committed at once (a retried task re-attaches, never
+            # re-pays), and collect_batches waits for every run's jobs in one place.
+            return submit_or_attach(engine, label_settings, client_config, self.descriptor)
         from promptmill.labeling import label_batch
 
         return label_batch(engine, label_settings, client_config, self.descriptor)
+
+
+class CollectBatchesOperator(BaseOperator):
+    """Fold the answers of submitted Batch API jobs into labels, whichever run submitted them.
+
+    The newest run (see promptmill.pipeline.is_catching_up) defers to the triggerer until every submitted job
+    is done, then reconciles them all; a run catching up (a backfill of past days) reconciles what is finished
+    and goes on, so N backfilled days wait for one batch turnaround, in the newest run, instead of N.
+    """
+
+    ui_color = "#f2e6ff"
+
+    def _resolve(self, context):
+        from promptmill_airflow import config
+
+        params = context["params"]
+        settings = config.settings(params)
+        return settings.connect_store(), config.label_settings(params, context["run_id"]), config.client_config()
+
+    def execute(self, context) -> dict[str, Any]:
+        from promptmill.labeling.batch_mode import submitted_jobs
+        from promptmill.pipeline import is_catching_up
+
+        engine, label_settings, client_config = self._resolve(context)
+        if not (client_config.api_key or client_config.base_url):
+            return {}  # labeling is off (the plan said why); nothing can be polled either
+        jobs = submitted_jobs(engine, label_settings)
+        if not jobs["job_ids"]:
+            return {}
+        if is_catching_up(context.get("logical_date")):
+            log.info("catching up: %d submitted batch jobs are collected without waiting; the newest run waits",
+                     len(jobs["job_ids"]))
+            return self.reconcile_batches(context, job_ids=jobs["job_ids"])
+        self.defer(
+            trigger=BatchDoneTrigger(batch_ids=jobs["batch_ids"], job_ids=jobs["job_ids"],
+                                     poll_s=label_settings.batch_poll_s),
+            method_name="reconcile_batches",
+            kwargs={"job_ids": jobs["job_ids"]},
+            timeout=timedelta(hours=26),  # the Batch API's 24 h window, plus finalizing
+        )
 
     def reconcile_batches(
         self, context, event: dict | None = None, job_ids: list[int] | None = None

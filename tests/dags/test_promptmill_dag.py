@@ -39,12 +39,14 @@ def test_dag_conventions(dagbag):
         assert task.retries >= 2, task.task_id
         assert task.doc_md, task.task_id
     assert set(dag.task_ids) == {
-        "discover_exports", "ingest_exports", "dedupe_messages", "plan_labeling", "label_prompts", "publish_dataset",
+        "discover_exports", "ingest_exports", "dedupe_messages", "plan_labeling", "label_prompts", "collect_batches",
+        "publish_dataset",
     }
     assert dag.get_task("dedupe_messages").upstream_task_ids == {"ingest_exports"}
     assert dag.get_task("label_prompts").pool == "openai"
     assert dag.get_task("label_prompts").upstream_task_ids == {"plan_labeling"}
-    assert dag.get_task("publish_dataset").upstream_task_ids == {"label_prompts"}
+    assert dag.get_task("collect_batches").upstream_task_ids == {"label_prompts"}
+    assert dag.get_task("publish_dataset").upstream_task_ids == {"collect_batches"}
     assert dag.get_task("publish_dataset").trigger_rule == "none_failed"
     # an alias: the promptmill_splits event is added through it only when a new version is published (#19.3)
     assert [(type(o).__name__, o.name) for o in dag.get_task("publish_dataset").outlets] == [
@@ -353,3 +355,53 @@ def test_backfill_through_the_cli_creates_dated_runs_with_conf(airflow_db, tmp_p
     out = airflow("backfill", "create", "--dag-id", "promptmill", "--from-date", "2022-09-20", "--to-date",
                   "2022-09-21", "--dag-run-conf", _json.dumps({"test_ratio": 7}))
     assert out.returncode != 0
+
+
+@pytest.mark.airflow
+def test_a_batch_mode_backfill_waits_once_and_publishes_once(airflow_db, dagbag, pg_database, fake_openai, tmp_path,
+                                                              monkeypatch):
+    """Issue #19.2: each backfilled day waited for its own Batch API job (24 h at worst) and published its own
+    version. Runs of past days now submit without waiting and do not publish; the newest run waits once for every
+    submitted job and publishes once."""
+    import datetime as dt
+    import json as _json
+
+    from promptmill.pipeline import is_catching_up
+
+    _reset_store(pg_database)
+    monkeypatch.setenv("AIRFLOW_CONN_PROMPTMILL_DB", _store_conn(pg_database))
+    monkeypatch.setenv("AIRFLOW_CONN_OPENAI_DEFAULT",
+                       _json.dumps({"conn_type": "openai", "password": API_KEY, "host": fake_openai.base_url}))
+    published = tmp_path / "published"
+    monkeypatch.setenv("PROMPTMILL_PUBLISH_OUT_URI", f"file://{published}")
+    monkeypatch.setenv("PROMPTMILL_LABEL_BATCH_POLL_S", "0.2")
+    fake_openai.batch_delay = 3.0  # a batch turnaround the runs of past days must not wait for
+    landing = tmp_path / "landing"
+    days = ["2022-11-01", "2022-11-02", "2022-11-03"]
+    for n, (day, subject) in enumerate(zip(days, ["a fox", "a lighthouse", "a castle"], strict=True)):
+        write_json_export(landing / day / f"dreambot [{201 + n}].json", str(201 + n),
+                          [slash(f"user{n}", f"{subject} at dawn, oil painting", 60 * n, seq=10 + n)])
+    conf = {"landing_dir": str(landing), "label_mode": "batch"}
+    now = dt.datetime.now(dt.UTC)
+    for day in days:
+        logical = dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC)
+        assert is_catching_up(logical, now)
+        started = time.monotonic()
+        run = _run_dag(dagbag, conf, logical_date=logical)
+        assert run.state == "success"
+        states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+        assert states["publish_dataset"] == "skipped", states
+        assert time.monotonic() - started < fake_openai.batch_delay * 3  # did not sit out the turnaround
+    assert not (published / "LATEST").exists()
+    assert len(fake_openai.batches) == 3  # each day submitted its own prompts
+
+    newest = _run_dag(dagbag, conf)  # today's run (a scheduled one, or a trigger from the UI)
+    assert newest.state == "success"
+    engine = sa.create_engine(pg_database)
+    with engine.connect() as conn:
+        labeled = conn.execute(sa.text("SELECT count(*) FROM labels WHERE status = 'ok'")).scalar()
+        kept = conn.execute(sa.text("SELECT count(*) FROM prompts WHERE kept")).scalar()
+        publications = conn.execute(sa.text("SELECT count(*) FROM publications")).scalar()
+    engine.dispose()
+    assert labeled == kept == 3 and publications == 1
+    assert (published / "LATEST").exists()

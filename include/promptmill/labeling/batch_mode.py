@@ -41,6 +41,7 @@ from promptmill.labeling.ledger import (
     purge_expired_claims,
     release_claims,
     request_key_exists,
+    resolve_version,
     run_spend,
     utcnow,
 )
@@ -115,6 +116,20 @@ def _open_jobs(conn: Connection, version: str, descriptor: dict[str, Any] | None
             label_batch_jobs.c.last_id == int(descriptor["last_id"]),
         )
     return [dict(r) for r in conn.execute(query.order_by(label_batch_jobs.c.id)).mappings()]
+
+
+def submitted_jobs(engine: Engine, settings: LabelSettings) -> dict[str, list]:
+    """The submitted, not yet reconciled jobs of the current label version, from any run: ``{"job_ids": [...],
+    "batch_ids": [...]}`` (JSON-able). What a run collects before it publishes."""
+    info = resolve_version(settings)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(label_batch_jobs.c.id, label_batch_jobs.c.batch_id)
+            .where(label_batch_jobs.c.version == info.version, label_batch_jobs.c.state != "reconciled",
+                   label_batch_jobs.c.batch_id.is_not(None))
+            .order_by(label_batch_jobs.c.id)
+        ).all()
+    return {"job_ids": [int(job_id) for job_id, _ in rows], "batch_ids": [batch_id for _, batch_id in rows]}
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
