@@ -146,3 +146,37 @@ def test_exit_codes_are_documented_and_bad_values_are_usage_errors(tmp_path):
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "test_ratio" in out.stderr
     out = run("status", "--db", db, env_extra={"PROMPTMILL_INGEST_WORKERS": "many"})
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "ingest_workers" in out.stderr
+
+
+def test_a_mistyped_path_exits_1_and_records_nothing(tmp_path):
+    """Issue #20.3: a mistyped path was recorded as a quarantined file and the command exited 0."""
+    store = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    out = run("ingest", str(tmp_path / "exprots"), "--db", store)
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines() == [f"promptmill ingest: {tmp_path / 'exprots'}: no such file or directory"]
+    assert not (tmp_path / "store.sqlite").exists()  # nothing recorded, not even a store
+
+
+def test_a_missing_path_beside_real_ones_is_reported_and_the_rest_ingested(tmp_path):
+    landing = tmp_path / "landing"
+    write_csv_export(landing / "dreambot [7].csv", [slash("ann", "a red fox in the snow", 0, seq=1)])
+    store = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    out = run("ingest", str(landing), str(tmp_path / "typo"), "--db", store, "--json")
+    assert out.returncode == 1
+    assert f"{tmp_path / 'typo'}: no such file or directory" in out.stderr
+    report = json.loads(out.stdout)
+    assert (report["files_ingested"], report["files_quarantined"]) == (1, [])
+
+
+def test_a_folder_with_nothing_to_ingest_says_what_it_found(tmp_path):
+    """Issue #20.3: a folder of DiscordChatExporter's default HTML exports said `files: 0 seen` and exited 0."""
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    for n in range(12):
+        (exports / f"Stable Diffusion - dream-{n} [10{n}].html").write_text("<html></html>")
+    (exports / "notes.md").write_text("x")
+    out = run("ingest", str(exports), "--db", f"sqlite:///{tmp_path / 'store.sqlite'}")
+    assert out.returncode == 1
+    assert ("12 .html files: DiscordChatExporter's HTML exports cannot be read yet; export with -f Json "
+            "(or -f Csv)") in out.stderr
+    assert "1 .md file" in out.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -153,14 +154,25 @@ def _print_json(obj) -> None:
 def cmd_ingest(args, settings: Settings) -> int:
     from promptmill.ingest import ingest_paths
 
-    for path in args.paths:
-        if not Path(path).exists():
-            # Reported in the summary as quarantined too, but a typo deserves a clear line up front.
-            print(f"promptmill: warning: {path}: no such file or directory", file=sys.stderr)
+    # A path that does not exist is a mistake in the command, not a file to quarantine: one line each, nothing
+    # recorded for it, exit 1; the other paths are ingested.
+    missing = [path for path in args.paths if not os.path.lexists(path)]
+    for path in missing:
+        print(f"promptmill ingest: {path}: no such file or directory", file=sys.stderr)
+    paths = [path for path in args.paths if path not in missing]
+    if not paths:
+        return 1
     engine = _engine(settings)
     settings = store_options.settle(engine, settings)  # the store's options; other ones stop here (exit 2)
-    report = ingest_paths(engine, args.paths, settings, run_dedupe=not args.no_dedupe)
+    report = ingest_paths(engine, paths, settings, run_dedupe=not args.no_dedupe)
     data = report.as_dict()
+    nothing_found = data["files_seen"] == 0 and not data["files_quarantined"]
+    if nothing_found:
+        from promptmill.exports.discovery import what_is_here
+
+        found = what_is_here(paths)
+        print(f"promptmill ingest: no .json, .csv or .zip exports under {', '.join(paths)}; found "
+              + "; ".join(found), file=sys.stderr)
     if args.json:
         _print_json(data)
     else:
@@ -177,7 +189,7 @@ def cmd_ingest(args, settings: Settings) -> int:
         if data["rejected"]:
             print("rejected: " + ", ".join(f"{k} {v:,}" for k, v in data["rejected"].items()))
         print(f"elapsed: {data['elapsed_s']:.1f}s")
-    return 0
+    return 1 if missing or nothing_found else 0
 
 
 def cmd_dedupe(args, settings: Settings) -> int:

@@ -130,3 +130,38 @@ class _Walker:
 def _folders_of(path: str) -> list[str]:
     folder = os.path.dirname(path)
     return [part for part in folder.replace("\\", "/").split("/") if part]
+
+
+# What users find in a folder of exports that promptmill cannot read, and what to do about it.
+_HINTS = {
+    ".html": "DiscordChatExporter's HTML exports cannot be read yet; export with -f Json (or -f Csv)",
+    ".htm": "DiscordChatExporter's HTML exports cannot be read yet; export with -f Json (or -f Csv)",
+    ".txt": "DiscordChatExporter's plain-text exports cannot be read yet; export with -f Json (or -f Csv)",
+}
+_LOOK_AT_MOST = 100_000  # files: what a hint needs, bounded for a path that is a whole disk
+
+
+def what_is_here(paths: Iterable[str | os.PathLike]) -> list[str]:
+    """For a run that found nothing to ingest: the kinds of files under ``paths``, most common first, each with a
+    hint when there is one ("12 .html files: DiscordChatExporter's HTML exports cannot be read yet; ..."), or
+    ["no files"]. Hidden files and folders are left out, as discovery leaves them."""
+    counts: dict[str, int] = {}
+    looked = 0
+    for root in paths:
+        root = os.fspath(root)
+        walk = [(root, [], [os.path.basename(root)])] if os.path.isfile(root) else os.walk(root)
+        for _folder, subfolders, files in walk:
+            subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+            for name in files:
+                if name.startswith(".") or looked >= _LOOK_AT_MOST:
+                    continue
+                looked += 1
+                extension = os.path.splitext(name)[1].lower() or "(no extension)"
+                counts[extension] = counts.get(extension, 0) + 1
+    if not counts:
+        return ["no files"]
+    lines = []
+    for extension, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+        kind = f"{count:,} {extension} file{'s' if count != 1 else ''}"
+        lines.append(f"{kind}: {_HINTS[extension]}" if extension in _HINTS else kind)
+    return lines
