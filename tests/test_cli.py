@@ -180,3 +180,18 @@ def test_a_folder_with_nothing_to_ingest_says_what_it_found(tmp_path):
     assert ("12 .html files: DiscordChatExporter's HTML exports cannot be read yet; export with -f Json "
             "(or -f Csv)") in out.stderr
     assert "1 .md file" in out.stderr
+
+
+def test_the_demo_has_its_own_store_and_destination(tmp_path):
+    """Issue #20.2: the demo's synthetic samples landed in the default store, so a user's first publish shipped
+    synthetic prompts."""
+    user_store = tmp_path / "mine.sqlite"
+    env = {"PROMPTMILL_DATA_DIR": str(tmp_path / "data"), "PROMPTMILL_DATABASE_URL": f"sqlite:///{user_store}",
+           "PROMPTMILL_PUBLISH_OUT_URI": str(tmp_path / "my-published"), "OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""}
+    out = run("demo", env_extra=env)
+    assert out.returncode == 0, out.stderr
+    assert f"demo store: sqlite:///{tmp_path / 'data' / 'demo' / 'promptmill.sqlite'}" in out.stdout
+    assert (tmp_path / "data" / "demo" / "promptmill.sqlite").exists()
+    assert not user_store.exists() and not (tmp_path / "my-published").exists()
+    status = run("status", "--json", env_extra=env)
+    assert json.loads(status.stdout)["messages"] == 0  # the user's store: nothing of the demo's

@@ -232,7 +232,7 @@ def cmd_status(args, settings: Settings) -> int:
 
     status = store_status(_engine(settings), settings)
     if args.json:
-        _print_json(status)
+        _print_json({"store": redact_url(settings.effective_database_url), **status})
     else:
         print(f"store: {redact_url(settings.effective_database_url)}")
         print(format_status(status))
@@ -264,8 +264,9 @@ def cmd_audit(args, settings: Settings) -> int:
 
 
 def cmd_demo(args, settings: Settings) -> int:
-    from promptmill.demo import run_demo
+    from promptmill.demo import demo_settings, run_demo
 
+    settings = demo_settings(settings, database_url=getattr(args, "db", None))
     return run_demo(store_options.settle(_engine(settings), settings), samples=args.samples)
 
 

@@ -12,6 +12,18 @@ from promptmill.settings import Settings
 from promptmill.store.db import redact_url
 
 
+DEMO_FOLDER = "demo"
+
+
+def demo_settings(settings: Settings, *, database_url: str | None = None) -> Settings:
+    """The demo's own store and outputs, in ``<data dir>/demo/``: the synthetic samples never land in the store
+    (or the publication destination) a user's own exports go to. Only ``--db`` given to `promptmill demo`
+    itself points it elsewhere."""
+    data_dir = Path(settings.data_dir) / DEMO_FOLDER
+    return Settings(**{**settings.model_dump(exclude={"database_url", "data_dir", "landing_dir"}),
+                       "data_dir": data_dir, "database_url": database_url})
+
+
 def run_demo(settings: Settings, samples: Path) -> int:
     from promptmill.export_cleaned import export_cleaned
     from promptmill.ingest import ingest_paths
@@ -58,7 +70,10 @@ def run_demo(settings: Settings, samples: Path) -> int:
             f"{done.get('failed', 0):,} failed, ${done.get('spend_usd', 0.0):.4f} spent"
         )
 
-    publish_settings = PublishSettings.from_env(data_dir=settings.data_dir)
+    from promptmill.publishing.settings import default_out_uri
+
+    # the demo's own destination, whatever PROMPTMILL_PUBLISH_OUT_URI says
+    publish_settings = PublishSettings.from_env(data_dir=settings.data_dir, out_uri=default_out_uri(settings.data_dir))
     result = publish(engine, publish_settings, run_id="promptmill-demo", label_settings=label_settings)
     print("\n3. publishing")
     if result.status == "empty":
@@ -67,5 +82,6 @@ def run_demo(settings: Settings, samples: Path) -> int:
         word = "unchanged, still" if result.unchanged else "new version"
         print(f"   {word} {result.version}: {result.counts.get('train', 0):,} train / {result.counts.get('test', 0):,} test rows")
         print(f"   published splits: {result.uri}")
-    print(f"\nstore: {redact_url(url)}  |  `promptmill status` for counts, `promptmill --help` for more")
+    print(f"\ndemo store: {redact_url(url)} (the demo's own: your exports go to the default store, see "
+          "`promptmill status`)  |  `promptmill --help` for more")
     return 0
