@@ -11,7 +11,6 @@ from pathlib import Path
 from promptmill.settings import Settings
 from promptmill.store.db import redact_url
 
-
 DEMO_FOLDER = "demo"
 
 
