@@ -195,3 +195,35 @@ def test_the_demo_has_its_own_store_and_destination(tmp_path):
     assert not user_store.exists() and not (tmp_path / "my-published").exists()
     status = run("status", "--json", env_extra=env)
     assert json.loads(status.stdout)["messages"] == 0  # the user's store: nothing of the demo's
+
+
+def test_every_command_has_a_description_an_example_and_documented_options():
+    """Issue #20.5: several commands had no description, options no help, defaults shown inconsistently."""
+    import argparse
+
+    from promptmill.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert {"ingest", "dedupe", "reprocess", "status", "demo", "label", "estimate", "publish", "audit",
+            "export-cleaned", "evaluate-labels"} <= set(commands)
+    for name, command in commands.items():
+        assert command.description and "example" in (command.epilog or ""), name
+        assert not command.allow_abbrev, name
+        for action in command._actions:
+            if isinstance(action, argparse._HelpAction) or action.help == argparse.SUPPRESS:
+                continue
+            assert action.help, (name, action.dest)
+            if action.option_strings and action.dest not in ("json", "quiet", "gold", "retry_failed", "sample",
+                                                             "seed", "base_url", "no_dedupe", "full", "limit"):
+                assert "default:" in action.help, (name, action.dest)
+    label_help = " ".join(commands["label"].format_help().split())
+    assert "OPENAI_API_KEY" in label_help and "OPENAI_BASE_URL" in label_help and "gpt-6-luna" in label_help
+    assert "env PROMPTMILL_LABEL_MAX_USD" in label_help
+
+
+def test_version_and_no_abbreviated_options():
+    out = run("--version")
+    assert out.returncode == 0 and out.stdout.startswith("promptmill ")
+    out = run("ingest", "x", "--no-dedup")
+    assert out.returncode == 2 and "unrecognized arguments: --no-dedup" in out.stderr

@@ -7,24 +7,52 @@ import json
 import logging
 import os
 import sys
+import textwrap
 from pathlib import Path
 
 from promptmill.choices import CLEANING_PROFILES, NEAR_DUP_METRICS
-from promptmill.settings import SAMPLES_DIR, Settings
+from promptmill.settings import PROFILE_NEAR_DUP, SAMPLES_DIR, Settings
 from promptmill.store import options as store_options
 from promptmill.store.db import StoreError, redact_url
 
+JSON_HELP = "print the result as one JSON object on one line (default: text)"
 EXIT_CODES = ("exit codes: 0 success; 1 a runtime error (unreachable database or server, refused credentials, "
               "a file that cannot be written, bad data); 2 a usage error (unknown command or option, a bad option or "
               "PROMPTMILL_* value, cleaning or near-duplicate options other than the store's). Errors are one line on "
               "stderr.")
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("promptmill")
+    except PackageNotFoundError:  # run from a checkout without installing it
+        return "unknown"
+
+
 class UsageError(Exception):
     """Bad command-line usage: exit code 2, one line."""
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Descriptions wrapped to the terminal; a text with line breaks (an epilog's examples) kept as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
 class _Parser(argparse.ArgumentParser):
+    """One-line usage errors (exit 2), no abbreviated options (`--no-dedup` is not `--no-dedupe`), examples kept as
+    written in the epilog."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str):  # one line, exit 2 (argparse prints the whole usage by default)
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
@@ -35,22 +63,26 @@ def _common() -> argparse.ArgumentParser:
         "--db",
         metavar="URL",
         default=argparse.SUPPRESS,
-        help="SQLAlchemy URL of the store (postgresql://... or sqlite:///...); "
-        "default: $PROMPTMILL_DATABASE_URL, else an embedded SQLite file in the data folder",
+        help=Settings.option_help("database_url", "SQLAlchemy URL of the store (postgresql://... or sqlite:///...)",
+                                  default="an SQLite file in the data folder, data/promptmill.sqlite in a checkout, "
+                                  "~/.promptmill/promptmill.sqlite otherwise (PROMPTMILL_DATA_DIR moves it)"),
     )
-    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress lines")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="no progress lines or notices on stderr (errors still)")
     return common
 
 
 def _dedupe_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", choices=CLEANING_PROFILES, help="cleaning profile (default parity)")
-    parser.add_argument(
-        "--near-dup-metric",
-        choices=NEAR_DUP_METRICS,
-        help="similarity of a user's attempts (default jaro, as the original)",
-    )
-    parser.add_argument("--near-dup-threshold", type=float, help="similarity above which the older attempt is dropped")
-    parser.add_argument("--near-dup-window", type=int, metavar="SECONDS", help="how close attempts must be (3600)")
+    by_profile = ", ".join(f"{name} {metric} {threshold}" for name, (metric, threshold) in PROFILE_NEAR_DUP.items())
+    parser.add_argument("--profile", choices=CLEANING_PROFILES, help=Settings.option_help(
+        "cleaning_profile", "cleaning rules: quality (measured against human judgement) or parity (the original "
+        "notebook's); a store keeps the one it was made with", default="the store's, quality for a new store"))
+    parser.add_argument("--near-dup-metric", choices=NEAR_DUP_METRICS, help=Settings.option_help(
+        "near_dup_metric", "similarity of a user's attempts", default=f"the profile's: {by_profile}"))
+    parser.add_argument("--near-dup-threshold", type=float, metavar="X", help=Settings.option_help(
+        "near_dup_threshold", "similarity above which the older attempt is dropped", default="the profile's"))
+    parser.add_argument("--near-dup-window", type=int, metavar="SECONDS", help=Settings.option_help(
+        "near_dup_window_s", "how close in time attempts must be"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,9 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="promptmill",
         description="Turn DiscordChatExporter dumps of Stable Diffusion bot channels into a labeled prompt dataset.",
-        epilog=EXIT_CODES,
+        epilog="example:\n  promptmill ingest exports/ && promptmill label && promptmill publish\n\n"
+               + textwrap.fill(EXIT_CODES, 100),
         parents=[common],
     )
+    parser.add_argument("--version", action="version", version=f"promptmill {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser(
@@ -70,27 +104,45 @@ def build_parser() -> argparse.ArgumentParser:
         description="Read DiscordChatExporter exports (files or folders, searched recursively; zip archives "
         "expanded), store every message with a status, and dedupe what changed. Files already ingested "
         "(same content hash) are skipped; bad files are quarantined with the reason and the run goes on.",
+        epilog="examples:\n  promptmill ingest exports/\n  promptmill ingest dump.zip 'dream-1 [123].json' "
+               "--db postgresql://me@localhost/prompts",
     )
-    p.add_argument("paths", nargs="+", metavar="PATH")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--no-dedupe", action="store_true", help="only load; run `promptmill dedupe` later")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="export files (.json, .csv, .zip) or folders")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.add_argument("--no-dedupe", action="store_true", help="only load; run `promptmill dedupe` later (default: off)")
     _dedupe_options(p)
 
-    p = sub.add_parser("dedupe", parents=[common], help="recompute statuses of what changed (or --full)")
-    p.add_argument("--full", action="store_true", help="recompute every message, e.g. after changing near-dup options")
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser(
+        "dedupe", parents=[common], help="recompute statuses of what changed (or --full)",
+        description="Apply the exact and near-duplicate rules to the messages stored since the last dedupe (ingest "
+        "does this itself unless --no-dedupe), or to every message with --full, e.g. to change the "
+        "near-duplicate options of the whole store.",
+        epilog="examples:\n  promptmill dedupe\n  promptmill dedupe --full --near-dup-threshold 0.85",
+    )
+    p.add_argument("--full", action="store_true",
+                   help="recompute every message, e.g. after changing near-duplicate options (default: off)")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     _dedupe_options(p)
 
     p = sub.add_parser(
         "reprocess",
         parents=[common],
         help="re-derive every stored message from its content (after a rule change), then a full dedupe",
+        description="Re-derive every stored message from its stored content with the given (or the store's) "
+        "cleaning profile and near-duplicate options, then dedupe the whole store; the options become the "
+        "store's. Nothing is read from the export files again.",
+        epilog="example:\n  promptmill reprocess --profile parity   # reproduce the original notebook's dataset",
     )
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     _dedupe_options(p)
 
-    p = sub.add_parser("status", parents=[common], help="counts of the store")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p = sub.add_parser(
+        "status", parents=[common], help="counts of the store, and where it is",
+        description="Where the store is, its options, and its counts: messages by status and rejection reason, "
+        "prompts, channels, files, labels and spend of the current label version.",
+        epilog="examples:\n  promptmill status\n  promptmill status --json",
+    )
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
 
     p = sub.add_parser(
         "export-cleaned",
@@ -98,8 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the original notebook's cleaned_discord_prompts.tsv",
         description="Write the kept prompts in the original notebook's format: tab-separated, an index "
         "column then content, attachments, username, ordered by date.",
+        epilog="example:\n  promptmill export-cleaned cleaned_discord_prompts.tsv",
     )
-    p.add_argument("out", metavar="OUT.tsv")
+    p.add_argument("out", metavar="OUT.tsv", help="the file to write (its folder must exist)")
 
     p = sub.add_parser(
         "audit",
@@ -107,17 +160,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="random messages a rule rejected, for a spot check (near-duplicates beside the attempt kept)",
         description="Print random messages rejected with REASON (see `promptmill status`): near-duplicates and "
         "duplicates side by side with the message kept instead. NSFW rejections are never shown.",
+        epilog="examples:\n  promptmill audit near_duplicate --sample 5\n  promptmill audit single_word --seed 1",
     )
-    p.add_argument("reason", metavar="REASON")
-    p.add_argument("--sample", type=int, default=10, metavar="N", help="how many (10)")
-    p.add_argument("--seed", type=int, help="the same seed gives the same sample")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("reason", metavar="REASON", help="a rejection reason, as `promptmill status` lists them")
+    p.add_argument("--sample", type=int, default=10, metavar="N", help="how many (default: 10)")
+    p.add_argument("--seed", type=int, help="the same seed gives the same sample (default: a new one each time)")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
 
     p = sub.add_parser(
         "demo",
         parents=[common],
         help="run the pipeline end to end on the bundled sample exports",
-        description="Ingest the sample exports shipped with promptmill into the store and show the result.",
+        description="Ingest the sample exports shipped with promptmill, dedupe, label them when an API key or "
+        "the base URL of a local OpenAI-compatible server is set (else show the cost estimate), and publish, in the "
+        "demo's own store and destination under <data folder>/demo/ (your own exports never mix with them).",
+        epilog="example:\n  promptmill demo   # what `make run` does",
     )
     p.add_argument("--samples", type=Path, default=SAMPLES_DIR, help=argparse.SUPPRESS)
 
@@ -148,7 +205,7 @@ def _engine(settings: Settings):
 
 
 def _print_json(obj) -> None:
-    print(json.dumps(obj, indent=2, sort_keys=False, default=str))
+    print(json.dumps(obj, default=str))  # one line, as every command's --json
 
 
 def cmd_ingest(args, settings: Settings) -> int:

@@ -91,6 +91,20 @@ class SettingsBase(BaseSettings):
         return f"{cls.model_config['env_prefix']}{field.upper()}"
 
     @classmethod
+    def option_help(cls, field: str, text: str, *, default: str | None = None) -> str:
+        """A command-line option's help, from the one source of its default and variable: what it does, then
+        ``(default: <the setting's default>; env <its variable>)``; ``default`` words a derived default."""
+        if default is None:
+            value = cls.model_fields[field].get_default(call_default_factory=True)
+            if isinstance(value, bool):
+                default = "on" if value else "off"
+            elif value is None:
+                default = "none"
+            else:
+                default = f"{value:,}" if isinstance(value, int) else str(value)
+        return f"{text} (default: {default}; env {cls.env_name(field)})"
+
+    @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Self:
         """Defaults < ``environ`` (default: the process environment) < the non-None ``overrides``."""
         found = _Environment(cls, os.environ if environ is None else environ)()

@@ -20,24 +20,40 @@ from promptmill.labeling.settings import LabelSettings
 log = logging.getLogger("promptmill.labeling")
 
 
+CONNECTION = ("The server: OPENAI_API_KEY (none needed for a local server) and OPENAI_BASE_URL or --base-url "
+              "(default: https://api.openai.com/v1; a local OpenAI-compatible server such as vLLM, Ollama, llama.cpp "
+              "or LM Studio works the same).")
+
+
 def add_commands(subparsers: argparse._SubParsersAction, common_parent: argparse.ArgumentParser | None = None) -> None:
     parents = [common_parent] if common_parent is not None else []
     has_json = common_parent is not None and "--json" in common_parent._option_string_actions
+    default_model = LabelSettings.model_fields["model"].default
 
-    label = subparsers.add_parser("label", parents=parents, help="label pending prompts through an OpenAI-compatible API")
+    label = subparsers.add_parser(
+        "label", parents=parents, help="label pending prompts through an OpenAI-compatible API",
+        description="Label every kept prompt that has no label of the current label version (the model and the "
+        f"instructions; default model {default_model}), several per request, committing each answer with its cost. "
+        "Safe to stop and run again: nothing committed is sent again, and a run right after a crash takes over what "
+        "the dead run held. " + CONNECTION,
+        epilog="examples:\n  OPENAI_API_KEY=sk-... promptmill label --max-usd 5\n"
+               "  OPENAI_BASE_URL=http://127.0.0.1:11434/v1 promptmill label --model llama3.1:8b\n"
+               "  promptmill label --mode batch   # the Batch API: half price, answers within 24 h",
+    )
     _add_run_options(label, has_json)
-    label.add_argument("--limit", type=int, help="label at most N prompts")
-    label.add_argument("--max-usd", type=float, help="stop taking new requests once this run spent this much")
-    label.add_argument("--concurrency", type=int, help="requests in flight at once")
-    label.add_argument("--mode", choices=LABEL_MODES, help="sync (Chat Completions) or batch (Batch API, half price)")
-    label.add_argument("--service-tier", choices=SERVICE_TIERS, help="e.g. flex (half price, slower) in sync mode")
-    label.add_argument("--base-url", help="OpenAI-compatible server (default: OPENAI_BASE_URL or api.openai.com)")
-    label.add_argument("--price-input", type=float, metavar="USD",
-                       help="the model's input price per 1M tokens (default: the price table; a model it does not "
-                            "know costs $0, e.g. a local one)")
-    label.add_argument("--price-output", type=float, metavar="USD", help="the model's output price per 1M tokens")
+    label.add_argument("--limit", type=int, metavar="N", help=LabelSettings.option_help(
+        "limit", "label at most N prompts in this run", default="all pending"))
+    label.add_argument("--max-usd", type=float, metavar="USD", help=LabelSettings.option_help(
+        "max_usd", "never spend more than this in this run (each request checked at its worst case first)",
+        default="no cap"))
+    _add_client_options(label)
+    label.add_argument("--mode", choices=LABEL_MODES, help=LabelSettings.option_help(
+        "mode", "sync (Chat Completions) or batch (the Batch API, half price)"))
+    label.add_argument("--service-tier", choices=SERVICE_TIERS, help=LabelSettings.option_help(
+        "service_tier", "e.g. flex (half price, slower) in sync mode"))
     label.add_argument("--retry-failed", action="store_true",
-                       help="send the prompts labeled `failed` (for the current label version) again, from scratch")
+                       help="send the prompts labeled `failed` (for the current label version) again, from scratch "
+                            "(default: off)")
     label.set_defaults(handler=handle_label)
 
     evaluate = subparsers.add_parser(
@@ -45,30 +61,53 @@ def add_commands(subparsers: argparse._SubParsersAction, common_parent: argparse
         description="Label the prompts of a gold set (CSV or TSV with 'prompt' and 'description' columns) with the "
                     "current or given settings, without touching the store's prompts, and report the agreement with "
                     "the gold descriptions, tokens and cost per 1,000 prompts. The result is stored per label "
-                    "version and shown on the dataset page.",
+                    "version and shown on the dataset page. " + CONNECTION,
+        epilog="example:\n  promptmill evaluate-labels --gold gold.tsv --model gpt-6-luna-mini",
     )
     _add_run_options(evaluate, has_json)
     evaluate.add_argument("--gold", type=Path, required=True, metavar="FILE", help="the gold set (CSV or TSV)")
-    evaluate.add_argument("--limit", type=int, help="evaluate on the first N pairs only")
-    evaluate.add_argument("--concurrency", type=int, help="requests in flight at once")
-    evaluate.add_argument("--base-url", help="OpenAI-compatible server (default: OPENAI_BASE_URL or api.openai.com)")
-    evaluate.add_argument("--price-input", type=float, metavar="USD", help="the model's input price per 1M tokens")
-    evaluate.add_argument("--price-output", type=float, metavar="USD", help="the model's output price per 1M tokens")
+    evaluate.add_argument("--limit", type=int, metavar="N", help="evaluate on the first N pairs only (default: all)")
+    _add_client_options(evaluate)
     evaluate.set_defaults(handler=handle_evaluate)
 
-    est = subparsers.add_parser("estimate", parents=parents, help="pending count and estimated tokens and cost")
+    est = subparsers.add_parser(
+        "estimate", parents=parents, help="pending count and estimated tokens and cost",
+        description="How many prompts are pending for the current (or given) label version, and what labeling "
+        "them would take: requests, input tokens counted offline on the real request bodies, output tokens from "
+        "the ledger's measured average, and the cost at each price tier. Sends nothing.",
+        epilog="examples:\n  promptmill estimate\n  promptmill estimate --model gpt-6-luna-mini --json",
+    )
     _add_run_options(est, has_json)
-    est.add_argument("--limit", type=int, help="estimate for at most N prompts")
-    est.add_argument("--mode", choices=LABEL_MODES)
-    est.add_argument("--service-tier", choices=SERVICE_TIERS)
+    est.add_argument("--limit", type=int, metavar="N", help="estimate for at most N prompts (default: all pending)")
+    est.add_argument("--mode", choices=LABEL_MODES, help=LabelSettings.option_help("mode", "sync or batch"))
+    est.add_argument("--service-tier", choices=SERVICE_TIERS, help=LabelSettings.option_help(
+        "service_tier", "e.g. flex"))
+    est.add_argument("--price-input", type=float, metavar="USD", help=LabelSettings.option_help(
+        "price_input", "the model's input price per 1M tokens", default="the price table's"))
+    est.add_argument("--price-output", type=float, metavar="USD", help=LabelSettings.option_help(
+        "price_output", "the model's output price per 1M tokens", default="the price table's"))
     est.set_defaults(handler=handle_estimate)
 
 
 def _add_run_options(parser: argparse.ArgumentParser, has_json: bool) -> None:
-    parser.add_argument("--model", help="model name (part of the label version)")
-    parser.add_argument("--pack-size", type=int, help="prompts per request (default 25)")
+    parser.add_argument("--model", help=LabelSettings.option_help("model", "model name (part of the label version)"))
+    parser.add_argument("--pack-size", type=int, metavar="N", help=LabelSettings.option_help(
+        "pack_size", "prompts per request"))
     if not has_json:
-        parser.add_argument("--json", action="store_true", help="print one JSON object")
+        parser.add_argument("--json", action="store_true",
+                            help="print the result as one JSON object on one line (default: text)")
+
+
+def _add_client_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--concurrency", type=int, metavar="N", help=LabelSettings.option_help(
+        "concurrency", "requests in flight at once (the first request of a run always goes alone)"))
+    parser.add_argument("--base-url", metavar="URL", help="OpenAI-compatible server (default: $OPENAI_BASE_URL, "
+                        "else https://api.openai.com/v1)")
+    parser.add_argument("--price-input", type=float, metavar="USD", help=LabelSettings.option_help(
+        "price_input", "the model's input price per 1M tokens",
+        default="the price table's; a model it does not know, e.g. a local one, costs $0"))
+    parser.add_argument("--price-output", type=float, metavar="USD", help=LabelSettings.option_help(
+        "price_output", "the model's output price per 1M tokens", default="the price table's"))
 
 
 def settings_from_args(args: argparse.Namespace) -> LabelSettings:

@@ -27,21 +27,29 @@ def add_commands(subparsers: argparse._SubParsersAction, common_parent: argparse
         "JSONL, Parquet, manifest, dataset card) under the destination and point LATEST at it. A row's split "
         "never changes; near-identical prompts stay on one side (a new row tied to both is held out); when "
         "nothing changed since the last publication no new version is made.",
+        epilog="examples:\n  promptmill publish\n  promptmill publish --out s3://my-bucket/prompts --test-ratio 0.1",
     )
-    parser.add_argument("--out", metavar="URI", help="destination root: a path, file://, memory://, s3://, ... "
-                        "(default: $PROMPTMILL_PUBLISH_OUT_URI, else <data folder>/published)")
-    parser.add_argument("--test-ratio", type=float, metavar="R", help="share of rows in the test split (0.2)")
-    parser.add_argument("--split-key", choices=SPLIT_KEYS,
-                        help="prompt (default): near-identical prompts stay on one side; description: rows "
-                        "sharing a description too")
+    parser.add_argument("--out", metavar="URI", help=PublishSettings.option_help(
+        "out_uri", "destination root: a path, file://, memory://, s3://, ...", default="<data folder>/published"))
+    parser.add_argument("--test-ratio", type=float, metavar="R", help=PublishSettings.option_help(
+        "test_ratio", "share of rows in the test split"))
+    parser.add_argument("--split-key", choices=SPLIT_KEYS, help=PublishSettings.option_help(
+        "split_key", "prompt: near-identical prompts stay on one side; description: rows sharing a description too"))
     parser.add_argument("--include-no-object", action=argparse.BooleanOptionalAction, default=None,
-                        help="also publish _no_object rows (the original -r false); default: no")
+                        help=PublishSettings.option_help(
+                            "include_no_object", "also publish the prompts labeled _no_object (nothing concrete "
+                            "to describe)"))
     parser.add_argument("--one-per-cluster", action=argparse.BooleanOptionalAction, default=None,
-                        help="keep one row (the earliest posted) per cluster of near-identical prompts; default: no")
-    parser.add_argument("--retention", type=int, metavar="N", help="keep the N newest publications (10; 0 = all)")
-    parser.add_argument("--label-version", help="publish this label version instead of the current one")
+                        help=PublishSettings.option_help(
+                            "one_per_cluster", "keep one row (the earliest posted) per cluster of near-identical "
+                            "prompts"))
+    parser.add_argument("--retention", type=int, metavar="N", help=PublishSettings.option_help(
+        "retention", "keep the N newest publications (0 = all)"))
+    parser.add_argument("--label-version", metavar="VERSION", help=PublishSettings.option_help(
+        "label_version", "publish this label version", default="the current one"))
     if common_parent is None or "--json" not in common_parent._option_string_actions:
-        parser.add_argument("--json", action="store_true", help="print one JSON object")
+        parser.add_argument("--json", action="store_true",
+                            help="print the result as one JSON object on one line (default: text)")
     parser.set_defaults(handler=handle_publish)
 
 
