@@ -227,3 +227,19 @@ def test_version_and_no_abbreviated_options():
     assert out.returncode == 0 and out.stdout.startswith("promptmill ")
     out = run("ingest", "x", "--no-dedup")
     assert out.returncode == 2 and "unrecognized arguments: --no-dedup" in out.stderr
+
+
+def test_output_says_each_thing_once_in_its_place(tmp_path):
+    """Issue #20.6: a quarantined file went to stdout and stderr (and -q kept it); the salt warning came twice per
+    publish with two prefixes, even when nothing was published."""
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x [1].json").write_text('{"guild":')
+    store = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    out = run("ingest", str(bad), "--db", store, "-q")
+    assert out.stdout.count("quarantined: ") == 1 and out.stderr == ""
+    out = run("ingest", str(bad), "--db", store)
+    assert "quarantined" not in out.stderr.replace("1 quarantined", "")  # already known: skipped, said once
+    env = {"PROMPTMILL_PUBLISH_USERNAME_SALT": "", "OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""}
+    out = run("publish", "--db", store, "--out", str(tmp_path / "pub"), env_extra=env)
+    assert "USERNAME_SALT" not in out.stderr  # nothing published: no usernames written, no warning

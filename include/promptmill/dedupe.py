@@ -328,11 +328,11 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
     log.info(
         "dedupe%s: %s dirty messages, %s raw groups, %s users, %s near-duplicate changes, %s prompt groups in %.1fs",
         " (whole store)" if report.full else "",
-        report.dirty_messages,
-        report.raw_groups,
-        report.users,
-        report.near_dup_changes,
-        report.clean_groups,
+        f"{report.dirty_messages:,}",
+        f"{report.raw_groups:,}",
+        f"{report.users:,}",
+        f"{report.near_dup_changes:,}",
+        f"{report.clean_groups:,}",
         report.elapsed_s,
     )
     return report, stale_statistics

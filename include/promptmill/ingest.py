@@ -121,7 +121,9 @@ def _quarantine(engine: Engine, key: str, source: Source | None, error: ExportEr
                 ingested_at=_now(),
             )
         )
-    log.warning("quarantined %s", error)
+    # A result, not a notice: the command's summary lists it on stdout, the DAG's in its return value; here only
+    # the progress log says it (once, silenced by -q).
+    log.info("quarantined %s", error)
     return FileOutcome(path, "quarantined", str(error))
 
 

@@ -187,5 +187,7 @@ def publish(settings: Settings, publish_settings, label_settings=None, run_id: s
     from promptmill.publishing import publish as publish_rows
 
     result = publish_rows(_engine(settings), publish_settings, run_id=run_id, label_settings=label_settings)
+    for warning in result.warnings:
+        log.warning("publish: %s", warning)
     log.info("publish: %s %s -> %s %s", result.status, result.version, result.uri, result.counts)
     return result.as_event_extra()

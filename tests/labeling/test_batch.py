@@ -139,3 +139,25 @@ def test_the_reattach_lookup_stops_at_batches_older_than_the_job(sqlite_engine, 
     # the first submit looked for a batch of its job (none: 10 pages of 100 before) and stopped at the first
     # batch older than the job
     assert pages_for_the_first_lookup == 1 and fake.snapshot()["batch_list_pages"] == 2
+
+
+def test_waiting_for_batches_is_one_readable_line():
+    """Issue #20.6: batch mode printed a raw Python dict, then nothing for minutes."""
+    status = {"states": {"b1": "in_progress", "b2": "validating"},
+              "counts": {"b1": {"total": 400, "completed": 120, "failed": 2}, "b2": {}}}
+    assert batch_mode.waiting_line(status, 185) == (
+        "waiting for 2 batch jobs (1 in_progress, 1 validating): 120/400 requests done, 2 failed | elapsed 3m05s")
+
+
+def test_the_label_command_says_each_progress_line_once(store_url, fake, engine):
+    import os
+    import subprocess
+    import sys
+
+    add_prompts(engine, make_prompts(60, seed=79))
+    env = {**os.environ, "OPENAI_API_KEY": "sk-test-labeling", "OPENAI_BASE_URL": fake.base_url}
+    out = subprocess.run([sys.executable, "-m", "promptmill.cli", "label", "--db", store_url], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.startswith("labeled ")]
+    assert len(lines) == len(set(lines)) and lines[-1].startswith("labeled 60/60")

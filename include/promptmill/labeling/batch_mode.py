@@ -458,6 +458,23 @@ def submit_or_attach(
     return asyncio.run(asubmit_or_attach(engine, settings, client_config, descriptor))
 
 
+def waiting_line(status: dict[str, Any], elapsed_s: float) -> str:
+    """One progress line while batch jobs run: their states and requests done, e.g. "waiting for 2 batch jobs
+    (1 in_progress, 1 validating): 120/500 requests done, 0 failed | elapsed 3m05s"."""
+    states: dict[str, int] = {}
+    for state in status["states"].values():
+        states[state] = states.get(state, 0) + 1
+    counts = [c for c in (status.get("counts") or {}).values() if c]
+    total = sum(c.get("total") or 0 for c in counts)
+    done = sum(c.get("completed") or 0 for c in counts)
+    failed = sum(c.get("failed") or 0 for c in counts)
+    minutes, seconds = divmod(int(elapsed_s), 60)
+    jobs = len(status["states"])
+    return (f"waiting for {jobs} batch job{'s' if jobs != 1 else ''} "
+            f"({', '.join(f'{n} {state}' for state, n in sorted(states.items()))}): {done:,}/{total:,} requests done, "
+            f"{failed:,} failed | elapsed {minutes}m{seconds:02d}s")
+
+
 def run_batch_mode(
     engine: Engine,
     settings: LabelSettings,
@@ -477,7 +494,7 @@ def run_batch_mode(
             raise LabelingError(
                 f"batch jobs {handle['batch_ids']} not finished after {timeout_s:.0f} s; run again to re-attach"
             )
-        log.info("waiting for batches: %s", status["states"])
+        log.info("%s", waiting_line(status, time.monotonic() - started))
         time.sleep(settings.batch_poll_s)
     result = reconcile(engine, settings, client_config, handle["job_ids"])
     result.update(handle)

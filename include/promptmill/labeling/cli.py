@@ -140,7 +140,6 @@ def handle_label(args: argparse.Namespace, engine: Engine, settings: object = No
     from promptmill.labeling.errors import LabelingError
     from promptmill.labeling.pricing import PriceError
     from promptmill.labeling.runner import label_pending
-    from promptmill.progress import Progress
 
     try:
         settings = settings_from_args(args)
@@ -162,11 +161,8 @@ def handle_label(args: argparse.Namespace, engine: Engine, settings: object = No
                                  f"spend ${result['spend_usd']:.4f}, {result['released']:,} pending again")
             return 0
 
-        def progress(p: Progress) -> None:
-            if not getattr(args, "json", False):
-                print(p.line(), file=sys.stderr, flush=True)
-
-        summary = label_pending(engine, settings, client_config, progress=progress)
+        # Progress lines come from the labeler's own log (stderr, once each; -q silences them).
+        summary = label_pending(engine, settings, client_config)
     except (LabelingError, ContractError, PriceError, ValueError) as exc:  # the server, the files, the data
         return _fail(args, "label", exc, 1)
     result = summary.as_dict()

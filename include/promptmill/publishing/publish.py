@@ -159,13 +159,7 @@ def publish(
     set; by default the labeling settings from the environment.
     """
     label_version = settings.label_version or current_label_version(engine, label_settings)
-    warnings = []
-    if not settings.username_salt.get_secret_value():
-        warnings.append(
-            "PROMPTMILL_PUBLISH_USERNAME_SALT is not set: username hashes are unsalted SHA-256, "
-            "which anyone with a list of names can reverse"
-        )
-        log.warning("publish: %s", warnings[-1])
+    warnings: list[str] = []  # said by the caller (the CLI on stderr, the DAG in its log), once
     destination = Destination(settings.out_uri, storage_options=storage_options)
     try:
         with publish_lock(engine, destination, timeout_s=settings.lock_timeout_s):
@@ -252,6 +246,9 @@ def _publish_locked(engine: Engine, destination: Destination, settings: PublishS
 
 def _finish(engine: Engine, destination: Destination, version: str, manifest: dict, settings: PublishSettings,
             warnings: list[str], rowset: RowSet, plan: SplitPlan) -> PublishResult:
+    if not settings.username_salt.get_secret_value():  # only when usernames are written
+        warnings = [*warnings, "PROMPTMILL_PUBLISH_USERNAME_SALT is not set: username hashes are unsalted SHA-256, "
+                    "which anyone with a list of names can reverse"]
     destination.point_latest(version)
     _record(engine, destination, version, manifest)
     record_sides(engine, destination.display_uri, version, rowset.rows, plan)
