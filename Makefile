@@ -35,4 +35,4 @@ bench: setup
 	$(BIN)/python benchmarks/ingest.py
 
 clean:
-	rm -rf $(VENV) data/quickstart
+	rm -rf $(VENV)

@@ -57,7 +57,8 @@ def store_status(engine: Engine, settings: Settings | None = None) -> dict:
 def format_status(status: dict) -> str:
     """The counts of ``store_status`` as the lines `promptmill status` prints (no trailing newline)."""
     lines = [
-        f"messages:        {status['messages']:,} in {status['channels']} channels",
+        f"messages:        {status['messages']:,} in {status['channels']:,} channel"
+        + ("" if status["channels"] == 1 else "s"),
         f"generations:     {status['generations']:,}",
         f"kept:            {status['kept']:,} ({status['unique_prompts']:,} unique prompts)",
         f"near-duplicates: {status['near_duplicates']:,}",

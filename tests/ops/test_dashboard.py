@@ -246,3 +246,12 @@ def test_labels_of_prompts_no_longer_kept_are_counted_apart(filled):
     assert current["labeled"] == facts.labeled_current - 3
     assert current["labeled_not_kept"] == 3
     assert current["labeled"] + current["failed"] + current["pending"] == facts.kept_prompts - 3
+
+
+def test_spend_axis_ticks_never_read_alike():
+    """Issue #20.8: the spend chart's axis showed $0.0002 twice."""
+    from promptmill.dashboard.page import axis_usd
+
+    for axis_max in (0.0005, 0.00025, 0.002, 0.05, 1.0, 2.5, 250.0):
+        ticks = [axis_usd(axis_max * t / 4, axis_max / 4) for t in range(5)]
+        assert len(set(ticks)) == 5, ticks

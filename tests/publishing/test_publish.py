@@ -261,3 +261,18 @@ def test_current_label_version_comes_from_the_labeling_settings(sqlite_engine, t
     assert result.label_version == current
     assert set(records_by_prompt(tmp_path / "pub" / result.version)) == {"labeled with the current version"}
     assert result.warnings and "USERNAME_SALT" in result.warnings[0]
+
+
+def test_the_card_says_how_usernames_were_hashed(sqlite_engine, tmp_path):
+    """Issue #20.8: the card called username_hash a keyed hash even when no salt was set."""
+    from pydantic import SecretStr
+
+    add_row(sqlite_engine, "a prompt about a cat", "a cat")
+    plain = publish(sqlite_engine, PublishSettings(out_uri=(tmp_path / "plain").as_uri(), label_version=LABEL_VERSION))
+    card = (tmp_path / "plain" / plain.version / "README.md").read_text()
+    assert "| username_hash | plain SHA-256 of the Discord username" in card and "HMAC" not in card
+    keyed = publish(sqlite_engine, PublishSettings(out_uri=(tmp_path / "keyed").as_uri(), label_version=LABEL_VERSION,
+                                                   username_salt=SecretStr("s3cret-salt")))
+    card = (tmp_path / "keyed" / keyed.version / "README.md").read_text()
+    assert "| username_hash | HMAC-SHA256 of the Discord username" in card and "s3cret-salt" not in card
+    assert not keyed.warnings

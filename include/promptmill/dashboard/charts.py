@@ -53,10 +53,12 @@ def stacked_columns(
     *,
     title: str,
     value_format: Callable[[float], str] = lambda v: f"{v:g}",
+    axis_format: Callable[[float, float], str] | None = None,
     width: int = 560,
     height: int = 240,
 ) -> str:
-    """Vertical stacked columns, one per category (e.g. a day), each split by series (e.g. a label version)."""
+    """Vertical stacked columns, one per category (e.g. a day), each split by series (e.g. a label version).
+    ``axis_format(value, step)`` labels the axis ticks when ``value_format`` would round two of them alike."""
     if not categories:
         return f'<p class="empty">{escape(title)}: nothing to chart yet.</p>'
     left, right, top, bottom = 64, 12, 28, 44
@@ -76,7 +78,7 @@ def stacked_columns(
         parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#ddd"/>')
         parts.append(
             f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="10" text-anchor="end" {FONT}>'
-            f"{escape(value_format(value))}</text>"
+            f"{escape(axis_format(value, axis_max / 4) if axis_format else value_format(value))}</text>"
         )
     label_every = max(1, math.ceil(len(categories) / 10))  # at most about ten labels under the axis
     for index, category in enumerate(categories):

@@ -7,6 +7,7 @@ app is mounted under (links must work both at the app's root and under Airflow's
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Iterable
 from html import escape
 from typing import Any
@@ -44,6 +45,13 @@ def fmt_usd(value: float | None) -> str:
     if value is None:
         return "-"
     return f"${value:,.2f}" if abs(value) >= 1 or value == 0 else f"${value:,.4f}"
+
+
+def axis_usd(value: float, step: float) -> str:
+    """An axis tick in USD with as many decimals as the step needs, so that no two ticks read alike ($0.0002 twice
+    for $0.000125 and $0.00025)."""
+    decimals = 2 if step >= 0.01 else min(8, math.ceil(-math.log10(step)) + 2)
+    return f"${value:,.{decimals}f}"
 
 
 def fmt_pct(part: int, whole: int) -> str:
@@ -218,7 +226,8 @@ def _spend_chart(per_day: list[dict[str, Any]]) -> str:
         Series(version, [spend.get((day, version), 0.0) for day in days], palette_color(i))
         for i, version in enumerate(versions)
     ]
-    chart = stacked_columns(days, series, title="Labeling spend per day (USD)", value_format=fmt_usd)
+    chart = stacked_columns(days, series, title="Labeling spend per day (USD)", value_format=fmt_usd,
+                            axis_format=axis_usd)
     return f'<div id="spend-chart"><div class="meta">spend per day, by label version</div>{chart}</div>'
 
 

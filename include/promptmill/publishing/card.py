@@ -40,7 +40,7 @@ _FIELDS = [
     ("no_object", "true when the model found no distinguishable object (only with --include-no-object)"),
     ("split", "train or test (never changes once published, see below)"),
     ("channel_id, channel_name", "the Discord channel the prompt was posted in"),
-    ("username_hash", "keyed hash of the Discord username (never the name itself)"),
+    ("username_hash", "{username_hash}"),
     ("posted_at", "when the kept message was posted (UTC, ISO 8601)"),
     ("args", "the bot arguments of the generation (JSON object; JSON text in Parquet)"),
     ("label_version", "the label version (model + instructions) the description comes from"),
@@ -48,7 +48,8 @@ _FIELDS = [
 
 _FILES = [
     ("train_strings.txt, test_strings.txt", "`[BOS]<description> = <prompt><endoftext>` concatenated, no separator"),
-    ("train_strings.csv, val_strings.csv", r"one column `text`: `<description></s><prompt><\|endoftext\|>`"),
+    ("train_strings.csv, val_strings.csv", r"one column `text`: `<description></s><prompt><\|endoftext\|>`; "
+     "`val_strings.csv` is the test split under the original script's name"),
     ("result.csv", "`prompt,image_description`, as the original labeling script wrote it"),
     ("train.jsonl, test.jsonl", "one JSON record per row, every field above"),
     ("train.parquet, test.parquet", "the same records, typed (zstd)"),
@@ -138,7 +139,13 @@ def render_card(manifest: dict[str, Any]) -> str:
     lines += ["", "## Files", "", "| file | content |", "| --- | --- |"]
     lines += [f"| {name} | {text} |" for name, text in _FILES]
     lines += ["", "## Fields", "", "| field | meaning |", "| --- | --- |"]
-    lines += [f"| {name} | {text} |" for name, text in _FIELDS]
+    hashed = (
+        "HMAC-SHA256 of the Discord username with the publisher's secret key (never the name itself)"
+        if settings.get("username_hash") == "hmac-sha256"
+        else "plain SHA-256 of the Discord username: the publisher set no key, so anyone with a list of names can "
+             "tell whose it is"
+    )
+    lines += [f"| {name} | {text.format(username_hash=hashed)} |" for name, text in _FIELDS]
     lines += [
         "",
         "## How it was made",
