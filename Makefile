@@ -22,7 +22,9 @@ $(STAMP): requirements.txt pyproject.toml
 run: setup
 	$(BIN)/promptmill demo
 
+# Installs or starts what the tests drive for real when missing (PostgreSQL, Chromium, redis-server, ...): see the script.
 test: setup
+	scripts/test-prerequisites.sh
 	$(BIN)/python -m pytest tests
 
 lint: setup
