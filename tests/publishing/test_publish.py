@@ -276,3 +276,17 @@ def test_the_card_says_how_usernames_were_hashed(sqlite_engine, tmp_path):
     card = (tmp_path / "keyed" / keyed.version / "README.md").read_text()
     assert "| username_hash | HMAC-SHA256 of the Discord username" in card and "s3cret-salt" not in card
     assert not keyed.warnings
+
+
+def test_nothing_to_publish_names_the_label_versions_that_have_labels(sqlite_engine, tmp_path):
+    """Found following the README: `label --model M` then `publish` said only "nothing to publish" (publish looks
+    for the default model's labels). It now says which label versions have labels and how to pick one."""
+    from promptmill.publishing.cli import describe, labeled_versions_hint
+
+    add_row(sqlite_engine, "a prompt about a cat", "a cat")  # labeled with LABEL_VERSION
+    result = publish(sqlite_engine, PublishSettings(out_uri=(tmp_path / "pub").as_uri(), label_version="lv-none"))
+    assert result.status == "empty"
+    hint = labeled_versions_hint(sqlite_engine, result)
+    assert f"labels exist for label version {LABEL_VERSION}" in hint
+    assert "PROMPTMILL_LABEL_MODEL" in hint and f"--label-version {LABEL_VERSION}" in hint
+    assert describe(result).startswith("nothing to publish: no labeled prompt of label version lv-none")

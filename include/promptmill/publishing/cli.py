@@ -86,6 +86,29 @@ def describe(result: PublishResult) -> str:
     return "\n".join(lines)
 
 
+def labeled_versions_hint(engine: Engine, result: PublishResult) -> str:
+    """For "nothing to publish": the label versions that do have labels (e.g. a run with another --model), and how
+    to publish them; empty when there are none."""
+    import sqlalchemy as sa
+
+    from promptmill.labeling.tables import label_versions, labels
+
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(labels.c.version, label_versions.c.model, sa.func.count())
+            .join(label_versions, label_versions.c.version == labels.c.version, isouter=True)
+            .where(labels.c.status == "ok", labels.c.version != result.label_version)
+            .group_by(labels.c.version, label_versions.c.model)
+            .order_by(sa.func.count().desc())
+        ).all()
+    if not rows:
+        return ""
+    version, model, count = rows[0]
+    return (f"labels exist for label version {version}" + (f" (model {model})" if model else "") + f": {count:,}; "
+            "publish them with PROMPTMILL_LABEL_MODEL set to the model they were labeled with (as for "
+            f"`promptmill label`), or --label-version {version}")
+
+
 def handle_publish(args: argparse.Namespace, engine: Engine, settings: Any = None) -> int:
     try:
         publish_settings = settings_from_args(args, data_dir=getattr(settings, "data_dir", None))
@@ -106,4 +129,6 @@ def handle_publish(args: argparse.Namespace, engine: Engine, settings: Any = Non
         print(json.dumps(result.as_dict(), default=str))
     else:
         print(describe(result))
+    if result.status == "empty" and (hint := labeled_versions_hint(engine, result)):
+        print(f"promptmill publish: {hint}", file=sys.stderr)
     return 0
