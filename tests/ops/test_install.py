@@ -27,7 +27,13 @@ def _uv() -> str:
 def test_the_wheel_installs_into_a_fresh_airflow_with_what_it_needs(tmp_path):
     uv = _uv()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PROMPTMILL_", "VIRTUAL_ENV"))}
-    built = subprocess.run([uv, "build", "--wheel", "--out-dir", str(tmp_path / "dist"), str(REPO)], env=env,
+    # Built from a copy: setuptools writes build/ and *.egg-info into the folder it builds
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    shutil.copytree(REPO / "include", source / "include", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    built = subprocess.run([uv, "build", "--wheel", "--out-dir", str(tmp_path / "dist"), str(source)], env=env,
                            capture_output=True, text=True, timeout=600)
     assert built.returncode == 0, built.stderr[-3000:]
     (wheel,) = (tmp_path / "dist").glob("promptmill-*.whl")
