@@ -34,6 +34,7 @@ class Msg:
     author: dict = field(default_factory=lambda: dict(BOT))
     edited: datetime | None = None
     msg_id: str | None = None
+    attachments: tuple[str, ...] | None = None  # URLs; None: the writers' default one
 
     @property
     def id(self) -> str:
@@ -92,4 +93,94 @@ def write_csv_export(path: Path, messages: list[Msg]) -> Path:
             date = m.when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0+00:00"
             writer.writerow([m.author["id"], f"{m.author['name']}#{m.author['discriminator']}", date, m.content,
                              f"https://cdn.discordapp.com/attachments/1/{m.id}/img.png", ""])
+    return path
+
+
+# --- DiscordChatExporter HTML (the markup of its templates: Exporting/Writers/Html/*.cshtml) -----------------------
+def _html_markdown(content: str, legacy: bool) -> str:
+    """Render what the test contents use as DCE does: inline code and bold; the rest HTML-escaped."""
+    import html
+    import re
+
+    code_class = "pre pre--inline" if legacy else "chatlog__markdown-pre chatlog__markdown-pre--inline"
+    out = []
+    for part in re.split(r"(`[^`]+`)", content):
+        if part.startswith("`") and part.endswith("`") and len(part) > 1:
+            out.append(f'<code class="{code_class}">{html.escape(part[1:-1], quote=False)}</code>')
+        else:
+            escaped = html.escape(part, quote=False)
+            out.append(re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", escaped))
+    return "".join(out)
+
+
+def _urls(m: Msg, channel_id: str) -> tuple[str, ...]:
+    if m.attachments is not None:
+        return m.attachments
+    return (f"https://cdn.discordapp.com/attachments/{channel_id}/{m.id}/img.png",)
+
+
+def write_html_export(path: Path, channel_id: str, messages: list[Msg], *, channel_name: str = "dreambot-1",
+                      legacy: bool = False, theme: str = "Dark") -> Path:
+    """A DCE HTML export: `legacy` is the markup of DCE 2.18-2.34 (chatlog__messages, author-name, preserve-whitespace),
+    else that of 2.35 on (message-container, chatlog__author, chatlog__markdown-preserve). Consecutive messages of
+    one author within 7 minutes form a group whose first message alone carries the author, as DCE groups them."""
+    import html
+
+    groups: list[list[Msg]] = []
+    for m in messages:
+        last = groups[-1][-1] if groups else None
+        if last is not None and last.author["id"] == m.author["id"] and m.when - last.when <= timedelta(minutes=7):
+            groups[-1].append(m)
+        else:
+            groups.append([m])
+    body = []
+    for group in groups:
+        first = group[0]
+        a = first.author
+        full = f"{a['name']}#{a['discriminator']}" if a.get("discriminator") not in (None, "0", "0000") else a["name"]
+        nick = html.escape(a.get("nickname") or a["name"])
+        bot = ('<span class="chatlog__bot-tag">BOT</span>' if legacy else '<span class="chatlog__bot-label">BOT</span>'
+               ) if a.get("isBot") else ""
+        stamp = first.when.strftime("%d-%b-%y %I:%M %p")
+        attachment = ('<div class="chatlog__attachment"><a href="{url}"><img class="chatlog__attachment-media" '
+                      'src="{url}" alt="Image attachment" loading="lazy"></a></div>')
+        if legacy:
+            body.append('<div class="chatlog__message-group"><div class="chatlog__author-avatar-container">'
+                        '<img class="chatlog__author-avatar" src="avatar.png" alt="Avatar"></div>'
+                        f'<div class="chatlog__messages"><span class="chatlog__author-name" title="{html.escape(full)}" '
+                        f'data-user-id="{a["id"]}">{nick}</span>{bot}<span class="chatlog__timestamp">{stamp}</span>')
+            for m in group:
+                files = "".join(attachment.format(url=html.escape(url)) for url in _urls(m, channel_id))
+                body.append(f'<div class="chatlog__message " data-message-id="{m.id}" id="message-{m.id}">'
+                            f'<div class="chatlog__content"><div class="markdown"><span class="preserve-whitespace">'
+                            f'{_html_markdown(m.content, True)}</span></div></div>{files}</div>')
+            body.append("</div></div>")
+            continue
+        body.append('<div class="chatlog__message-group">')
+        for i, m in enumerate(group):
+            files = "".join(attachment.format(url=html.escape(url)) for url in _urls(m, channel_id))
+            aside = ('<img class="chatlog__avatar" src="avatar.png" alt="Avatar" loading="lazy">' if i == 0 else
+                     f'<div class="chatlog__short-timestamp" title="{stamp}">{m.when.strftime("%I:%M %p")}</div>')
+            header = (f'<div class="chatlog__header"><span class="chatlog__author" title="{html.escape(full)}" '
+                      f'data-user-id="{a["id"]}">{nick}</span>\n{bot}\n<span class="chatlog__timestamp"><a '
+                      f'href="#chatlog__message-container-{m.id}">{stamp}</a></span></div>') if i == 0 else ""
+            edited = ('<span class="chatlog__edited-timestamp" title="x">(edited)</span>' if m.edited else "")
+            body.append(
+                f'<div id="chatlog__message-container-{m.id}" class="chatlog__message-container " '
+                f'data-message-id="{m.id}"><div class="chatlog__message"><div class="chatlog__message-aside">{aside}'
+                f'</div><div class="chatlog__message-primary">{header}\n<div class="chatlog__content chatlog__markdown">'
+                f'\n<span class="chatlog__markdown-preserve"><!--wmm:ignore-->{_html_markdown(m.content, False)}'
+                f'<!--/wmm:ignore--></span>\n{edited}</div>{files}</div></div></div>')
+        body.append("</div>")
+    page = (f'<!DOCTYPE html>\n<html lang="en"><head><title>Stable Diffusion - {channel_name}</title>'
+            f'<meta charset="utf-8"><style>/* {theme} theme */</style></head><body>'
+            '<div class="preamble"><div class="preamble__guild-icon-container"><img class="preamble__guild-icon" '
+            'src="icon.png" alt="Guild icon"></div><div class="preamble__entries-container">'
+            '<div class="preamble__entry">Stable Diffusion</div>'
+            f'<div class="preamble__entry">Bots / {html.escape(channel_name)}</div></div></div>'
+            f'<div class="chatlog">{"".join(body)}</div>'
+            f'<div class="postamble"><div class="postamble__entry">Exported {len(messages):,} message(s)</div></div>'
+            '</body></html>\n')
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
     return path

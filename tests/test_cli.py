@@ -169,15 +169,15 @@ def test_a_missing_path_beside_real_ones_is_reported_and_the_rest_ingested(tmp_p
 
 
 def test_a_folder_with_nothing_to_ingest_says_what_it_found(tmp_path):
-    """Issue #20.3: a folder of DiscordChatExporter's default HTML exports said `files: 0 seen` and exited 0."""
+    """Issue #20.3: a folder of exports promptmill cannot read said `files: 0 seen` and exited 0."""
     exports = tmp_path / "exports"
     exports.mkdir()
     for n in range(12):
-        (exports / f"Stable Diffusion - dream-{n} [10{n}].html").write_text("<html></html>")
+        (exports / f"Stable Diffusion - dream-{n} [10{n}].txt").write_text("==============")
     (exports / "notes.md").write_text("x")
     out = run("ingest", str(exports), "--db", f"sqlite:///{tmp_path / 'store.sqlite'}")
     assert out.returncode == 1
-    assert ("12 .html files: DiscordChatExporter's HTML exports cannot be read yet; export with -f Json "
+    assert ("12 .txt files: DiscordChatExporter's plain-text exports cannot be read yet; export with -f Json "
             "(or -f Csv)") in out.stderr
     assert "1 .md file" in out.stderr
 

@@ -49,7 +49,7 @@ def test_missing_paths_and_explicit_files_of_other_types(tmp_path):
     assert sources == []
     assert [(e.source, e.reason) for e in errors] == [
         (str(tmp_path / "missing.json"), "no such file or directory"),
-        (str(tmp_path / "notes.txt"), "not an export: expected a .json, .csv or .zip file or a folder"),
+        (str(tmp_path / "notes.txt"), "not an export: expected a .json, .csv, .html or .zip file or a folder"),
     ]
 
 
