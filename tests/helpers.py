@@ -84,15 +84,18 @@ def write_json_export(path: Path, channel_id: str, messages: list[Msg], channel_
     return path
 
 
-def write_csv_export(path: Path, messages: list[Msg]) -> Path:
+def write_csv_export(path: Path, messages: list[Msg], *, date_format=None) -> Path:
+    """``date_format(datetime) -> str``: the Date column (default: DCE's round-trip format, sub-second)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8", newline="") as handle:
         handle.write("AuthorID,Author,Date,Content,Attachments,Reactions\n")
         writer = csv.writer(handle, quoting=csv.QUOTE_ALL, lineterminator="\n")
         for m in messages:
-            date = m.when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0+00:00"
+            date = (date_format(m.when) if date_format else
+                    m.when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0+00:00")
+            urls = m.attachments if m.attachments is not None else (f"https://cdn.discordapp.com/attachments/1/{m.id}/img.png",)
             writer.writerow([m.author["id"], f"{m.author['name']}#{m.author['discriminator']}", date, m.content,
-                             f"https://cdn.discordapp.com/attachments/1/{m.id}/img.png", ""])
+                             ",".join(urls), ""])
     return path
 
 
@@ -183,4 +186,36 @@ def write_html_export(path: Path, channel_id: str, messages: list[Msg], *, chann
             '</body></html>\n')
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
+    return path
+
+
+# --- DiscordChatExporter plain text (its PlainTextMessageWriter) -----------------------------------------------------
+TXT_DATE_FORMATS = {  # the exporting machine's culture decides
+    "dce-default": lambda d: d.strftime("%d-%b-%y %I:%M %p"),  # 01-Nov-22 12:00 PM
+    "en-US": lambda d: f"{d.month}/{d.day}/{d.year} {d.hour % 12 or 12}:{d.minute:02d} {'AM' if d.hour < 12 else 'PM'}",
+    "de-DE": lambda d: d.strftime("%d.%m.%Y %H:%M"),
+    "en-GB": lambda d: d.strftime("%d/%m/%Y %H:%M"),
+}
+
+
+def write_txt_export(path: Path, messages: list[Msg], *, channel_name: str = "dreambot-1",
+                     culture: str = "dce-default", reactions: bool = True) -> Path:
+    fmt = TXT_DATE_FORMATS[culture]
+    rule = "=" * 62
+    out = [rule, "Guild: Stable Diffusion", f"Channel: Bots / {channel_name}", rule, ""]
+    for m in messages:
+        a = m.author
+        full = f"{a['name']}#{a['discriminator']}" if a.get("discriminator") not in (None, "0", "0000") else a["name"]
+        out.append(f"[{fmt(m.when)}] {full}")
+        out.append(m.content)
+        out.append("")
+        urls = m.attachments if m.attachments is not None else (f"https://cdn.discordapp.com/attachments/1/{m.id}/img.png",)
+        if urls:
+            out += ["{Attachments}", *urls, ""]
+        if reactions:
+            out += ["{Reactions}", "👍 (2) 🔥 "]
+        out.append("")
+    out += [rule, f"Exported {len(messages):,} message(s)", rule, ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(out), encoding="utf-8")
     return path

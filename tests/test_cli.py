@@ -173,12 +173,11 @@ def test_a_folder_with_nothing_to_ingest_says_what_it_found(tmp_path):
     exports = tmp_path / "exports"
     exports.mkdir()
     for n in range(12):
-        (exports / f"Stable Diffusion - dream-{n} [10{n}].txt").write_text("==============")
+        (exports / f"Stable Diffusion - dream-{n} [10{n}].pdf").write_text("%PDF-1.4")
     (exports / "notes.md").write_text("x")
     out = run("ingest", str(exports), "--db", f"sqlite:///{tmp_path / 'store.sqlite'}")
     assert out.returncode == 1
-    assert ("12 .txt files: DiscordChatExporter's plain-text exports cannot be read yet; export with -f Json "
-            "(or -f Csv)") in out.stderr
+    assert "12 .pdf files: not a DiscordChatExporter format; export with -f Json" in out.stderr
     assert "1 .md file" in out.stderr
 
 

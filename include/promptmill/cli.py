@@ -228,7 +228,7 @@ def cmd_ingest(args, settings: Settings) -> int:
         from promptmill.exports.discovery import what_is_here
 
         found = what_is_here(paths)
-        print(f"promptmill ingest: no .json, .csv, .html or .zip exports under {', '.join(paths)}; found "
+        print(f"promptmill ingest: no .json, .csv, .html, .txt or .zip exports under {', '.join(paths)}; found "
               + "; ".join(found), file=sys.stderr)
     if args.json:
         _print_json(data)

@@ -28,7 +28,7 @@ def test_nested_folders_and_several_channels(tmp_path):
         "exports/2024-01-31/G - C - b [222].json": JSON_B,
         "exports/G - C - a [111].json": JSON_A,
         "exports/2024-02-01/deeper/G - C - c [333].CSV": CSV_C,
-        "exports/notes.txt": b"ignored",
+        "exports/notes.md": b"ignored",
         "exports/G - C - a [111].json_Files/avatar.json": b"media, skipped",
         "__MACOSX/exports/._G - C - a [111].json": b"resource fork",
         "exports/": b"",

@@ -23,7 +23,7 @@ def test_folders_are_searched_recursively_in_sorted_order(tmp_path):
     for name in ["b/2024-01-02/y [2].json", "a/x [1].CSV", "b/2024-01-02/a [3].JSON", "c.json"]:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(GOOD_CSV if name.lower().endswith(".csv") else GOOD_JSON)
-    for skipped in [".hidden/h [4].json", ".h [5].json", "x [1].json_Files/media.json", "notes.txt", "img.png"]:
+    for skipped in [".hidden/h [4].json", ".h [5].json", "x [1].json_Files/media.json", "notes.md", "img.png"]:
         (tmp_path / skipped).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / skipped).write_bytes(GOOD_JSON)
     errors, sources = split(discover([tmp_path]))
@@ -44,12 +44,12 @@ def test_a_file_reached_twice_is_listed_once_and_symlink_loops_end(tmp_path):
 
 
 def test_missing_paths_and_explicit_files_of_other_types(tmp_path):
-    (tmp_path / "notes.txt").write_text("x")
-    errors, sources = split(discover([tmp_path / "missing.json", tmp_path / "notes.txt"]))
+    (tmp_path / "notes.md").write_text("x")
+    errors, sources = split(discover([tmp_path / "missing.json", tmp_path / "notes.md"]))
     assert sources == []
     assert [(e.source, e.reason) for e in errors] == [
         (str(tmp_path / "missing.json"), "no such file or directory"),
-        (str(tmp_path / "notes.txt"), "not an export: expected a .json, .csv, .html or .zip file or a folder"),
+        (str(tmp_path / "notes.md"), "not an export: expected a .json, .csv, .html, .txt or .zip file or a folder"),
     ]
 
 

@@ -38,7 +38,7 @@ DEFAULT_MAX_MEMBER_BYTES = 8 * 1024**3  # uncompressed size cap per member
 DEFAULT_MAX_RATIO = 200.0  # uncompressed / compressed, per member ...
 DEFAULT_RATIO_MIN_BYTES = 1024**2  # ... only checked for members larger than this (small files compress well)
 
-EXPORT_FORMATS = {".json": "json", ".csv": "csv", ".html": "html", ".htm": "html"}
+EXPORT_FORMATS = {".json": "json", ".csv": "csv", ".html": "html", ".htm": "html", ".txt": "txt"}
 # Archives inside archives are refused loudly (they may hold exports) rather than ignored.
 NESTED_ARCHIVE_EXTENSIONS = (".zip", ".7z", ".rar", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".zst")
 # bzip2/lzma members decompress without an output bound in zipfile (one read can explode in memory).

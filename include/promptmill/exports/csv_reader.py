@@ -110,6 +110,22 @@ def message_key(channel_id: str, author_id: str, posted_at: datetime, content: s
     return "csv:" + hashlib.sha1(text.encode("utf-8"), usedforsecurity=False).hexdigest()
 
 
+class MinuteRank:
+    """The rank of a row within its minute, in file order: the only order rows of one minute have in a
+    minute-precision export (the original notebook relied on it)."""
+
+    def __init__(self) -> None:
+        self._minute: datetime | None = None
+        self._index = 0
+
+    def of(self, posted_at: datetime) -> int:
+        if posted_at == self._minute:
+            self._index += 1
+        else:
+            self._minute, self._index = posted_at, 0
+        return self._index
+
+
 class _OutOfOrder(Exception):
     pass
 
@@ -222,8 +238,7 @@ def _messages(source: Source, stream: BinaryIO, lines: _Lines, reader, channel_i
     where = source.display_path
     occurrences = _OccurrenceCounter()
     record_start = lines.number + 1
-    minute_of_run: datetime | None = None  # minute-precision Date formats: rank of a row within its minute
-    index_in_minute = 0
+    ranks = MinuteRank()  # minute-precision Date formats
     try:
         while True:
             record_start = lines.number + 1
@@ -239,13 +254,9 @@ def _messages(source: Source, stream: BinaryIO, lines: _Lines, reader, channel_i
             posted_at = parse_csv_date(date_text)
             if posted_at is None:
                 raise ExportError(where, f"line {record_start}: unrecognised Date value {date_text!r}")
-            seq = 0
-            if posted_at.second == 0 and posted_at.microsecond == 0 and not _ISO_DATE.match(date_text.strip()):
-                if posted_at == minute_of_run:
-                    index_in_minute += 1
-                else:
-                    minute_of_run, index_in_minute = posted_at, 0
-                seq = index_in_minute
+            minute_precision = (posted_at.second == 0 and posted_at.microsecond == 0
+                                and not _ISO_DATE.match(date_text.strip()))
+            seq = ranks.of(posted_at) if minute_precision else 0
             try:
                 occurrence = occurrences.next(posted_at, author_id, content)
             except _OutOfOrder:

@@ -24,7 +24,7 @@ def discover(
 ) -> Iterator[Source | ExportError]:
     """Every export under ``paths``, as Sources, in a deterministic (sorted) order.
 
-    ``paths`` are files (.json/.csv/.html/.zip, any case) or folders searched recursively; zip archives are expanded
+    ``paths`` are files (.json/.csv/.html/.txt/.zip, any case) or folders searched recursively; zip archives are expanded
     to their .json/.csv members. A problem with a path or an archive member is YIELDED as an ExportError (never
     raised) so the run goes on. Inside folders, other extensions are ignored silently, and hidden files/folders
     and DCE ``*_Files`` media folders are skipped; a path given explicitly is always looked at.
@@ -62,7 +62,7 @@ class _Walker:
             return
         extension = os.path.splitext(path)[1].lower()
         if extension not in EXPORT_FORMATS and extension != _ARCHIVE_EXTENSION:
-            yield ExportError(shown(path), "not an export: expected a .json, .csv, .html or .zip file or a folder")
+            yield ExportError(shown(path), "not an export: expected a .json, .csv, .html, .txt or .zip file or a folder")
             return
         yield from self._file(path, info)
 
@@ -134,7 +134,8 @@ def _folders_of(path: str) -> list[str]:
 
 # What users find in a folder of exports that promptmill cannot read, and what to do about it.
 _HINTS = {
-    ".txt": "DiscordChatExporter's plain-text exports cannot be read yet; export with -f Json (or -f Csv)",
+    ".xlsx": "not a DiscordChatExporter format; export with -f Json",
+    ".pdf": "not a DiscordChatExporter format; export with -f Json",
 }
 _LOOK_AT_MOST = 100_000  # files: what a hint needs, bounded for a path that is a whole disk
 

@@ -9,9 +9,10 @@ from promptmill.exports.errors import ExportError
 from promptmill.exports.html_reader import read_html_export
 from promptmill.exports.json_reader import read_json_export
 from promptmill.exports.sources import Source
+from promptmill.exports.txt_reader import read_txt_export
 from promptmill.records import ExportHeader, RawMessage
 
-_READERS = {"json": read_json_export, "csv": read_csv_export, "html": read_html_export}
+_READERS = {"json": read_json_export, "csv": read_csv_export, "html": read_html_export, "txt": read_txt_export}
 
 
 def read_export(source: Source) -> tuple[ExportHeader, Iterator[RawMessage]]:
