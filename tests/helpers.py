@@ -167,7 +167,8 @@ def write_html_export(path: Path, channel_id: str, messages: list[Msg], *, chann
             header = (f'<div class="chatlog__header"><span class="chatlog__author" title="{html.escape(full)}" '
                       f'data-user-id="{a["id"]}">{nick}</span>\n{bot}\n<span class="chatlog__timestamp"><a '
                       f'href="#chatlog__message-container-{m.id}">{stamp}</a></span></div>') if i == 0 else ""
-            edited = ('<span class="chatlog__edited-timestamp" title="x">(edited)</span>' if m.edited else "")
+            edited = (f'<span class="chatlog__edited-timestamp" title="{m.edited.strftime("%d-%b-%y %I:%M %p")}">'
+                      '(edited)</span>' if m.edited else "")
             body.append(
                 f'<div id="chatlog__message-container-{m.id}" class="chatlog__message-container " '
                 f'data-message-id="{m.id}"><div class="chatlog__message"><div class="chatlog__message-aside">{aside}'

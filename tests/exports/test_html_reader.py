@@ -22,7 +22,7 @@ def _messages():
         slash("bob", "a castle on a hill", 0.5, seq=2),  # same author (the bot), same group
         Msg(text_content("cid", 'a lighthouse at "dusk" & <night>'), EPOCH + timedelta(minutes=1), seq=3),
         Msg("hello everyone, is this the right channel?", EPOCH + timedelta(minutes=20), seq=4, author=dict(USER)),
-        slash("dee", "an owl", 21, seq=5),  # a new group: the author comes back from the first message
+        slash("dee", "an owl", 21, seq=5, edited=EPOCH + timedelta(minutes=25)),  # a new group; edited
     ]
 
 
@@ -49,6 +49,8 @@ def test_html_gives_the_json_exports_messages(tmp_path, legacy, theme):
     assert (html_header.channel_id, html_header.channel_name, html_header.guild_name) == (
         "101", "dreambot-1", "Stable Diffusion")
     assert [m.is_bot for m in from_html] == [True, True, True, False, True]
+    if not legacy:  # the "(edited)" marker, to the minute of DCE's default date format
+        assert from_html[-1].edited_at == from_json[-1].edited_at.replace(second=0, microsecond=0)
 
 
 def test_the_time_comes_from_the_snowflake():

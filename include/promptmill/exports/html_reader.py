@@ -31,6 +31,7 @@ from lxml import etree
 from promptmill.exports.errors import ExportError
 from promptmill.exports.naming import fallback_channel_id, parse_export_file_name
 from promptmill.exports.sources import Source
+from promptmill.exports.txt_reader import parse_txt_date
 from promptmill.records import ExportHeader, RawMessage
 
 CHUNK_BYTES = 1 << 20
@@ -248,6 +249,7 @@ def _message(element: etree._Element, message_id: str, author: _Author, channel_
     content = _content_of(element)
     if len(content) > MAX_CONTENT_CHARS:
         raise ExportError(where, f"message {message_id}: content over {MAX_CONTENT_CHARS:,} characters")
+    edited = next((e.get("title") for e in element.iter("span") if _has_class(e, "edited-timestamp")), None)
     return RawMessage(
         key=message_id,
         channel_id=channel_id,
@@ -257,4 +259,6 @@ def _message(element: etree._Element, message_id: str, author: _Author, channel_
         content=content,
         attachments=_attachments_of(element),
         is_bot=author.is_bot if author.is_bot else False,
+        # the "(edited)" marker's title is the edit time in the export's date format (to the minute, mostly)
+        edited_at=parse_txt_date(edited) if edited else None,
     )
