@@ -86,13 +86,25 @@ def chat_prompt_tokens(messages: list[dict]) -> int:
 
 
 class TokenBucket:
-    """Requests/tokens per minute with a one-second burst, refilled continuously."""
+    """Requests/tokens per minute, refilled continuously, holding ``burst_s`` seconds of refill (OpenAI's hold a
+    minute; one second makes a tight server)."""
 
-    def __init__(self, per_minute: float | None) -> None:
+    def __init__(self, per_minute: float | None, burst_s: float = 1.0) -> None:
+        self.per_minute = per_minute
         self.rate = per_minute / 60.0 if per_minute else None
-        self.capacity = max(self.rate or 0.0, 1.0)
+        self.capacity = max((self.rate or 0.0) * burst_s, 1.0)
         self.level = self.capacity
         self.stamp = time.monotonic()
+
+    def headers(self, kind: str, now: float) -> dict[str, str]:
+        """OpenAI's x-ratelimit-* headers for this bucket: the limit per minute, what remains, the time until
+        full."""
+        if self.rate is None:
+            return {}
+        level = min(self.capacity, self.level + (now - self.stamp) * self.rate)
+        return {f"x-ratelimit-limit-{kind}": str(int(self.per_minute)),
+                f"x-ratelimit-remaining-{kind}": str(max(0, int(level))),
+                f"x-ratelimit-reset-{kind}": f"{(self.capacity - level) / self.rate:.3f}s"}
 
     def wait_for(self, amount: float, now: float) -> float:
         """0 if ``amount`` fits now (and take it), else seconds until it would."""
@@ -117,6 +129,8 @@ class FakeOpenAI:
         latency: float = 0.0,
         rpm: float | None = None,
         tpm: float | None = None,
+        burst_s: float = 1.0,
+        rate_limit_headers: bool = True,
         models: tuple[str, ...] = DEFAULT_MODELS,
         batch_delay: float = 0.05,
         host: str = "127.0.0.1",
@@ -131,8 +145,9 @@ class FakeOpenAI:
         self.lock = threading.Lock()
         self.faults: deque[dict] = deque()
         self.batch_faults: dict[str, Any] = {}
-        self.requests_bucket = TokenBucket(rpm)
-        self.tokens_bucket = TokenBucket(tpm)
+        self.requests_bucket = TokenBucket(rpm, burst_s)
+        self.tokens_bucket = TokenBucket(tpm, burst_s)
+        self.rate_limit_headers = rate_limit_headers
         self.rpm, self.tpm = rpm, tpm
         self.files: dict[str, dict] = {}
         self.batches: dict[str, dict] = {}
@@ -301,22 +316,28 @@ class FakeOpenAI:
             )
             self.prompt_bills.update(prompts)
 
-    def admit(self, tokens: int) -> float:
-        """0 when the rate limits let the request in now, else the seconds to wait."""
+    def limit_headers(self, now: float) -> dict[str, str]:
+        if not self.rate_limit_headers:
+            return {}
+        return {**self.requests_bucket.headers("requests", now), **self.tokens_bucket.headers("tokens", now)}
+
+    def admit(self, tokens: int) -> tuple[float, dict[str, str]]:
+        """(0, headers) when the rate limits let the request in now, else (seconds to wait, headers); the headers
+        say the buckets' state after the decision, as OpenAI's do."""
         with self.lock:
             now = time.monotonic()
             wait_requests = self.requests_bucket.wait_for(1, now)
             if wait_requests:
-                return wait_requests
+                return wait_requests, self.limit_headers(now)
             wait_tokens = self.tokens_bucket.wait_for(tokens, now)
             if wait_tokens:
                 self.requests_bucket.level += 1  # give the request slot back
-                return wait_tokens
+                return wait_tokens, self.limit_headers(now)
             self.stats["admitted_requests"] += 1
             self.stats["admitted_tokens"] += tokens
             self.stats["first_admit"] = self.stats["first_admit"] or now
             self.stats["last_admit"] = now
-            return 0.0
+            return 0.0, self.limit_headers(now)
 
     # batches -------------------------------------------------------------------------------------------
     def run_batch(self, batch_id: str) -> None:
@@ -528,16 +549,16 @@ def _make_handler(server: FakeOpenAI):
             status, headers, answer, prompts, usage = server.answer(body, fault=fault, batch=False)
             if status != 200:
                 return self._send(status, answer, headers)
-            wait = server.admit(usage["total_tokens"])
+            wait, limits = server.admit(usage["total_tokens"])
             if wait:
                 with server.lock:
                     server.stats["rate_limited"] += 1
                 return self._send(
                     429,
                     _error("Rate limit reached for requests", "rate_limit_exceeded", "requests"),
-                    {"retry-after-ms": int(wait * 1000) + 1, "x-ratelimit-limit-requests": server.rpm or "",
-                     "x-ratelimit-limit-tokens": server.tpm or ""},
+                    {"retry-after-ms": int(wait * 1000) + 1, **limits},
                 )
+            headers = {**headers, **limits}
             delay = server.latency + (float(fault.get("seconds", 5.0)) if kind == "timeout" else 0.0)
             deadline = time.monotonic() + delay
             while (left := deadline - time.monotonic()) > 0:

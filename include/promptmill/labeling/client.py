@@ -19,7 +19,9 @@ from typing import Any, TypeVar
 import openai
 
 from promptmill.labeling.errors import FatalAPIError, RetriesExhausted
+from promptmill.labeling.pacing import Pacer
 from promptmill.labeling.settings import LabelSettings
+from promptmill.labeling.tokens import chat_prompt_tokens
 
 log = logging.getLogger("promptmill.labeling")
 
@@ -107,6 +109,7 @@ class ClientStats:
     retries: int = 0
     rate_limited: int = 0
     cooldown_s: float = 0.0
+    paced_s: float = 0.0  # time spent waiting for the rate limits' refill before sending (see pacing.py)
 
 
 def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
@@ -149,6 +152,17 @@ def _error_text(exc: openai.APIStatusError) -> str:
     return exc.message
 
 
+def _item_count(body: dict[str, Any]) -> int:
+    """How many prompts a request carries (its last message is their JSON array)."""
+    import json
+
+    try:
+        items = json.loads(body["messages"][-1]["content"])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return 0
+    return len(items) if isinstance(items, list) else 0
+
+
 class LabelClient:
     """Use as ``async with LabelClient(config, settings) as client: await client.call(...)``."""
 
@@ -168,6 +182,9 @@ class LabelClient:
         self._cooldown_until = 0.0
         self._semaphore = asyncio.Semaphore(settings.concurrency)
         self._openai: openai.AsyncOpenAI | None = None
+        self.pacer = Pacer(settings.rpm_limit, settings.tpm_limit, sleep=sleep)
+        self._output_tokens = 0  # answered so far, and for how many items: the output estimate of the next ones
+        self._output_items = 0
 
     async def __aenter__(self) -> LabelClient:
         if not self.config.api_key and not self.config.base_url:
@@ -203,13 +220,35 @@ class LabelClient:
         return self._openai
 
     async def chat(self, body: dict[str, Any]) -> CallResult:
-        """One Chat Completions request, retried on transient errors; ``value`` is the parsed ChatCompletion."""
+        """One Chat Completions request, paced to the rate limits, retried on transient errors; ``value`` is the
+        parsed ChatCompletion."""
+        items = _item_count(body)
+        estimate = self._estimate_tokens(body, items)
 
         async def send():
+            sent_at = None
+            if self.pacer.active:
+                before = self.pacer.waited_s
+                sent_at = await self.pacer.reserve(estimate)
+                self.stats.paced_s += self.pacer.waited_s - before
             raw = await self.openai.chat.completions.with_raw_response.create(**body)
-            return raw.parse(), raw.headers.get("x-request-id")
+            self.pacer.follow(raw.headers, sent_at)
+            value = raw.parse()
+            usage = getattr(value, "usage", None)
+            if usage is not None and items:
+                self._output_tokens += int(getattr(usage, "completion_tokens", 0) or 0)
+                self._output_items += items
+            return value, raw.headers.get("x-request-id")
 
         return await self.call("chat completion", send)
+
+    def _estimate_tokens(self, body: dict[str, Any], items: int) -> float:
+        """What a request counts against the token limit: its input counted offline, its output at the average
+        measured so far (max_completion_tokens before the first answer)."""
+        prompt = chat_prompt_tokens(body.get("messages") or [])
+        if self._output_items:
+            return prompt + self._output_tokens / self._output_items * max(items, 1)
+        return prompt + int(body.get("max_completion_tokens") or 0)
 
     async def call(self, what: str, send: Callable[[], Awaitable[tuple[T, str | None]]]) -> CallResult:
         """Run ``send`` (returning (value, request id)) under the concurrency bound with retries and cool-down."""
@@ -226,6 +265,7 @@ class LabelClient:
                     value, request_id = await send()
                     return CallResult(value, request_id, time.monotonic() - started, retries)
                 except openai.APIStatusError as exc:
+                    self.pacer.follow(exc.response.headers)
                     delay, reason = self._classify(what, exc, retries)
                     paced = exc.status_code == 429 and delay is not None
                 except openai.APIConnectionError as exc:  # includes APITimeoutError

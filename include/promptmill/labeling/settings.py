@@ -42,6 +42,9 @@ class LabelSettings(SettingsBase):
     backoff_max_s: float = Field(30.0, ge=0)
     max_retry_after_s: float = Field(300.0, ge=0)  # a longer retry-after stops the run instead of sleeping
     max_rate_limit_wait_s: float = Field(900.0, ge=0)  # per request: total time spent waiting out 429s before giving up
+    # the account's limits per minute, for a server that sends no x-ratelimit-* headers (with them, they win)
+    rpm_limit: float | None = Field(None, gt=0)
+    tpm_limit: float | None = Field(None, gt=0)
 
     # answers that do not work: a prompt whose well-formed answers were unusable this many times (an invalid
     # description, no answer for it alone), over all runs, is labeled `failed`; a server that sends this many
