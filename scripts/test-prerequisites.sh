@@ -43,14 +43,16 @@ if [[ ${#missing[@]} -gt 0 ]]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+if $fresh_postgres; then
+  # A cluster installed here for the tests: the `postgres` user may connect over TCP from this machine only,
+  # without a password, as the tests (and CI) expect. (apt may have started it already: reload.)
+  version="$(ls /etc/postgresql | sort -V | tail -1)"
+  hba="/etc/postgresql/$version/main/pg_hba.conf"
+  as_root sed -i -E 's/^(host\s+all\s+all\s+(127\.0\.0\.1\/32|::1\/128)\s+)\S+/\1trust/' "$hba"
+  pg_up && as_root pg_ctlcluster --skip-systemctl-redirect "$version" main reload || true
+fi
 if [[ -z "${PROMPTMILL_TEST_PG_URL:-}" ]] && ! pg_up; then
   version="$(ls /etc/postgresql | sort -V | tail -1)"
-  if $fresh_postgres; then
-    # A cluster installed here for the tests: the `postgres` user may connect over TCP from this machine only,
-    # without a password, as the tests (and CI) expect.
-    hba="/etc/postgresql/$version/main/pg_hba.conf"
-    as_root sed -i -E 's/^(host\s+all\s+all\s+(127\.0\.0\.1\/32|::1\/128)\s+)\S+/\1trust/' "$hba"
-  fi
   echo "test prerequisites: starting PostgreSQL $version"
   as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
   for _ in $(seq 1 30); do pg_up && break; sleep 1; done

@@ -218,6 +218,8 @@ def cmd_ingest(args, settings: Settings) -> int:
         print(f"promptmill ingest: {path}: no such file or directory", file=sys.stderr)
     paths = [path for path in args.paths if path not in missing]
     if not paths:
+        if args.json:
+            _print_json({"error": "no such file or directory", "missing": missing})
         return 1
     engine = _engine(settings)
     settings = store_options.settle(engine, settings)  # the store's options; other ones stop here (exit 2)

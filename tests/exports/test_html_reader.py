@@ -183,3 +183,29 @@ def test_html_and_json_of_a_channel_keep_the_same_prompts(tmp_path, profile):
             assert out.returncode == 0, out.stderr
         kept[name] = (tmp_path / f"{name}.tsv").read_text().splitlines()
     assert len(kept["json"]) > 20 and kept["html"] == kept["json"]
+
+
+def test_minified_html_and_system_notifications(tmp_path):
+    """DCE minifies its HTML (WebMarkupMin: quotes may go) and gives system notifications (a pin, a join) a group
+    of their own whose author has its own class: neither may stop the file or move messages to another author."""
+    import re
+
+    messages = _messages()
+    path = write_html_export(tmp_path / "a [101].html", "101", messages)
+    page = path.read_text()
+    pin = ('<div class="chatlog__message-group"><div id="chatlog__message-container-1036972900000000000" '
+           'class="chatlog__message-container chatlog__message-container--pinned" data-message-id="1036972900000000000">'
+           '<div class="chatlog__message"><div class="chatlog__message-primary"><span class="chatlog__system-notification-'
+           'author" title="ann#1234">ann</span> <span class="chatlog__system-notification-content">pinned a message to '
+           'this channel.</span></div></div></div></div>')
+    first_group_end = page.index('<div class="chatlog__message-group">', page.index('<div class="chatlog__message-group">') + 1)
+    page = page[:first_group_end] + pin + page[first_group_end:]
+    minified = re.sub(r'(\s[a-z-]+)="([A-Za-z0-9_\-#.:/]+)"', r"\1=\2", page)
+    assert '<div class=chatlog__message-group>' in minified
+    path.write_text(minified)
+    _, from_html = _read(path)
+    _, from_json = _read(write_json_export(tmp_path / "a [101].json", "101", messages))
+    regular = [m for m in from_html if m.key != "1036972900000000000"]
+    assert [_comparable(m) for m in regular] == [_comparable(m) for m in from_json]
+    (notice,) = [m for m in from_html if m.key == "1036972900000000000"]
+    assert notice.author_id == "name:ann#1234"

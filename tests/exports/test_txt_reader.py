@@ -123,3 +123,12 @@ def test_plain_text_and_csv_of_a_channel_keep_the_same_prompts(tmp_path, profile
             assert out.returncode == 0, out.stderr
         kept[name] = [line.split("\t")[1] for line in (tmp_path / f"{name}.tsv").read_text().splitlines()]
     assert len(kept["csv"]) > 20 and kept["txt"] == kept["csv"]
+
+
+def test_a_message_line_that_looks_like_the_rule_is_content(tmp_path):
+    """Review finding: a content line of 62 '=' was taken for the postamble, and every later message dropped."""
+    rule = "=" * 62
+    messages = [Msg(f"a table:\n{rule}\nrow one", EPOCH, seq=1), Msg("the next message", EPOCH + timedelta(minutes=1),
+                                                                  seq=2)]
+    _, read = _read(write_txt_export(tmp_path / "x [1].txt", messages, reactions=False))
+    assert [m.content for m in read] == [f"a table:\n{rule}\nrow one", "the next message"]

@@ -71,10 +71,11 @@ def test_malformed_answers_are_the_servers_fault_and_truncated_ones_shrink_the_p
     settings = settings.with_overrides(pack_size=4, concurrency=1)
     texts = make_prompts(4, seed=5)
     ids = add_prompts(sqlite_engine, texts)
-    # 4 -> malformed; halves of 2 -> truncated + ok; the truncated pair -> singles: malformed alone, sent again
+    # 4 -> malformed (the server's: nothing answered well yet); halves of 2 -> truncated + ok; the truncated pair
+    # -> singles: malformed alone after good answers counts against that prompt (1 of 3), sent again
     fake.add_faults({"kind": "malformed"}, {"kind": "truncated"}, {}, {"kind": "malformed"})
     summary = label_pending(sqlite_engine, settings, client_config)
-    assert summary.failed == 0 and summary.labeled == 4 and summary.unusable_answers == 2
+    assert summary.failed == 0 and summary.labeled == 4 and summary.unusable_answers == 1
     assert_labels_match(sqlite_engine, ids, texts)
     statuses = [r["status"] for r in ledger_rows(sqlite_engine)]
     assert statuses.count("malformed") == 2 and statuses.count("truncated") == 1
@@ -313,3 +314,15 @@ def test_a_prompt_over_the_cap_from_an_older_store_is_never_sent(engine, setting
     billed = fake.snapshot()["prompt_bills"]
     assert huge not in billed and sum(billed.values()) == 30
     assert label_status(engine, settings)["pending"] == 0
+
+
+def test_garbage_for_one_prompt_alone_counts_against_that_prompt(sqlite_engine, settings, client_config, fake):
+    """Review finding: once the server answered well, one prompt whose answers alone are garbage was re-sent
+    (and paid for) all run, then stopped the run as a 'broken server'. It now fails after max_attempts."""
+    settings = settings.with_overrides(pack_size=1, concurrency=1)
+    add_prompts(sqlite_engine, make_prompts(3, seed=107))
+    fake.add_faults({}, {"kind": "no_labels"}, {"kind": "no_labels"}, {"kind": "no_labels"})
+    summary = label_pending(sqlite_engine, settings, client_config)
+    assert (summary.labeled, summary.failed) == (2, 1)
+    failed = [r for r in label_rows(sqlite_engine).values() if r["status"] == "failed"]
+    assert failed[0]["error"].startswith("no usable answer alone: answer has no 'labels' array")

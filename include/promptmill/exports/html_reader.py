@@ -21,6 +21,7 @@ channel, multi-GB for busy ones). libxml2's push parser, tried first, kept every
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from itertools import chain
@@ -56,9 +57,12 @@ def _has_class(element: etree._Element, *suffixes: str) -> bool:
     return any(token.endswith(suffix) for token in _classes(element) for suffix in suffixes)
 
 
+_AUTHOR_CLASSES = ("chatlog__author", "chatlog__author-name", "chatlog__system-notification-author")
+
+
 def _is_author(element: etree._Element) -> bool:
-    return element.tag == "span" and any(token in ("chatlog__author", "chatlog__author-name")
-                                         for token in _classes(element))
+    # A system notification (a pin, a join, a thread) has a group of its own, its author in its own class.
+    return element.tag == "span" and any(token in _AUTHOR_CLASSES for token in _classes(element))
 
 
 def markdown_of(element: etree._Element) -> str:
@@ -140,7 +144,8 @@ class _Author:
         self.is_bot: bool | None = None
 
 
-GROUP_START = b'<div class="chatlog__message-group"'
+# A message group's start tag, quoted or not: DCE passes its HTML through WebMarkupMin, which may drop quotes.
+GROUP_START = re.compile(rb"""<div\s+class\s*=\s*["']?chatlog__message-group(?=["'\s>])""")
 # One message group (one author's consecutive messages) past this is not a chat export: refused, bounding memory.
 MAX_GROUP_BYTES = 64 << 20
 
@@ -184,13 +189,14 @@ def _group_chunks(stream: BinaryIO, where: str) -> Iterator[bytes]:
         except OSError as exc:
             raise ExportError(where, f"cannot read: {exc.strerror or exc}") from None
         buffer += chunk
-        cut = buffer.find(GROUP_START, 1 if found_first else 0)
-        while cut != -1:
+        match = GROUP_START.search(buffer, 1 if found_first else 0)
+        while match is not None:
+            cut = match.start()
             if cut or not found_first:
                 yield buffer[:cut]
             found_first = True
             buffer = buffer[cut:]
-            cut = buffer.find(GROUP_START, 1)
+            match = GROUP_START.search(buffer, 1)
         if len(buffer) > MAX_GROUP_BYTES:
             raise ExportError(where, f"a message group over {MAX_GROUP_BYTES >> 20} MiB: not a chat export")
         if not chunk:
@@ -244,7 +250,7 @@ def _note_author(element: etree._Element, author: _Author) -> None:
 def _message(element: etree._Element, message_id: str, author: _Author, channel_id: str, where: str) -> RawMessage:
     if not message_id.isdigit():
         raise ExportError(where, f"message id {message_id!r} is not a Discord id")
-    if author.id is None:
+    if author.id is None and not author.name:
         raise ExportError(where, f"message {message_id}: no author before it (not a DiscordChatExporter HTML export?)")
     content = _content_of(element)
     if len(content) > MAX_CONTENT_CHARS:
@@ -253,7 +259,7 @@ def _message(element: etree._Element, message_id: str, author: _Author, channel_
     return RawMessage(
         key=message_id,
         channel_id=channel_id,
-        author_id=author.id,
+        author_id=author.id or f"name:{author.name}",  # a system notification's author may come without an id
         author=author.name,
         posted_at=snowflake_time(message_id),
         content=content,

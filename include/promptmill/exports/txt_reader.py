@@ -142,7 +142,7 @@ def _messages(lines: _Lines, stream: BinaryIO, where: str, channel_id: str) -> I
     ranks = MinuteRank()
     try:
         while (line := lines.next()) is not None:
-            if line == _RULE:  # the postamble
+            if line == _RULE and _postamble_follows(lines):
                 return
             if not line.strip():
                 continue
@@ -174,6 +174,14 @@ def _messages(lines: _Lines, stream: BinaryIO, where: str, channel_id: str) -> I
         stream.close()
 
 
+def _postamble_follows(lines: _Lines) -> bool:
+    """After a rule of '=': is it the postamble's ("Exported N message(s)" next), or a message's own line?"""
+    following = lines.next()
+    if following is not None:
+        lines.push(following)
+    return following is None or following.startswith("Exported ")
+
+
 def _read_message(lines: _Lines, where: str, start: int) -> tuple[str, list[str]]:
     """After a header line: the content (the lines up to the first block or the next message, without the blank
     line DCE writes after it) and the attachments' URLs."""
@@ -186,7 +194,7 @@ def _read_message(lines: _Lines, where: str, start: int) -> tuple[str, list[str]
         count += 1
         if count > _MAX_MESSAGE_LINES:
             raise ExportError(where, f"line {start}: a message over {_MAX_MESSAGE_LINES:,} lines")
-        if line == _RULE or (previous_blank and _is_header(line)):
+        if (line == _RULE and _postamble_follows(lines)) or (previous_blank and _is_header(line)):
             lines.push(line)
             break
         if previous_blank and line in _BLOCKS:

@@ -420,11 +420,13 @@ def _reconcile_line(engine, settings, info, prices, job, line: dict, totals: dic
         check = check_answer(content, list(local), max_chars=settings.max_description_chars)
         for local_id, description in check.accepted.items():
             outcomes.append(LabelOutcome(local[local_id], description, no_object=description == NO_OBJECT))
-        # As in sync mode: a well-formed answer unusable for one prompt counts against it (bounded, over all runs);
-        # a cut or malformed one is not the prompt's doing.
+        # As in sync mode: a well-formed answer unusable for one prompt counts against it (bounded, over all runs):
+        # an invalid description, or no answer when it was asked alone; a cut or malformed answer, or an id
+        # missing from a pack, is not the prompt's doing.
         if not check.malformed and choice.get("finish_reason") != "length":
             against = {local[i]: f"invalid answer: {why}" for i, why in check.invalid.items()}
-            against |= {local[i]: "no answer for it in a well-formed answer" for i in check.missing}
+            if len(local) == 1:
+                against |= {local[i]: "no answer for it alone" for i in check.missing}
         if choice.get("finish_reason") == "length":
             record.status = "truncated"
         elif check.malformed:
@@ -434,13 +436,16 @@ def _reconcile_line(engine, settings, info, prices, job, line: dict, totals: dic
         if not check.complete:
             # Missing and invalid items simply stay pending: the next run asks for them again.
             record.error = check.malformed or f"{len(check.missing)} missing, {len(check.invalid)} invalid: pending again"
-    with engine.begin() as conn:
-        attempts = count_attempts(conn, info.version, against)
-        for pid, count in attempts.items():
-            if count >= settings.max_attempts:
-                outcomes.append(LabelOutcome(pid, None, error=f"{against[pid]} ({count} answers, over all runs)"))
-                totals["failed"] += 1
-        commit_request(conn, record, outcomes)
+    try:
+        with engine.begin() as conn:
+            attempts = count_attempts(conn, info.version, against)
+            for pid, count in attempts.items():
+                if count >= settings.max_attempts:
+                    outcomes.append(LabelOutcome(pid, None, error=f"{against[pid]} ({count} answers, over all runs)"))
+                    totals["failed"] += 1
+            commit_request(conn, record, outcomes)
+    except sa.exc.IntegrityError:
+        return  # another run reconciling the same job committed this line first (request_key is unique)
     totals["requests"] += 1
     totals["spend_usd"] += record.cost_usd
     totals["tokens"] += record.usage.total_tokens

@@ -167,6 +167,8 @@ def evaluate_labels(engine: Engine, settings: LabelSettings, client_config: Clie
     """Label ``gold`` with ``settings``, score it, store the result for the label version; returns it."""
     info = resolve_version(settings)
     pairs = gold.pairs[:limit] if limit is not None else gold.pairs
+    if not pairs:
+        raise GoldSetError(f"{gold.name}: no pairs to evaluate (--limit {limit})")
     shape = RequestShape(settings, info.instructions)
     predicted, usage, requests, notes = asyncio.run(_label(settings, client_config, shape, [p for p, _ in pairs]))
     prices = prices_for(settings)

@@ -2,8 +2,8 @@
 
 A claim keeps other runs off the prompts a run is sending until its lease runs out. A run killed with SIGKILL
 cannot give its claims back, so without this a run started right after the crash would leave the dead run's
-prompts pending for the rest of their lease. Each claim therefore names its holder, and a run starting (or
-renewing its own claims) deletes the live-looking claims whose holder is gone:
+prompts pending for the rest of their lease. Each claim therefore names its holder, and a run starting deletes the
+live-looking claims whose holder is gone:
 
 - PostgreSQL: the holder keeps one session open for its whole run, holding a session advisory lock on a random
   key; the server releases it when the session ends, and the lock table (``pg_locks``, readable by every role)
@@ -48,8 +48,13 @@ class ClaimHolder:
     def close(self) -> None:
         if self._conn is not None:
             try:
-                self._conn.close()  # ends the session (and its lock) as far as this process is concerned
+                # A pooled connection keeps its session, and a session lock survives a rollback: unlock it.
+                self._conn.execute(sa.text("SELECT pg_advisory_unlock_all()"))
+                self._conn.commit()
+            except sa.exc.DBAPIError:
+                self._conn.invalidate()  # the session is gone already, and its lock with it
             finally:
+                self._conn.close()
                 self._conn = None
 
     def __enter__(self) -> ClaimHolder:

@@ -460,6 +460,10 @@ class SyncLabeler:
         retry: list[WorkItem] = []
         against: dict[int, str] = {}
         alone = len(local) == 1
+        if unusable and alone and self._proven:
+            # The server has answered this run well: garbage for one prompt alone is that prompt's doing (a local
+            # model writing prose for it in JSON mode). It counts against the prompt, not the server's streak.
+            unusable = None
         for local_id, item in local.items():
             if local_id in check.accepted:
                 description = check.accepted[local_id]
