@@ -209,3 +209,16 @@ def test_minified_html_and_system_notifications(tmp_path):
     assert [_comparable(m) for m in regular] == [_comparable(m) for m in from_json]
     (notice,) = [m for m in from_html if m.key == "1036972900000000000"]
     assert notice.author_id == "name:ann#1234"
+
+
+@pytest.mark.parametrize("chunk", [7, 41, 1000])
+def test_start_tags_cut_by_the_read_size_are_found(tmp_path, monkeypatch, chunk):
+    """The file is read in chunks; a group's start tag split between two of them must still cut the groups."""
+    from promptmill.exports import html_reader
+
+    messages = _messages()
+    path = write_html_export(tmp_path / "a [101].html", "101", messages)
+    _, whole = _read(path)
+    monkeypatch.setattr(html_reader, "CHUNK_BYTES", chunk)
+    _, chunked = _read(path)
+    assert [_comparable(m) for m in chunked] == [_comparable(m) for m in whole] and len(whole) == 5

@@ -182,26 +182,30 @@ def _group_chunks(stream: BinaryIO, where: str) -> Iterator[bytes]:
     one piece per group (the last one with the postamble). Content is HTML-escaped, so the start tag only ever
     appears as markup. Each piece is parsed alone: memory holds one group at a time, however long the file."""
     buffer = b""
+    start = 0  # where the piece being read starts in the buffer
+    resume = 0  # where the next search for a start tag begins
     found_first = False
     while True:
         try:
             chunk = stream.read(CHUNK_BYTES)
         except OSError as exc:
             raise ExportError(where, f"cannot read: {exc.strerror or exc}") from None
-        buffer += chunk
-        match = GROUP_START.search(buffer, 1 if found_first else 0)
-        while match is not None:
+        # one copy per chunk (not per group: a chat channel's groups are a few hundred bytes each)
+        buffer = buffer[start:] + chunk
+        resume -= start
+        start = 0
+        while (match := GROUP_START.search(buffer, max(resume, 0))) is not None:
             cut = match.start()
-            if cut or not found_first:
-                yield buffer[:cut]
+            if cut > start or not found_first:
+                yield buffer[start:cut]
             found_first = True
-            buffer = buffer[cut:]
-            match = GROUP_START.search(buffer, 1)
-        if len(buffer) > MAX_GROUP_BYTES:
+            start, resume = cut, cut + 1
+        resume = max(resume, len(buffer) - 64)  # a start tag cut by the chunk's end is found with the next one
+        if len(buffer) - start > MAX_GROUP_BYTES:
             raise ExportError(where, f"a message group over {MAX_GROUP_BYTES >> 20} MiB: not a chat export")
         if not chunk:
-            if buffer:
-                yield buffer
+            if len(buffer) > start:
+                yield buffer[start:]
             return
 
 
