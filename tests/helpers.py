@@ -116,6 +116,12 @@ def _html_markdown(content: str, legacy: bool) -> str:
     return "".join(out)
 
 
+def _full_name(author: dict) -> str:
+    """DCE's FullName: "name#1234", or the bare name for new-system users ("0") and none."""
+    discriminator = author.get("discriminator")
+    return f"{author['name']}#{discriminator}" if discriminator not in (None, "0", "0000") else author["name"]
+
+
 def _urls(m: Msg, channel_id: str) -> tuple[str, ...]:
     if m.attachments is not None:
         return m.attachments
@@ -140,7 +146,7 @@ def write_html_export(path: Path, channel_id: str, messages: list[Msg], *, chann
     for group in groups:
         first = group[0]
         a = first.author
-        full = f"{a['name']}#{a['discriminator']}" if a.get("discriminator") not in (None, "0", "0000") else a["name"]
+        full = _full_name(a)
         nick = html.escape(a.get("nickname") or a["name"])
         bot = ('<span class="chatlog__bot-tag">BOT</span>' if legacy else '<span class="chatlog__bot-label">BOT</span>'
                ) if a.get("isBot") else ""
@@ -206,7 +212,7 @@ def write_txt_export(path: Path, messages: list[Msg], *, channel_name: str = "dr
     out = [rule, "Guild: Stable Diffusion", f"Channel: Bots / {channel_name}", rule, ""]
     for m in messages:
         a = m.author
-        full = f"{a['name']}#{a['discriminator']}" if a.get("discriminator") not in (None, "0", "0000") else a["name"]
+        full = _full_name(a)
         out.append(f"[{fmt(m.when)}] {full}")
         out.append(m.content)
         out.append("")

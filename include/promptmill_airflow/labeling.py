@@ -17,6 +17,15 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 log = logging.getLogger(__name__)
 
 
+def _resolve(context):
+    """(store engine, labeling settings, client config) of a labeling task, from its run's params."""
+    from promptmill_airflow import config
+
+    params = context["params"]
+    settings = config.settings(params)
+    return settings.connect_store(), config.label_settings(params, context["run_id"]), config.client_config()
+
+
 class LabelBatchOperator(BaseOperator):
     """Label the pending prompts of one batch descriptor (ids and counts only, never the payload)."""
 
@@ -26,16 +35,8 @@ class LabelBatchOperator(BaseOperator):
         super().__init__(**kwargs)
         self.descriptor = descriptor
 
-    def _resolve(self, context):
-        from promptmill_airflow import config
-
-        params = context["params"]
-        settings = config.settings(params)
-        label_settings = config.label_settings(params, context["run_id"])
-        return settings.connect_store(), label_settings, config.client_config()
-
     def execute(self, context) -> dict[str, Any]:
-        engine, label_settings, client_config = self._resolve(context)
+        engine, label_settings, client_config = _resolve(context)
         log.info(
             "labeling %s with %s (%s mode)",
             self.descriptor.get("label"),
@@ -63,18 +64,11 @@ class CollectBatchesOperator(BaseOperator):
 
     ui_color = "#f2e6ff"
 
-    def _resolve(self, context):
-        from promptmill_airflow import config
-
-        params = context["params"]
-        settings = config.settings(params)
-        return settings.connect_store(), config.label_settings(params, context["run_id"]), config.client_config()
-
     def execute(self, context) -> dict[str, Any]:
         from promptmill.labeling.batch_mode import submitted_jobs
         from promptmill.pipeline import is_catching_up
 
-        engine, label_settings, client_config = self._resolve(context)
+        engine, label_settings, client_config = _resolve(context)
         if not (client_config.api_key or client_config.base_url):
             return {}  # labeling is off (the plan said why); nothing can be polled either
         jobs = submitted_jobs(engine, label_settings)
@@ -101,7 +95,7 @@ class CollectBatchesOperator(BaseOperator):
             raise RuntimeError(f"batch wait ended without completion: {event}")
         # The event echoes the job ids too: `dag.test` resumes with the event alone, dropping the defer kwargs.
         job_ids = job_ids or (event or {}).get("job_ids")
-        engine, label_settings, client_config = self._resolve(context)
+        engine, label_settings, client_config = _resolve(context)
         result = reconcile(engine, label_settings, client_config, list(job_ids or []))
         log.info("reconciled batch jobs %s: %s", job_ids, result)
         return result

@@ -35,22 +35,29 @@ CHILD = textwrap.dedent(
 )
 
 
-def test_sigkill_then_rerun_bills_nothing_twice(engine, store_url, settings, client_config, fake):
-    fake.latency = 0.25
-    texts = make_prompts(60, seed=29)
-    ids = add_prompts(engine, texts)
-    child = subprocess.Popen([sys.executable, "-c", CHILD, store_url, fake.base_url, API_KEY], env=dict(os.environ))
+def kill_after_labels(child: subprocess.Popen, engine, labels: int, *, timeout_s: float,
+                      then_wait_s: float = 0.0) -> None:
+    """SIGKILL ``child`` once the store holds ``labels`` labels (and ``then_wait_s`` more)."""
     try:
-        deadline = time.monotonic() + 30
-        while len(label_rows(engine)) < 15:
+        deadline = time.monotonic() + timeout_s
+        while len(label_rows(engine)) < labels:
             assert child.poll() is None, "the labeling process ended before it could be killed"
             assert time.monotonic() < deadline, "the labeling process made no progress"
             time.sleep(0.02)
+        time.sleep(then_wait_s)
         child.send_signal(signal.SIGKILL)
         child.wait(10)
     finally:
         if child.poll() is None:
             child.kill()
+
+
+def test_sigkill_then_rerun_bills_nothing_twice(engine, store_url, settings, client_config, fake):
+    fake.latency = 0.25
+    texts = make_prompts(60, seed=29)
+    ids = add_prompts(engine, texts)
+    child = subprocess.Popen([sys.executable, "-c", CHILD, store_url, fake.base_url, API_KEY], env=dict(os.environ))
+    kill_after_labels(child, engine, 15, timeout_s=30)
     assert 15 <= len(label_rows(engine)) < 60
     # The killed run's claim on the prompts of its unanswered request runs out after its lease (1 s here); until
     # then another run leaves them alone, as it would if that run were still waiting for the answer.
@@ -78,20 +85,9 @@ def test_a_rerun_right_after_sigkill_of_promptmill_label_labels_everything(engin
     command = [sys.executable, "-m", "promptmill.cli", "label", "--db", store_url, "--pack-size", "5",
                "--concurrency", "4", "--json"]
     child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while len(label_rows(engine)) < 20:
-            assert child.poll() is None, "the labeling process ended before it could be killed"
-            assert time.monotonic() < deadline, "the labeling process made no progress"
-            time.sleep(0.02)
-        # Killed mid-wait for the answers (the server then bills nothing): an answer billed and not yet committed
-        # when the process dies is lost with it, which no client can prevent.
-        time.sleep(0.08)
-        child.send_signal(signal.SIGKILL)
-        child.wait(10)
-    finally:
-        if child.poll() is None:
-            child.kill()
+    # Killed mid-wait for the answers (the server then bills nothing): an answer billed and not yet committed
+    # when the process dies is lost with it, which no client can prevent.
+    kill_after_labels(child, engine, 20, timeout_s=60, then_wait_s=0.08)
     assert len(label_rows(engine)) < 80
     fake.latency = 0.0
     rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)

@@ -55,6 +55,14 @@ def _wait_healthy(base: str, process: subprocess.Popen, log: Path) -> dict:
     pytest.fail(f"standalone not healthy after {STARTUP_TIMEOUT_S} s:\n{log.read_text()[-4000:]}", pytrace=False)
 
 
+def _admin_auth(base: str, home: Path) -> dict[str, str]:
+    """The `admin` user's bearer header, with the password standalone generated."""
+    password = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+    token = httpx.post(f"{base}/auth/token", json={"username": "admin", "password": password},
+                       timeout=30).json()["access_token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
 def test_standalone_serves_the_dataset_page(tmp_path):
     store_url = f"sqlite:///{tmp_path / 'store.sqlite'}"
     fill_store(connect(store_url), tmp_path)
@@ -67,10 +75,7 @@ def test_standalone_serves_the_dataset_page(tmp_path):
     try:
         _wait_healthy(base, process, log)
         home = Path(env["AIRFLOW_HOME"])
-        password = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
-        token = httpx.post(f"{base}/auth/token", json={"username": "admin", "password": password},
-                           timeout=30).json()["access_token"]
-        auth = {"Authorization": f"Bearer {token}"}
+        auth = _admin_auth(base, home)
 
         assert httpx.get(f"{base}/promptmill/api/summary", timeout=30).status_code == 401
         summary = httpx.get(f"{base}/promptmill/api/summary", headers=auth, timeout=60).json()
@@ -154,10 +159,7 @@ def test_a_run_triggered_from_the_ui_on_another_port_ingests_dated_folders_and_e
     try:
         _wait_healthy(base, process, log)
         home = Path(env["AIRFLOW_HOME"])
-        password = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
-        token = httpx.post(f"{base}/auth/token", json={"username": "admin", "password": password},
-                           timeout=30).json()["access_token"]
-        auth = {"Authorization": f"Bearer {token}"}
+        auth = _admin_auth(base, home)
         deadline = time.monotonic() + 180
         while httpx.get(f"{base}/api/v2/dags/promptmill", headers=auth, timeout=30).status_code != 200:
             assert time.monotonic() < deadline, "the DAG was never parsed"

@@ -130,11 +130,11 @@ def read_txt_export(source: Source) -> tuple[ExportHeader, Iterator[RawMessage]]
     return header, _messages(lines, stream, where, header.channel_id)
 
 
-def _is_header(line: str) -> re.Match | None:
+def _header(line: str) -> tuple[datetime, str] | None:
+    """(time, author) of a message header line, or None when the line is not one (its date must parse)."""
     match = _HEADER.fullmatch(line)
-    if match is None or parse_txt_date(match["date"]) is None:
-        return None
-    return match
+    posted_at = parse_txt_date(match["date"]) if match is not None else None
+    return None if posted_at is None else (posted_at, match["author"])
 
 
 def _messages(lines: _Lines, stream: BinaryIO, where: str, channel_id: str) -> Iterator[RawMessage]:
@@ -146,14 +146,13 @@ def _messages(lines: _Lines, stream: BinaryIO, where: str, channel_id: str) -> I
                 return
             if not line.strip():
                 continue
-            header = _is_header(line)
+            header = _header(line)
             if header is None:
                 raise ExportError(where, f"line {lines.number}: expected a message header '[<date>] <author>', "
                                          f"found {line[:80]!r}")
             start = lines.number
             content, attachments = _read_message(lines, where, start)
-            posted_at = parse_txt_date(header["date"])
-            author = header["author"]
+            posted_at, author = header
             seq = ranks.of(posted_at) if posted_at.second == 0 else 0  # minute precision: file order
             try:
                 occurrence = occurrences.next(posted_at, author, content)
@@ -194,7 +193,7 @@ def _read_message(lines: _Lines, where: str, start: int) -> tuple[str, list[str]
         count += 1
         if count > _MAX_MESSAGE_LINES:
             raise ExportError(where, f"line {start}: a message over {_MAX_MESSAGE_LINES:,} lines")
-        if (line == _RULE and _postamble_follows(lines)) or (previous_blank and _is_header(line)):
+        if (line == _RULE and _postamble_follows(lines)) or (previous_blank and _header(line)):
             lines.push(line)
             break
         if previous_blank and line in _BLOCKS:

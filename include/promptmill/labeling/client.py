@@ -152,17 +152,6 @@ def _error_text(exc: openai.APIStatusError) -> str:
     return exc.message
 
 
-def _item_count(body: dict[str, Any]) -> int:
-    """How many prompts a request carries (its last message is their JSON array)."""
-    import json
-
-    try:
-        items = json.loads(body["messages"][-1]["content"])
-    except (KeyError, IndexError, TypeError, ValueError):
-        return 0
-    return len(items) if isinstance(items, list) else 0
-
-
 class LabelClient:
     """Use as ``async with LabelClient(config, settings) as client: await client.call(...)``."""
 
@@ -219,10 +208,9 @@ class LabelClient:
             raise RuntimeError("LabelClient used outside 'async with'")
         return self._openai
 
-    async def chat(self, body: dict[str, Any]) -> CallResult:
-        """One Chat Completions request, paced to the rate limits, retried on transient errors; ``value`` is the
-        parsed ChatCompletion."""
-        items = _item_count(body)
+    async def chat(self, body: dict[str, Any], *, items: int) -> CallResult:
+        """One Chat Completions request carrying ``items`` prompts, paced to the rate limits, retried on transient
+        errors; ``value`` is the parsed ChatCompletion."""
         estimate = self._estimate_tokens(body, items)
 
         async def send():

@@ -17,12 +17,13 @@ import hashlib
 import json
 import unicodedata
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from promptmill.labeling.errors import FatalAPIError
 from promptmill.labeling.settings import LabelSettings
 
 NO_OBJECT = "_no_object"
@@ -129,6 +130,18 @@ class RequestShape:
 
     def body(self, items: Sequence[tuple[int, str]]) -> dict[str, Any]:
         return request_body(self.settings, self.instructions, items, unsupported=self.unsupported)
+
+    async def chat(self, client: Any, items: Sequence[tuple[int, str]], on_fallback: Callable[[str], None]) -> Any:
+        """``client.chat`` of ``items`` in this shape; a field the server rejects is learned (``on_fallback`` gets
+        the note to report) and the request goes again without it. Other errors are raised."""
+        while True:
+            try:
+                return await client.chat(self.body(items), items=len(items))
+            except FatalAPIError as exc:
+                note = self.learn(exc.status, str(exc))
+                if note is None:
+                    raise
+                on_fallback(note)
 
     def learn(self, status: int | None, message: str) -> str | None:
         """The note to report when ``message`` (a 400/422) rejects a field this shape still sends, else None."""

@@ -31,7 +31,6 @@ from sqlalchemy.engine import Engine
 
 from promptmill.labeling.client import ClientConfig, LabelClient
 from promptmill.labeling.contract import NO_OBJECT, RequestShape, check_answer
-from promptmill.labeling.errors import FatalAPIError
 from promptmill.labeling.ledger import resolve_version
 from promptmill.labeling.pricing import Usage, prices_for
 from promptmill.labeling.settings import LabelSettings
@@ -139,15 +138,7 @@ async def _label(settings: LabelSettings, client_config: ClientConfig, shape: Re
         async def send(pack: list[int]) -> None:
             nonlocal usage, requests
             items = [(local, prompts[index]) for local, index in enumerate(pack, start=1)]
-            while True:
-                try:
-                    result = await client.chat(shape.body(items))
-                    break
-                except FatalAPIError as exc:
-                    note = shape.learn(exc.status, str(exc))
-                    if note is None:
-                        raise
-                    notes.append(note)
+            result = await shape.chat(client, items, notes.append)
             requests += 1
             usage = usage + Usage.from_api(getattr(result.value, "usage", None))
             choices = getattr(result.value, "choices", None) or []

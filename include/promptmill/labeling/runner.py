@@ -184,8 +184,7 @@ class SyncLabeler:
         self.engine = engine
         self.settings = settings
         self.client_config = client_config
-        self.prices: PriceTable = prices_for(settings)
-        self.prices.price(settings.model)  # fail before any request when the model has no price
+        self.prices: PriceTable = prices_for(settings)  # a bad price table fails here, before any request
         self.run_key = settings.run_key or f"run-{uuid.uuid4().hex}"
         self.progress = progress
         self._client = client
@@ -354,13 +353,7 @@ class SyncLabeler:
         )
         try:
             try:
-                while True:
-                    try:
-                        result = await client.chat(self._shape.body(items))
-                        break
-                    except FatalAPIError as exc:
-                        if not self._fall_back(exc):
-                            raise
+                result = await self._shape.chat(client, items, self._fall_back)
             except (FatalAPIError, RetriesExhausted) as exc:
                 record.error = str(exc)
                 record.retries = getattr(exc, "retries", 0)
@@ -401,15 +394,11 @@ class SyncLabeler:
             self._proven = True
             self._unusable_streak = 0
 
-    def _fall_back(self, error: FatalAPIError) -> bool:
-        """True when ``error`` rejects a field the server does not support; the request goes again without it."""
-        note = self._shape.learn(error.status, str(error))
-        if note is None:
-            return False
+    def _fall_back(self, note: str) -> None:
+        """The server rejected a field it does not support: the request goes again without it (RequestShape)."""
         log.warning("%s", note)
         assert self.summary is not None
         self.summary.fallbacks.append(note)
-        return True
 
     def _judge(self, completion: Any, record: RequestRecord, local: dict[int, WorkItem]):
         """Ledger fields and label outcomes from one answer.
