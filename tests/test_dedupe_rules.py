@@ -104,6 +104,13 @@ def test_the_verdict_names_the_first_rule_that_rejects():
     assert dedupe_rules.verdict(None, True, False, None, False) == ("rejected", "duplicate")
 
 
+def test_a_message_that_is_no_longer_its_groups_representative_is_no_near_duplicate():
+    """What the store layer reads for it may still say near-duplicate (stored while it was the representative)."""
+    assert dedupe_rules.near_duplicate_state(False, True, "k1") == (False, None)
+    assert dedupe_rules.near_duplicate_state(True, True, "k1") == (True, "k1")
+    assert dedupe_rules.near_duplicate_state(True, False, None) == (False, None)
+
+
 @hsettings(max_examples=500, deadline=None)
 @given(data=message_sets())
 def test_the_walk_by_shared_words_equals_comparing_every_pair(data):

@@ -1,7 +1,8 @@
 """The whole-store dedupe computed in the client (dedupe_whole.py) and the deferred verdict rows of a bulk load.
 
-Its oracle is the server-side whole-store dedupe of dedupe.py (``dedupe_client_max_messages=0`` selects it), run
-on the same exports in a second schema: every verdict column, every prompt row.
+It is a speed-up, so it must give exactly what the driver of increments gives over every message
+(``dedupe_client_max_messages=0`` selects that driver), run on the same exports in a second schema: every verdict
+column, every prompt row.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from tests.helpers import (
 )
 
 BULK = Settings(bulk_load_min_bytes=1)  # any load that at least doubles the store is a bulk load
-SERVER_SIDE = Settings(bulk_load_min_bytes=2**62, dedupe_client_max_messages=0)
+EVERY_MESSAGE_DRIVER = Settings(bulk_load_min_bytes=2**62, dedupe_client_max_messages=0)
 CHANNEL = "Stable Diffusion - Bots - dreambot-1 [101].json"
 
 
@@ -111,7 +112,7 @@ def _with_driver(url: str, driver: str) -> str:
 
 
 @pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
-def test_a_bulk_load_defers_its_verdict_rows_and_dedupe_writes_them_as_the_server_side_passes_would(
+def test_a_bulk_load_defers_its_verdict_rows_and_dedupe_writes_them_as_the_driver_of_increments_would(
     pg_url, tmp_path, driver
 ):
     folder = _exports(tmp_path / "in")
@@ -135,7 +136,7 @@ def test_a_bulk_load_defers_its_verdict_rows_and_dedupe_writes_them_as_the_serve
     assert status["pending_dedupe"] == 0 and status["kept"] > 0 and status["near_duplicates"] > 0
 
     with _second_schema(pg_url) as oracle:
-        ingest_paths(oracle, [folder], SERVER_SIDE)
+        ingest_paths(oracle, [folder], EVERY_MESSAGE_DRIVER)
         expected = _store(oracle)
     actual = _store(engine)
     assert actual == expected
@@ -150,7 +151,7 @@ def test_the_walk_split_over_two_processes_gives_the_same_verdicts(pg_url, tmp_p
     report = ingest_paths(engine, [folder], BULK)
     assert report.rejected.get("near_duplicate")
     with _second_schema(pg_url) as oracle:
-        ingest_paths(oracle, [folder], SERVER_SIDE)
+        ingest_paths(oracle, [folder], EVERY_MESSAGE_DRIVER)
         expected = _store(oracle)
     assert _store(engine) == expected
 
@@ -218,12 +219,12 @@ def test_a_failed_walk_in_the_parent_does_not_wait_forever_for_the_child(pg_url,
 
 
 @pytest.mark.parametrize("metric", ["off", "indel"])
-def test_ties_and_other_metrics_agree_with_the_server_side_passes(pg_url, tmp_path, metric):
+def test_ties_and_other_metrics_agree_with_the_driver_of_increments(pg_url, tmp_path, metric):
     folder = _exports(tmp_path / "in")
     engine = connect(pg_url)
     ingest_paths(engine, [folder], BULK.with_overrides(near_dup_metric=metric))
     with _second_schema(pg_url) as oracle:
-        ingest_paths(oracle, [folder], SERVER_SIDE.with_overrides(near_dup_metric=metric))
+        ingest_paths(oracle, [folder], EVERY_MESSAGE_DRIVER.with_overrides(near_dup_metric=metric))
         expected = _store(oracle)
     actual = _store(engine)
     assert actual == expected
@@ -231,7 +232,7 @@ def test_ties_and_other_metrics_agree_with_the_server_side_passes(pg_url, tmp_pa
     assert sum(1 for row in same_minute if row[4] > 0) >= 5, "messages ranked within their minute"
 
 
-def test_deferred_verdict_rows_above_the_client_limit_are_inserted_for_the_server_side_passes(pg_url, tmp_path):
+def test_deferred_verdict_rows_above_the_client_limit_are_inserted_for_the_driver_of_increments(pg_url, tmp_path):
     folder = _exports(tmp_path / "in")
     engine = connect(pg_url)
     too_many = BULK.with_overrides(dedupe_client_max_messages=10)
@@ -240,7 +241,7 @@ def test_deferred_verdict_rows_above_the_client_limit_are_inserted_for_the_serve
     with engine.connect() as conn:
         assert not conn.execute(sa.text("SELECT bool_or(verdicts_deferred) FROM source_files")).scalar()
     with _second_schema(pg_url) as oracle:
-        ingest_paths(oracle, [folder], SERVER_SIDE)
+        ingest_paths(oracle, [folder], EVERY_MESSAGE_DRIVER)
         expected = _store(oracle)
     assert _store(engine) == expected
 
@@ -262,13 +263,13 @@ def test_a_bulk_load_onto_a_stored_history_updates_only_what_changed(pg_url, tmp
     earlier = _exports(tmp_path / "earlier", start=0)
     (earlier / CHANNEL).rename(earlier / "Stable Diffusion - Bots - dreambot-1 [101] [part 0].json")
     engine = connect(pg_url)
-    ingest_paths(engine, [later], SERVER_SIDE)
+    ingest_paths(engine, [later], EVERY_MESSAGE_DRIVER)
     with caplog.at_level(logging.INFO, logger="promptmill"):
         ingest_paths(engine, [earlier], BULK)
     assert any("dropped" in record.getMessage() for record in caplog.records), "the second load was not a bulk load"
 
     with _second_schema(pg_url) as oracle:
-        ingest_paths(oracle, [later, earlier], SERVER_SIDE)
+        ingest_paths(oracle, [later, earlier], EVERY_MESSAGE_DRIVER)
         expected = _store(oracle)
     assert _store(engine) == expected
 
@@ -283,7 +284,7 @@ def test_the_client_dedupe_logs_how_long_each_step_took(pg_url, tmp_path, caplog
 
 def test_a_full_recompute_in_the_client_changes_nothing_on_a_deduped_store(pg_url, tmp_path):
     engine = connect(pg_url)
-    ingest_paths(engine, [_exports(tmp_path / "in")], SERVER_SIDE)
+    ingest_paths(engine, [_exports(tmp_path / "in")], EVERY_MESSAGE_DRIVER)
     before = _store(engine)
     with engine.connect() as conn:
         xmin = conn.execute(sa.text("SELECT max(xmin::text::bigint) FROM message_verdicts")).scalar()
@@ -327,7 +328,7 @@ def test_a_verdict_row_written_concurrently_for_a_deferred_message_makes_dedupe_
         run_dedupe(engine, BULK)
     assert len(calls) == 2 and any("retrying" in record.getMessage() for record in caplog.records)
     with _second_schema(pg_url) as oracle:
-        ingest_paths(oracle, [folder], SERVER_SIDE)
+        ingest_paths(oracle, [folder], EVERY_MESSAGE_DRIVER)
         expected = _store(oracle)
     assert _store(engine) == expected
 
@@ -355,7 +356,7 @@ def test_a_dedupe_that_fails_after_the_verdict_rows_were_committed_is_completed_
     report = run_dedupe(engine, BULK)
     assert report.full
     with _second_schema(pg_url) as oracle:
-        ingest_paths(oracle, [folder], SERVER_SIDE)
+        ingest_paths(oracle, [folder], EVERY_MESSAGE_DRIVER)
         expected = _store(oracle)
     assert _store(engine) == expected
     assert {index.name for index in LOOKUP_INDEXES} - {index.name for index in missing_lookup_indexes(engine)} == {

@@ -15,8 +15,12 @@ stored messages, so the same exports in any order, in one run or many, give the 
   the representative is the greatest (username, posted_at, key). Each group is one row of ``prompts``:
   the unit that gets labeled once.
 
-Incremental: ingest marks new or changed messages (``dedupe_dirty``) and queues the old values of changed ones;
-only the groups and user sessions they touch are recomputed.
+The rules themselves are dedupe_rules.py (pure functions over groups); this module finds the groups a change
+touches, reads them and writes back the verdicts and prompt rows that changed. Ingest marks new or changed
+messages (``dedupe_dirty``) and queues the old values of changed ones; only the groups and user sessions they
+touch are recomputed. "Whole store" (a first load, a large backfill, ``--full``) is the same driver with every
+message touched; on PostgreSQL, up to ``Settings.dedupe_client_max_messages``, dedupe_whole.py computes it from one
+read of the messages instead (the bulk-load speed-up).
 """
 
 from __future__ import annotations
@@ -234,17 +238,6 @@ def _temp_rows(
     _index_and_analyze(conn, name, index, probed)
 
 
-def _representatives(members: Iterable[tuple[str, str, datetime, int]]) -> set[str]:
-    """Rule 12 over (key, raw_hash, posted_at, posted_seq) rows: the key of each group's representative."""
-    best: dict[str, tuple] = {}
-    for key, raw_hash, posted_at, seq in members:
-        rank = dedupe_rules.raw_rank(posted_at, seq, key)
-        current = best.get(raw_hash)
-        if current is None or rank < current:
-            best[raw_hash] = rank
-    return {rank[-1] for rank in best.values()}
-
-
 def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) -> tuple[DedupeReport, bool]:
     """The dedupe, in the caller's transaction; and whether the store's planner statistics are now stale."""
     started = time.monotonic()
@@ -303,9 +296,10 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
             if deferred and not full:  # the messages without a verdict row count as new
                 report.dirty_messages = int(max(dirty, dirty + messages - stored_rows))
         else:
+            # the same driver as an increment, with every message touched: every group read once, in order
             if deferred:
                 _insert_deferred_verdict_rows(conn)
-            _recompute_whole_store(conn, settings, report, progress_emit)
+            _recompute_touched(conn, settings, report, progress_emit, max_queue_id, every_message=True)
         q(sa.text("DELETE FROM dedupe_dirty"))
         if deferred:
             # only the files this snapshot saw: the messages of a bulk load committed since are not deduped yet
@@ -321,7 +315,7 @@ def _dedupe(conn: Connection, settings: Settings, *, full: bool, progress_emit) 
     # the hashes).
     stale_statistics = dialect == "postgresql" and (stats_rows < 0 or report.dirty_messages > 0.2 * stats_rows)
     if dialect == "sqlite":
-        for name in ("dd_msgs", "dd_dirty", "dd_queue", "dd_raw", "dd_rawfull", "dd_rr", "dd_reps", "dd_touched", "dd_nd",
+        for name in ("dd_msgs", "dd_dirty", "dd_queue", "dd_raw", "dd_rr", "dd_touched", "dd_nd",
                      "dd_clean", "dd_cleanfull", "dd_cand", "dd_groups", "dd_eff", "dd_rep", "dd_known", "dd_rows", "dd_v"):
             q(sa.text(f"DROP TABLE IF EXISTS temp.{name}"))
     report.elapsed_s = time.monotonic() - started
@@ -349,7 +343,7 @@ def _message_count(conn: Connection) -> int:
 
 
 def _insert_deferred_verdict_rows(conn: Connection) -> None:
-    """The verdict rows a bulk load deferred, as pending rows (for the server-side passes, which update rows)."""
+    """The verdict rows a bulk load deferred, as pending rows (for the driver of increments, which updates rows)."""
     from promptmill.store.bulk import VERDICT_INPUT_COLUMNS
 
     columns = ", ".join(VERDICT_INPUT_COLUMNS)
@@ -359,86 +353,6 @@ def _insert_deferred_verdict_rows(conn: Connection) -> None:
             "FROM messages m WHERE NOT EXISTS (SELECT 1 FROM message_verdicts v WHERE v.key = m.key) ORDER BY m.key"
         )
     )
-
-
-def _recompute_whole_store(conn: Connection, settings: Settings, report: DedupeReport, progress_emit) -> None:
-    """Every verdict from scratch, with bounded memory: each rule a streaming pass over its groups in order (rule
-    12 by raw prompt, rule 13 by user, rule 34 over the rows), the rules from dedupe_rules. Writes only the rows
-    whose verdict differs from the stored one."""
-    q = conn.execute
-    ties = dedupe_rules.later_in_file_is_newer(settings.cleaning_profile)
-    dialect = conn.dialect.name
-    collate = _binary_collation(dialect)
-    # Rule 12: the representatives, with what the near-duplicate pass reads of them (so that it reads this table
-    # alone, not its join with the verdicts). Grouped in binary order: equality is the same in any collation, and
-    # sorting a million hashes by the locale's rules costs twice as much.
-    rows = iter_rows(
-        conn,
-        "SELECT raw_hash, key, posted_at, posted_seq, username, raw_prompt, near_dup, near_dup_of "
-        f"FROM message_verdicts WHERE pre_reason IS NULL AND raw_hash IS NOT NULL ORDER BY raw_hash {collate}",
-    )
-    representatives = (
-        min(group, key=lambda row: dedupe_rules.raw_rank(_as_utc(row[2]), row[3], row[1]))[1:]
-        for _, group in itertools.groupby(rows, key=operator.itemgetter(0))
-    )
-    _temp_rows(
-        conn, "dd_reps",
-        "SELECT key, posted_at, posted_seq, username, raw_prompt, near_dup, near_dup_of FROM message_verdicts",
-        representatives, index="key",
-    )  # fmt: skip
-    report.raw_groups = q(sa.text("SELECT COUNT(*) FROM dd_reps")).scalar()
-
-    similarity = similarity_function(settings.near_dup_metric)
-    if similarity is None:
-        changes = [(key, False, None) for (key,) in q(sa.text("SELECT key FROM message_verdicts WHERE near_dup"))]
-    else:
-        changes, report.users = _near_duplicates_full(
-            conn,
-            ties,
-            similarity,
-            settings.near_dup_threshold,
-            timedelta(seconds=settings.near_dup_window_s),
-            progress_emit,
-            eligible="FROM dd_reps m WHERE m.username IS NOT NULL",
-        )
-    report.near_dup_changes = len(changes)
-    _store_near_dup_changes(conn, changes)
-
-    _temp(
-        conn,
-        "dd_eff",
-        """
-        SELECT m.key, m.clean_hash, m.posted_at, m.posted_seq, m.username, m.pre_reason, m.clean_reason,
-               r.key IS NOT NULL AS raw_rep,
-               CASE WHEN r.key IS NOT NULL THEN COALESCE(nd.near_dup, m.near_dup) ELSE FALSE END AS near_dup,
-               CASE WHEN r.key IS NULL THEN NULL WHEN nd.key IS NOT NULL THEN nd.near_dup_of ELSE m.near_dup_of END
-                   AS near_dup_of
-        FROM message_verdicts m LEFT JOIN dd_reps r ON r.key = m.key LEFT JOIN dd_nd nd ON nd.key = m.key
-        """
-        # in physical order, as in _recompute_touched: the final update then writes the pages in order (measured
-        # on a 1M first load: 13 s, against 30 s in the order a hash join leaves them)
-        + (" ORDER BY m.ctid" if dialect == "postgresql" else ""),
-        index="key",
-    )
-    _rank_kept(conn, ties)
-    # Every group with its text in one sequential pass over the messages: a first load creates most prompt rows,
-    # and reading one message per new group by key is a random access into the largest table each.
-    _temp(
-        conn,
-        "dd_groups",
-        f"SELECT clean_hash, MIN(posted_at) AS first_seen, MIN(clean_text {collate}) AS text FROM messages "
-        "WHERE clean_hash IS NOT NULL GROUP BY clean_hash",
-    )
-    report.clean_groups = q(sa.text("SELECT COUNT(*) FROM dd_groups")).scalar()
-    _upsert_prompt_rows(conn, text_in_groups=True)
-    _write_verdicts(conn)
-    q(
-        sa.text(
-            "UPDATE prompts SET kept = FALSE, kept_message_key = NULL "
-            "WHERE kept AND text_hash NOT IN (SELECT clean_hash FROM dd_rep)"
-        )
-    )
-    _mark_kept_prompts(conn)
 
 
 def _rank_kept(conn: Connection, later_in_file_newer: bool, candidates: str = "") -> None:
@@ -456,7 +370,8 @@ def _rank_kept(conn: Connection, later_in_file_newer: bool, candidates: str = ""
             best = None
             for _, key, user, at, seq, pre, rep, dup, reason in group:
                 member = (user, _as_utc(at), seq, key)
-                if dedupe_rules.eligible_for_prompt(pre, bool(rep), bool(dup), reason) and (
+                dup = dedupe_rules.near_duplicate_state(bool(rep), bool(dup), None)[0]
+                if dedupe_rules.eligible_for_prompt(pre, bool(rep), dup, reason) and (
                     best is None or dedupe_rules.kept_before(member, best, later_in_file_newer=later_in_file_newer)
                 ):
                     best = member
@@ -481,92 +396,70 @@ def _store_near_dup_changes(conn: Connection, changes: list[tuple]) -> None:
         q(sa.text("CREATE INDEX ix_dd_nd ON dd_nd (key)"))
 
 
-def _upsert_prompt_rows(conn: Connection, *, text_in_groups: bool = False) -> None:
-    """Prompt rows of the groups in dd_groups: first_seen lowered where an earlier member turned up, and a row
-    for each group new to the store, inserted in hash order (the unique index then fills front to back) and
-    already marked with its kept message from dd_rep (so that a first load writes each prompt row once).
-
-    The text of a new group comes from dd_groups when ``text_in_groups`` (every group of the store: hash joins
-    throughout), else from one of its (wide) message rows, read by key: cheap for the few new groups of an
-    increment, whose groups are looked up in the prompt index one by one.
-    """
+def _upsert_prompt_rows(conn: Connection) -> None:
+    """Prompt rows of the groups in dd_groups (whose stored rows dd_known holds): first_seen lowered where an
+    earlier member turned up, and a row for each group new to the store, inserted in hash order (the unique index
+    then fills front to back) and already marked with its kept message from dd_rep (so that a first load writes
+    each prompt row once). The text of a new group comes from one of its message rows."""
     q = conn.execute
-    if text_in_groups:
-        q(
-            sa.text(
-                "UPDATE prompts SET first_seen = g.first_seen FROM dd_groups g "
-                "WHERE prompts.text_hash = g.clean_hash AND g.first_seen < prompts.first_seen"
-            )
+    q(
+        sa.text(
+            "UPDATE prompts SET first_seen = g.first_seen FROM dd_known k JOIN dd_groups g ON g.clean_hash = k.text_hash "
+            "WHERE prompts.id = k.id AND g.first_seen < k.first_seen"
         )
-        select = """
-            SELECT g.text, g.clean_hash, g.first_seen, r.key IS NOT NULL, r.key
-            FROM dd_groups g LEFT JOIN dd_rep r ON r.clean_hash = g.clean_hash
-            WHERE NOT EXISTS (SELECT 1 FROM prompts p WHERE p.text_hash = g.clean_hash)
-            ORDER BY g.clean_hash
-        """
-    else:
-        # dd_known: the stored prompt rows of the touched groups (see _recompute_touched)
-        q(
-            sa.text(
-                "UPDATE prompts SET first_seen = g.first_seen FROM dd_known k JOIN dd_groups g ON g.clean_hash = k.text_hash "
-                "WHERE prompts.id = k.id AND g.first_seen < k.first_seen"
-            )
-        )
-        # The kept message of each new group looked up by hash (ix_dd_rep_clean_hash). As a join, the planner,
-        # expecting from the hash statistics hardly any new group, scanned all of dd_rep once per new group
-        # (0.5 s of a 10,000-message increment with 6,300 new prompts).
-        select = """
-            SELECT n.text, n.clean_hash, n.first_seen, n.rep_key IS NOT NULL, n.rep_key FROM (
-                SELECT msg.clean_text AS text, g.clean_hash, g.first_seen,
-                       (SELECT r.key FROM dd_rep r WHERE r.clean_hash = g.clean_hash) AS rep_key
-                FROM dd_groups g JOIN messages msg ON msg.key = g.any_key
-                WHERE NOT EXISTS (SELECT 1 FROM dd_known k WHERE k.text_hash = g.clean_hash)) n
-            ORDER BY n.clean_hash
-        """
+    )
+    # The kept message of each new group looked up by hash (ix_dd_rep_clean_hash). As a join, the planner,
+    # expecting from the hash statistics hardly any new group, scanned all of dd_rep once per new group.
+    select = """
+        SELECT n.text, n.clean_hash, n.first_seen, n.rep_key IS NOT NULL, n.rep_key FROM (
+            SELECT msg.clean_text AS text, g.clean_hash, g.first_seen,
+                   (SELECT r.key FROM dd_rep r WHERE r.clean_hash = g.clean_hash) AS rep_key
+            FROM dd_groups g JOIN messages msg ON msg.key = g.any_key
+            WHERE NOT EXISTS (SELECT 1 FROM dd_known k WHERE k.text_hash = g.clean_hash)) n
+        ORDER BY n.clean_hash
+    """
     # Only dedupe writes prompt rows, one dedupe at a time, on a snapshot taken after the previous one committed
-    # (_dedupe_lock): the NOT EXISTS above sees every stored prompt. The whole-store path inserts plainly (ON
-    # CONFLICT's speculative insertion took 3.9 s instead of 2.3 s for 650,000 rows); the few rows of an
-    # increment keep it as a safety net.
-    conflict = "" if text_in_groups else " ON CONFLICT (text_hash) DO NOTHING"
-    q(sa.text("INSERT INTO prompts (text, text_hash, first_seen, kept, kept_message_key) " + select + conflict))
-    if not text_in_groups:
-        # the new rows join the known ones, so that the verdicts find every touched group's prompt id there
-        # (the NOT EXISTS sees dd_known as it was before this statement)
-        new_groups = member_of(
-            conn.dialect.name,
-            "SELECT g.clean_hash FROM dd_groups g WHERE NOT EXISTS (SELECT 1 FROM dd_known k WHERE k.text_hash = g.clean_hash)",
+    # (_dedupe_lock): the NOT EXISTS above sees every stored prompt; ON CONFLICT is a safety net.
+    q(sa.text("INSERT INTO prompts (text, text_hash, first_seen, kept, kept_message_key) " + select
+              + " ON CONFLICT (text_hash) DO NOTHING"))
+    # the new rows join the known ones, so that the verdicts find every touched group's prompt id there
+    # (the NOT EXISTS sees dd_known as it was before this statement)
+    new_groups = member_of(
+        conn.dialect.name,
+        "SELECT g.clean_hash FROM dd_groups g WHERE NOT EXISTS (SELECT 1 FROM dd_known k WHERE k.text_hash = g.clean_hash)",
+    )
+    q(
+        sa.text(
+            "INSERT INTO dd_known (id, text_hash, first_seen, kept, kept_message_key) "
+            f"SELECT id, text_hash, first_seen, kept, kept_message_key FROM prompts WHERE text_hash {new_groups}"
         )
-        q(
-            sa.text(
-                "INSERT INTO dd_known (id, text_hash, first_seen, kept, kept_message_key) "
-                f"SELECT id, text_hash, first_seen, kept, kept_message_key FROM prompts WHERE text_hash {new_groups}"
-            )
-        )
+    )
 
 
-def _write_verdicts(conn: Connection, prompt_rows: str = "prompts", *, by_ctid: bool = False) -> None:
-    """The final verdict of every message in dd_eff (dedupe_rules.verdict): one write per row, none when nothing
-    changed.
+def _write_verdicts(conn: Connection) -> None:
+    """The final verdict of every message in dd_eff (dedupe_rules): one write per row, none when nothing changed.
 
-    ``prompt_rows`` is where the prompt ids are looked up: the prompts table, or a temporary table holding the
-    prompt row of every group in dd_eff (dd_known, in the incremental path). With ``by_ctid`` (PostgreSQL, dd_eff
-    carries ``row_ctid``, read earlier in this transaction) each row is reached by its physical address instead of
-    through the key index: a few thousand scattered rows of an increment cost fewer page reads. The key is still
+    The prompt ids are looked up in dd_known, which holds the prompt row of every group in dd_eff. On PostgreSQL
+    (dd_eff carries ``row_ctid``, read earlier in this transaction) each row is reached by its physical address
+    instead of through the key index: the scattered rows of an increment cost fewer page reads. The key is still
     compared, and a row a concurrent transaction updated since makes the update fail (REPEATABLE READ), as the key
     lookup does.
     """
+    by_ctid = conn.dialect.name == "postgresql"
     address = "e.row_ctid, " if by_ctid else ""
     rows = iter_rows(
         conn,
         f"SELECT e.key, {address}e.raw_rep, e.near_dup, e.near_dup_of, p.id, e.pre_reason, e.clean_reason, "
-        f"r.key IS NOT NULL FROM dd_eff e LEFT JOIN dd_rep r ON r.key = e.key "
-        f"LEFT JOIN {prompt_rows} p ON p.text_hash = e.clean_hash",
+        "r.key IS NOT NULL FROM dd_eff e LEFT JOIN dd_rep r ON r.key = e.key "
+        "LEFT JOIN dd_known p ON p.text_hash = e.clean_hash",
     )
 
     def verdicts() -> Iterator[tuple]:
         for *head, rep, dup, dup_of, prompt_id, pre, reason, kept in rows:
-            status, why = dedupe_rules.verdict(pre, bool(rep), bool(dup), reason, bool(kept))
-            yield (*head, bool(rep), bool(dup), dup_of, prompt_id, status, why)
+            dup, dup_of = dedupe_rules.near_duplicate_state(bool(rep), bool(dup), dup_of)
+            status, why = dedupe_rules.verdict(pre, bool(rep), dup, reason, bool(kept))
+            yield (*head, bool(rep), dup, dup_of, prompt_id, status, why)
+
     shape = (f"SELECT key, {'ctid AS row_ctid, ' if by_ctid else ''}raw_rep, near_dup, near_dup_of, prompt_id, "
              "status, reason FROM message_verdicts")
     _temp_rows(conn, "dd_v", shape, verdicts())
@@ -601,13 +494,22 @@ def _mark_kept_prompts(conn: Connection) -> None:
 
 
 def _recompute_touched(
-    conn: Connection, settings: Settings, report: DedupeReport, progress_emit, max_queue_id: int
+    conn: Connection,
+    settings: Settings,
+    report: DedupeReport,
+    progress_emit,
+    max_queue_id: int,
+    *,
+    every_message: bool = False,
 ) -> None:
-    """The verdicts of what changed since the last dedupe: only the touched groups and user sessions."""
+    """The verdicts of what changed since the last dedupe: only the touched groups and user sessions; with
+    ``every_message``, of every message (--full, or a load that touches most of the store), read in the same
+    steps, each a pass over the whole store, in bounded memory."""
     q = conn.execute
     ties = dedupe_rules.later_in_file_is_newer(settings.cleaning_profile)
     dialect = conn.dialect.name
-    _temp(conn, "dd_msgs", "SELECT key FROM dedupe_dirty", index="key", probed=True)  # dd_rr's anti-join
+    touched_keys = "SELECT key FROM message_verdicts" if every_message else "SELECT key FROM dedupe_dirty"
+    _temp(conn, "dd_msgs", touched_keys, index="key", probed=True)  # dd_rr's anti-join
     _temp(
         conn,
         "dd_queue",
@@ -621,7 +523,7 @@ def _recompute_touched(
         conn,
         "dd_dirty",
         "SELECT m.key, m.raw_hash, m.posted_at, m.posted_seq, m.pre_reason, m.username, m.raw_rep "
-        "FROM message_verdicts m WHERE m.key " + member_of(dialect, "SELECT key FROM dd_msgs"),
+        "FROM message_verdicts m" + ("" if every_message else " WHERE m.key " + member_of(dialect, "SELECT key FROM dd_msgs")),
     )
 
     # ---- rule 12: representative of each touched raw-prompt group ----------------------------------
@@ -633,46 +535,59 @@ def _recompute_touched(
         index="raw_hash",
     )
     report.raw_groups = q(sa.text("SELECT COUNT(*) FROM dd_raw")).scalar()
-    # The representative can only move to a new or changed member, unless an edit took a message out of the
-    # group (the queue): then the whole group is ranked again. Otherwise the candidates are the group's new
-    # members and its current representative, so a popular prompt's long history is not re-read. The current
-    # representative is the earliest member that is not new or changed: the first entry of its group in
-    # ix_message_verdicts_raw_rank that dd_msgs does not list.
-    _temp(conn, "dd_rawfull", "SELECT DISTINCT raw_hash FROM dd_queue WHERE raw_hash IS NOT NULL")
-    # Each row also carries its stored raw_rep and its user and time, so that finding the touched rows below
-    # needs no second read of the verdict table.
-    # The candidates of each touched group, ranked in Python (dedupe_rules.raw_rank). The stored representative is
-    # found through ix_message_verdicts_raw_rank, whose order is that rank's.
-    candidates = q(
-        sa.text(
-            """
-            SELECT d.key, d.raw_hash, d.posted_at, d.posted_seq, d.raw_rep AS stored_raw_rep, d.username
-            FROM dd_dirty d WHERE d.pre_reason IS NULL AND d.raw_hash IS NOT NULL
-            UNION
-            SELECT m.key, m.raw_hash, m.posted_at, m.posted_seq, m.raw_rep, m.username FROM (
-                SELECT (SELECT s.key FROM message_verdicts s
-                        WHERE s.raw_hash = r.raw_hash AND s.pre_reason IS NULL
-                          AND NOT EXISTS (SELECT 1 FROM dd_msgs d WHERE d.key = s.key)
-                        ORDER BY s.posted_at, s.posted_seq, s.key LIMIT 1) AS key
-                FROM dd_raw r) stored_rep
-            JOIN message_verdicts m ON m.key = stored_rep.key
-            UNION
-            SELECT m.key, m.raw_hash, m.posted_at, m.posted_seq, m.raw_rep, m.username FROM message_verdicts m
-            JOIN dd_rawfull f ON f.raw_hash = m.raw_hash WHERE m.pre_reason IS NULL
-            """
+    # The representative can only move to a new or changed member, so a popular prompt's long history is not
+    # re-read: the candidates of a group are its new and changed members and its stored representative (the one
+    # member whose stored raw_rep is set: the stored verdicts are rule 12's over the members that did not change).
+    # A group whose representative changed, or that an edit took a message out of (the queue), is ranked again
+    # in full. Each candidate also carries its stored raw_rep and its user and time, so that finding the touched
+    # rows below needs no second read of the verdict table.
+    stored_representatives = (
+        ""
+        if every_message
+        else """
+        UNION
+        SELECT m.key, m.raw_hash, m.posted_at, m.posted_seq, m.raw_rep, m.username FROM (
+            SELECT (SELECT s.key FROM message_verdicts s
+                    WHERE s.raw_hash = r.raw_hash AND s.raw_rep AND s.pre_reason IS NULL
+                      AND NOT EXISTS (SELECT 1 FROM dd_msgs d WHERE d.key = s.key)
+                    LIMIT 1) AS key
+            FROM dd_raw r) stored_rep
+        JOIN message_verdicts m ON m.key = stored_rep.key
+        UNION
+        SELECT m.key, m.raw_hash, m.posted_at, m.posted_seq, m.raw_rep, m.username FROM message_verdicts m
+        JOIN (SELECT raw_hash FROM dd_queue UNION SELECT raw_hash FROM dd_dirty WHERE raw_rep) f
+            ON f.raw_hash = m.raw_hash
+        WHERE m.pre_reason IS NULL
+        """
+    )
+    candidates = iter_rows(
+        conn,
+        "SELECT * FROM (SELECT d.key, d.raw_hash, d.posted_at, d.posted_seq, d.raw_rep AS stored_raw_rep, d.username "
+        f"FROM dd_dirty d WHERE d.pre_reason IS NULL AND d.raw_hash IS NOT NULL {stored_representatives}) c "
+        # grouped in binary order: equality is the same in any collation, and the locale's rules cost more
+        f"ORDER BY c.raw_hash {_binary_collation(dialect)}",
+    )
+
+    def rule_12() -> Iterator[tuple]:
+        """(key, raw_rep, stored raw_rep, username, posted_at) of every candidate and every touched message that
+        is no generation, one raw-prompt group at a time."""
+        for _, group in itertools.groupby(candidates, key=operator.itemgetter(1)):
+            group = list(group)
+            first = min(group, key=lambda row: dedupe_rules.raw_rank(_as_utc(row[2]), row[3], row[0]))[0]
+            for key, _, at, _, stored, user in group:
+                yield key, key == first, bool(stored), user, at
+        yield from (
+            (key, False, bool(stored), user, at)
+            for key, user, at, stored in iter_rows(
+                conn, "SELECT key, username, posted_at, raw_rep FROM dd_dirty WHERE raw_hash IS NULL OR pre_reason IS NOT NULL"
+            )
         )
-    ).all()
-    representatives = _representatives((key, raw_hash, _as_utc(at), seq) for key, raw_hash, at, seq, _, _ in candidates)
-    rows = {key: (key, key in representatives, bool(stored), user, at) for key, _, at, _, stored, user in candidates}
-    for key, user, at, stored in q(
-        sa.text("SELECT key, username, posted_at, raw_rep FROM dd_dirty WHERE raw_hash IS NULL OR pre_reason IS NOT NULL")
-    ):
-        rows[key] = (key, False, bool(stored), user, at)
+
     _temp_rows(
         conn,
         "dd_rr",
         "SELECT key, raw_rep, raw_rep AS stored_raw_rep, username, posted_at FROM message_verdicts",
-        list(rows.values()),
+        rule_12(),
         index="key",
         probed=True,  # the later reads of a session join it row by row
     )
@@ -693,7 +608,7 @@ def _recompute_touched(
         rows = q(sa.text("SELECT m.key FROM message_verdicts m JOIN dd_touched t ON t.key = m.key WHERE m.near_dup"))
         changes = [(key, False, None) for (key,) in rows]
     else:
-        changes, report.users = _near_duplicates(conn, settings, similarity, progress_emit)
+        changes, report.users = _near_duplicates(conn, settings, similarity, progress_emit, every_message)
     report.near_dup_changes = len(changes)
     _store_near_dup_changes(conn, changes)
 
@@ -713,7 +628,9 @@ def _recompute_touched(
         conn,
         "dd_clean",
         "SELECT DISTINCT clean_hash FROM dd_rows WHERE clean_hash IS NOT NULL "
-        "UNION SELECT clean_hash FROM dd_queue WHERE clean_hash IS NOT NULL",
+        "UNION SELECT clean_hash FROM dd_queue WHERE clean_hash IS NOT NULL"
+        # every prompt row too: a group no message has any more (after reprocess) loses its kept message
+        + (" UNION SELECT text_hash FROM prompts" if every_message else ""),
         index="clean_hash",
     )
     report.clean_groups = q(sa.text("SELECT COUNT(*) FROM dd_clean")).scalar()
@@ -740,8 +657,9 @@ def _recompute_touched(
         """
         SELECT key FROM dd_rows
         UNION SELECT kept_message_key FROM dd_known WHERE kept AND kept_message_key IS NOT NULL
-        UNION SELECT m.key FROM message_verdicts m JOIN dd_cleanfull f ON f.clean_hash = m.clean_hash
-        """,
+        """
+        # (with every message, dd_rows holds every member of every group already)
+        + ("" if every_message else "UNION SELECT m.key FROM message_verdicts m JOIN dd_cleanfull f ON f.clean_hash = m.clean_hash"),
         index="key",
     )
     # the candidates not read yet: the kept messages of touched groups, the members of groups ranked in full
@@ -758,7 +676,7 @@ def _recompute_touched(
         "FROM dd_rows WHERE clean_hash IS NOT NULL GROUP BY clean_hash",
     )
     # The effective verdict columns of the touched messages: this run's results where there are any, else the
-    # stored ones. Materialised (and analysed) once: the planner cannot estimate the effective columns inside a
+    # stored ones (what they mean for a message that is no representative, dedupe_rules decides when they are read). Materialised (and analysed) once: the planner cannot estimate the effective columns inside a
     # join, and guessed one row, turning the joins below into repeated scans. On PostgreSQL in the physical order
     # of the verdict rows, so that the final update writes each page once, in order, each row carrying its place
     # (row_ctid) so that the update goes straight to it.
@@ -771,10 +689,8 @@ def _recompute_touched(
         + (" m.row_ctid," if dialect == "postgresql" else "")
         + """
                COALESCE(rr.raw_rep, m.raw_rep) AS raw_rep,
-               CASE WHEN COALESCE(rr.raw_rep, m.raw_rep) THEN COALESCE(nd.near_dup, m.near_dup) ELSE FALSE END
-                   AS near_dup,
-               CASE WHEN NOT COALESCE(rr.raw_rep, m.raw_rep) THEN NULL
-                    WHEN nd.key IS NOT NULL THEN nd.near_dup_of ELSE m.near_dup_of END AS near_dup_of
+               CASE WHEN nd.key IS NOT NULL THEN nd.near_dup ELSE m.near_dup END AS near_dup,
+               CASE WHEN nd.key IS NOT NULL THEN nd.near_dup_of ELSE m.near_dup_of END AS near_dup_of
         FROM dd_rows m LEFT JOIN dd_rr rr ON rr.key = m.key LEFT JOIN dd_nd nd ON nd.key = m.key
         """
         + order,
@@ -786,7 +702,7 @@ def _recompute_touched(
     q(sa.text("CREATE INDEX ix_dd_rep_clean_hash ON dd_rep (clean_hash)"))
     _upsert_prompt_rows(conn)
 
-    _write_verdicts(conn, prompt_rows="dd_known", by_ctid=dialect == "postgresql")
+    _write_verdicts(conn)
     # dd_rep holds exactly the kept message of every touched prompt group.
     lost = member_of(
         dialect, "SELECT k.id FROM dd_known k WHERE k.kept AND NOT EXISTS (SELECT 1 FROM dd_rep r WHERE r.clean_hash = k.text_hash)"
@@ -795,17 +711,16 @@ def _recompute_touched(
     _mark_kept_prompts(conn)
 
 
-def _near_duplicates(conn: Connection, settings: Settings, similarity, progress_emit):
+def _near_duplicates(conn: Connection, settings: Settings, similarity, progress_emit, every_message: bool = False):
     ties = dedupe_rules.later_in_file_is_newer(settings.cleaning_profile)
     window = timedelta(seconds=settings.near_dup_window_s)
     threshold = settings.near_dup_threshold
     q = conn.execute
-    n_points = q(
-        sa.text(
-            "SELECT COUNT(*) FROM dd_touched WHERE username IS NOT NULL"
-        )
-    ).scalar() + q(sa.text("SELECT COUNT(*) FROM dd_queue WHERE username IS NOT NULL")).scalar()
-    if n_points > FULL_RECOMPUTE_POINTS:
+    if every_message or (
+        q(sa.text("SELECT COUNT(*) FROM dd_touched WHERE username IS NOT NULL")).scalar()
+        + q(sa.text("SELECT COUNT(*) FROM dd_queue WHERE username IS NOT NULL")).scalar()
+        > FULL_RECOMPUTE_POINTS
+    ):
         return _near_duplicates_full(conn, ties, similarity, threshold, window, progress_emit)
 
     # Touched points per user -> clusters -> windows [first - lookback, last + window].
@@ -957,12 +872,13 @@ def _near_duplicates_full(
     threshold: float,
     window: timedelta,
     progress_emit,
-    eligible: str = (
+):
+    """One streaming pass over every representative (this run's rule-12 results where there are any), user by
+    user."""
+    eligible = (
         "FROM message_verdicts m LEFT JOIN dd_rr rr ON rr.key = m.key "
         "WHERE COALESCE(rr.raw_rep, m.raw_rep) AND m.username IS NOT NULL"
-    ),
-):
-    """One streaming pass over every representative (the rows ``eligible`` selects as ``m``), user by user."""
+    )
     total = conn.execute(sa.text(f"SELECT COUNT(*) {eligible}")).scalar()
     progress: Progress | None = None  # started with the first row: the server sorts everything before sending it
     rows = iter_rows(

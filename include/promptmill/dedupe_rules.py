@@ -54,6 +54,12 @@ def kept_before(a: tuple[str | None, Any, int, str], b: tuple[str | None, Any, i
     return a[3] < b[3]
 
 
+def near_duplicate_state(raw_rep: bool, near_dup: bool, near_dup_of: str | None) -> tuple[bool, str | None]:
+    """Rule 13 judges raw-prompt representatives only: any other message is no near-duplicate, whatever was
+    stored for it while it was one."""
+    return (near_dup, near_dup_of) if raw_rep else (False, None)
+
+
 def eligible_for_prompt(pre_reason: str | None, raw_rep: bool, near_dup: bool, clean_reason: str | None) -> bool:
     """Whether a message with a cleaned prompt competes to be its group's kept message (rule 34)."""
     return pre_reason is None and raw_rep and not near_dup and clean_reason is None

@@ -1,10 +1,9 @@
 """The whole-store dedupe on PostgreSQL, computed in the client: one read of the messages, one write per verdict.
 
-A first load or a large backfill touches most of the store, so every verdict is recomputed. Done with server-side
-passes (rules 12 and 34 as window functions, joined into an update of every verdict row: dedupe.py), that took
-~20 s of a first load of 1,000,000 messages, on one core. Here the server streams the messages once (a sequential
-scan, COPY text), Python applies rules 12, 13 and 34 exactly as that SQL does (the same orderings, ties included;
-rule 13's walk in two processes), and the results go back with COPY:
+A first load or a large backfill touches most of the store, so every verdict is recomputed. The driver of
+increments (dedupe.py) does that with every message touched, a pass over the store per step; this bulk-load
+speed-up does it with one read: the server streams the messages once (a sequential scan, COPY text), the rules of
+dedupe_rules.py decide (rule 13's walk in two processes), and the results go back with COPY:
 
 - a message without a verdict row (a bulk load stores only the messages, see ingest.py) gets its row written
   once, already final: the columns it copies from the message are sent back as the very text they were read as;
@@ -13,8 +12,8 @@ rule 13's walk in two processes), and the results go back with COPY:
   updated only where something changed.
 
 It holds ~0.9 KB per message (883 MB after reading 1,000,000: the text of the verdict rows to write, the cleaned
-text of each group), so the caller uses it up to ``Settings.dedupe_client_max_messages`` and the server-side passes
-above that.
+text of each group), so the caller uses it up to ``Settings.dedupe_client_max_messages`` and the driver of
+increments above that.
 
 The snapshot rules are those of the rest of dedupe: REPEATABLE READ, so a message stored or changed by a concurrent
 ingest after the read is left to the next dedupe (its dirty mark is not seen, so not cleared), and a verdict row

@@ -198,7 +198,8 @@ class Settings(SettingsBase):
     # the dedupe lookup indexes are dropped while it is stored and built again afterwards (store/lookup_indexes.py)
     bulk_load_min_bytes: int = Field(64 * 1024**2, ge=0)
     # a dedupe of the whole store (a first load, a large backfill, --full) on PostgreSQL computes the verdicts in
-    # the client, holding every message's inputs in memory, up to this many stored messages; above, server-side
+    # the client, holding every message's inputs in memory, up to this many stored messages; above, the dedupe
+    # driver of increments runs over every message
     dedupe_client_max_messages: int = Field(2_000_000, ge=0)
 
     # ingest progress/log cadence
