@@ -156,6 +156,22 @@ def test_reprocess_applies_a_changed_profile_to_stored_messages(engine, tmp_path
     assert after == {True: "kept", False: "kept"}
 
 
+def test_reprocess_takes_the_kept_message_from_a_prompt_no_message_has_any_more(engine, tmp_path):
+    """Parity cuts "a cat -- in the rain" down to "a cat"; quality rejects it: the prompt "a cat" then has no
+    message, and must not stay kept (it would be labeled and published)."""
+    from promptmill.reprocess import reprocess
+
+    msgs = [slash("ann", "a cat -- in the rain", 0, seq=1), slash("bob", "a red barn", 5, seq=2)]
+    ingest_paths(engine, [write_json_export(tmp_path / "in" / "x [101].json", "101", msgs)],
+                 Settings(cleaning_profile="parity"))
+    kept = "SELECT text FROM prompts WHERE kept ORDER BY text"
+    with engine.connect() as conn:
+        assert conn.execute(sa.text(kept)).scalars().all() == ["a cat", "a red barn"]
+    reprocess(engine, Settings(cleaning_profile="quality"))
+    with engine.connect() as conn:
+        assert conn.execute(sa.text(kept)).scalars().all() == ["a red barn"]
+
+
 def _ingest_until_it_waits(engine, source, outcome: dict):
     """Start ingesting ``source`` in a thread (its outcome lands in ``outcome``); return once it waits for a lock."""
     import threading
