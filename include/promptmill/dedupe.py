@@ -596,8 +596,8 @@ def _recompute_touched(
     _temp(
         conn,
         "dd_touched",
-        "SELECT key, username, posted_at FROM dd_dirty "
-        "UNION SELECT key, username, posted_at FROM dd_rr WHERE stored_raw_rep <> raw_rep",
+        "SELECT key, username, posted_at FROM dd_dirty"
+        + ("" if every_message else " UNION SELECT key, username, posted_at FROM dd_rr WHERE stored_raw_rep <> raw_rep"),
         index="key",
     )
 
@@ -620,8 +620,8 @@ def _recompute_touched(
         "m.key, m.clean_hash, m.posted_at, m.posted_seq, m.username, m.pre_reason, m.clean_reason, m.raw_rep, "
         "m.near_dup, m.near_dup_of, m.status" + (", m.ctid AS row_ctid" if dialect == "postgresql" else "")
     )
-    touched = member_of(dialect, "SELECT key FROM dd_touched UNION SELECT key FROM dd_nd")
-    _temp(conn, "dd_rows", f"SELECT {verdict_columns} FROM message_verdicts m WHERE m.key {touched}", index="key")
+    touched = "" if every_message else " WHERE m.key " + member_of(dialect, "SELECT key FROM dd_touched UNION SELECT key FROM dd_nd")
+    _temp(conn, "dd_rows", f"SELECT {verdict_columns} FROM message_verdicts m{touched}", index="key")
 
     # ---- rule 34 and the prompts: touched cleaned-prompt groups ---------------------------------------
     _temp(
