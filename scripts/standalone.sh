@@ -41,6 +41,16 @@ export AIRFLOW__API__PORT="${AIRFLOW__API__PORT:-8080}"
 # must follow the port, or every task fails with an empty log when the server is not on 8080.
 export AIRFLOW__API__BASE_URL="${AIRFLOW__API__BASE_URL:-http://$AIRFLOW__API__HOST:$AIRFLOW__API__PORT}"
 export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="${AIRFLOW__CORE__EXECUTION_API_SERVER_URL:-$AIRFLOW__API__BASE_URL/execution/}"
+# Before a task's body runs, its supervisor tells the API server (Task Execution API) that the task starts; it also
+# heartbeats and reports the end through it. Airflow's default retry budget for these calls is spent within seconds:
+# a task queued while the API server restarts (this script restarted, or the API server alone) fails its try before
+# its body runs, its retry fails the same way while the server is still away, and the run fails. Every retry waits at
+# least WAIT_MIN, so (RETRIES - 1) x WAIT_MIN is the downtime a task rides out without spending a try. The cost: a
+# stop (Ctrl-C) while a task is in flight waits as long for that task's worker. docker-compose.yaml sets the same
+# (tests/ops/test_restart.py checks both and restarts the API server under this script).
+export AIRFLOW__WORKERS__EXECUTION_API_RETRIES="${AIRFLOW__WORKERS__EXECUTION_API_RETRIES:-10}"
+export AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MIN="${AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MIN:-10}"
+export AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MAX="${AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MAX:-20}"
 export PROMPTMILL_DATA_DIR="${PROMPTMILL_DATA_DIR:-$REPO/data}"
 export PROMPTMILL_LANDING_DIR="${PROMPTMILL_LANDING_DIR:-$PROMPTMILL_DATA_DIR/landing}"
 mkdir -p "$AIRFLOW_HOME" "$PROMPTMILL_LANDING_DIR"
