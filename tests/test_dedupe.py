@@ -47,14 +47,25 @@ def load(engine, messages: list[RawMessage], settings: Settings = SETTINGS, dedu
 
 
 def snapshot(engine) -> dict:
+    """Every verdict column and kept prompt row; and, checked on the way, one representative per raw-prompt group
+    (the invariant an increment's lookup of a group's stored representative relies on)."""
     with engine.connect() as conn:
         rows = conn.execute(
             sa.text(
-                "SELECT m.key, m.status, m.reason, m.near_dup_of, p.text, p.kept FROM message_verdicts m "
-                "LEFT JOIN prompts p ON p.id = m.prompt_id ORDER BY m.key"
+                "SELECT m.key, m.status, m.reason, m.raw_rep, m.near_dup, m.near_dup_of, p.text, p.kept "
+                "FROM message_verdicts m LEFT JOIN prompts p ON p.id = m.prompt_id ORDER BY m.key"
             )
         ).all()
-        prompts = conn.execute(sa.text("SELECT text, kept, kept_message_key FROM prompts WHERE kept ORDER BY text")).all()
+        prompts = conn.execute(
+            sa.text("SELECT text, kept, kept_message_key FROM prompts WHERE kept ORDER BY text")
+        ).all()
+        representatives = conn.execute(
+            sa.text(
+                "SELECT raw_hash, SUM(CASE WHEN raw_rep THEN 1 ELSE 0 END) FROM message_verdicts "
+                "WHERE pre_reason IS NULL AND raw_hash IS NOT NULL GROUP BY raw_hash"
+            )
+        ).all()
+    assert all(count == 1 for _, count in representatives), [group for group in representatives if group[1] != 1]
     return {"messages": [tuple(r) for r in rows], "kept_prompts": [tuple(r) for r in prompts]}
 
 

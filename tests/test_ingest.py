@@ -156,6 +156,31 @@ def test_reprocess_applies_a_changed_profile_to_stored_messages(engine, tmp_path
     assert after == {True: "kept", False: "kept"}
 
 
+def test_a_reprocess_interrupted_before_its_dedupe_is_completed_by_the_next_dedupe(engine, tmp_path, monkeypatch):
+    import promptmill.dedupe
+    from promptmill.dedupe import run_dedupe
+    from promptmill.reprocess import reprocess
+
+    from tests.test_dedupe import snapshot
+
+    msgs = [slash("ann", "a cottage in Sussex", 0, seq=1), slash("bob", "a red barn", 5, seq=2)]
+    ingest_paths(engine, [write_json_export(tmp_path / "in" / "x [101].json", "101", msgs)],
+                 Settings(cleaning_profile="parity"))
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(promptmill.dedupe, "run_dedupe", killed)
+    with pytest.raises(KeyboardInterrupt):
+        reprocess(engine, Settings(cleaning_profile="quality"))
+    monkeypatch.undo()
+    run_dedupe(engine, Settings(cleaning_profile="quality"))  # a plain dedupe, as the next ingest runs it
+    completed = snapshot(engine)
+    assert {status for _, status, *_ in completed["messages"]} == {"kept"}  # "Sussex" is no NSFW word in quality
+    run_dedupe(engine, Settings(cleaning_profile="quality"), full=True)
+    assert snapshot(engine) == completed
+
+
 def test_reprocess_takes_the_kept_message_from_a_prompt_no_message_has_any_more(engine, tmp_path):
     """Parity cuts "a cat -- in the rain" down to "a cat"; quality rejects it: the prompt "a cat" then has no
     message, and must not stay kept (it would be labeled and published)."""

@@ -370,8 +370,7 @@ def _rank_kept(conn: Connection, later_in_file_newer: bool, candidates: str = ""
             best = None
             for _, key, user, at, seq, pre, rep, dup, reason in group:
                 member = (user, _as_utc(at), seq, key)
-                dup = dedupe_rules.near_duplicate_state(bool(rep), bool(dup), None)[0]
-                if dedupe_rules.eligible_for_prompt(pre, bool(rep), dup, reason) and (
+                if dedupe_rules.eligible_for_prompt(pre, bool(rep), bool(dup), reason) and (
                     best is None or dedupe_rules.kept_before(member, best, later_in_file_newer=later_in_file_newer)
                 ):
                     best = member
@@ -508,8 +507,8 @@ def _recompute_touched(
     q = conn.execute
     ties = dedupe_rules.later_in_file_is_newer(settings.cleaning_profile)
     dialect = conn.dialect.name
-    touched_keys = "SELECT key FROM message_verdicts" if every_message else "SELECT key FROM dedupe_dirty"
-    _temp(conn, "dd_msgs", touched_keys, index="key", probed=True)  # dd_rr's anti-join
+    if not every_message:  # (the touched keys: the representative lookup's anti-join)
+        _temp(conn, "dd_msgs", "SELECT key FROM dedupe_dirty", index="key", probed=True)
     _temp(
         conn,
         "dd_queue",
@@ -536,11 +535,12 @@ def _recompute_touched(
     )
     report.raw_groups = q(sa.text("SELECT COUNT(*) FROM dd_raw")).scalar()
     # The representative can only move to a new or changed member, so a popular prompt's long history is not
-    # re-read: the candidates of a group are its new and changed members and its stored representative (the one
-    # member whose stored raw_rep is set: the stored verdicts are rule 12's over the members that did not change).
-    # A group whose representative changed, or that an edit took a message out of (the queue), is ranked again
-    # in full. Each candidate also carries its stored raw_rep and its user and time, so that finding the touched
-    # rows below needs no second read of the verdict table.
+    # re-read: the candidates of a group are its new and changed members and its stored representative, the one
+    # unchanged member whose stored raw_rep is set (the stored verdicts are rule 12's over the unchanged members:
+    # a new message is stored without raw_rep, reprocess marks every message). A group that an edit took a message
+    # out of (the queue holds the edited message's old values, its representative's among them) is ranked again in
+    # full. Each candidate also carries its stored raw_rep and its user and time, so that finding the touched rows
+    # below needs no second read of the verdict table.
     stored_representatives = (
         ""
         if every_message
@@ -555,9 +555,8 @@ def _recompute_touched(
         JOIN message_verdicts m ON m.key = stored_rep.key
         UNION
         SELECT m.key, m.raw_hash, m.posted_at, m.posted_seq, m.raw_rep, m.username FROM message_verdicts m
-        JOIN (SELECT raw_hash FROM dd_queue UNION SELECT raw_hash FROM dd_dirty WHERE raw_rep) f
-            ON f.raw_hash = m.raw_hash
-        WHERE m.pre_reason IS NULL
+        JOIN (SELECT DISTINCT raw_hash FROM dd_queue) f ON f.raw_hash = m.raw_hash
+        WHERE m.pre_reason IS NULL AND NOT EXISTS (SELECT 1 FROM dd_msgs d WHERE d.key = m.key)
         """
     )
     candidates = iter_rows(
@@ -628,47 +627,48 @@ def _recompute_touched(
         conn,
         "dd_clean",
         "SELECT DISTINCT clean_hash FROM dd_rows WHERE clean_hash IS NOT NULL "
-        "UNION SELECT clean_hash FROM dd_queue WHERE clean_hash IS NOT NULL"
-        # every prompt row too: a group no message has any more (after reprocess) loses its kept message
-        + (" UNION SELECT text_hash FROM prompts" if every_message else ""),
-        index="clean_hash",
-    )
-    report.clean_groups = q(sa.text("SELECT COUNT(*) FROM dd_clean")).scalar()
-    # The stored prompt rows of the touched groups, read once (by index) for every use below.
-    in_clean = member_of(dialect, "SELECT clean_hash FROM dd_clean")
-    _temp(
-        conn,
-        "dd_known",
-        f"SELECT id, text_hash, first_seen, kept, kept_message_key FROM prompts WHERE text_hash {in_clean}",
-        index="text_hash",
-    )
-    # Groups whose current kept message is touched, or that an edit left (the queue), are ranked again in
-    # full; in the others the kept message can only change to a touched member.
-    _temp(
-        conn,
-        "dd_cleanfull",
-        "SELECT DISTINCT clean_hash FROM dd_rows WHERE status = 'kept' AND clean_hash IS NOT NULL "
         "UNION SELECT clean_hash FROM dd_queue WHERE clean_hash IS NOT NULL",
         index="clean_hash",
     )
+    report.clean_groups = q(sa.text("SELECT COUNT(*) FROM dd_clean")).scalar()
+    # The stored prompt rows of the touched groups, read once for every use below; with every message all of them,
+    # so that a group no message has any more (after reprocess) loses its kept message too.
+    in_clean = "" if every_message else " WHERE text_hash " + member_of(dialect, "SELECT clean_hash FROM dd_clean")
     _temp(
         conn,
-        "dd_cand",
-        """
-        SELECT key FROM dd_rows
-        UNION SELECT kept_message_key FROM dd_known WHERE kept AND kept_message_key IS NOT NULL
-        """
-        # (with every message, dd_rows holds every member of every group already)
-        + ("" if every_message else "UNION SELECT m.key FROM message_verdicts m JOIN dd_cleanfull f ON f.clean_hash = m.clean_hash"),
-        index="key",
+        "dd_known",
+        f"SELECT id, text_hash, first_seen, kept, kept_message_key FROM prompts{in_clean}",
+        index="text_hash",
     )
-    # the candidates not read yet: the kept messages of touched groups, the members of groups ranked in full
-    q(
-        sa.text(
-            f"INSERT INTO dd_rows SELECT {verdict_columns} FROM message_verdicts m WHERE m.key "
-            + member_of(dialect, "SELECT c.key FROM dd_cand c WHERE NOT EXISTS (SELECT 1 FROM dd_rows r WHERE r.key = c.key)")
+    if not every_message:  # (with every message, dd_rows holds every member of every group already)
+        # Groups whose current kept message is touched, or that an edit left (the queue), are ranked again in
+        # full; in the others the kept message can only change to a touched member.
+        _temp(
+            conn,
+            "dd_cleanfull",
+            "SELECT DISTINCT clean_hash FROM dd_rows WHERE status = 'kept' AND clean_hash IS NOT NULL "
+            "UNION SELECT clean_hash FROM dd_queue WHERE clean_hash IS NOT NULL",
+            index="clean_hash",
         )
-    )
+        _temp(
+            conn,
+            "dd_cand",
+            """
+            SELECT key FROM dd_rows
+            UNION SELECT kept_message_key FROM dd_known WHERE kept AND kept_message_key IS NOT NULL
+            UNION SELECT m.key FROM message_verdicts m JOIN dd_cleanfull f ON f.clean_hash = m.clean_hash
+            """,
+            index="key",
+        )
+        # the candidates not read yet: the kept messages of touched groups, the members of groups ranked in full
+        q(
+            sa.text(
+                f"INSERT INTO dd_rows SELECT {verdict_columns} FROM message_verdicts m WHERE m.key "
+                + member_of(
+                    dialect, "SELECT c.key FROM dd_cand c WHERE NOT EXISTS (SELECT 1 FROM dd_rows r WHERE r.key = c.key)"
+                )
+            )
+        )
     _temp(
         conn,
         "dd_groups",
@@ -676,8 +676,9 @@ def _recompute_touched(
         "FROM dd_rows WHERE clean_hash IS NOT NULL GROUP BY clean_hash",
     )
     # The effective verdict columns of the touched messages: this run's results where there are any, else the
-    # stored ones (what they mean for a message that is no representative, dedupe_rules decides when they are read). Materialised (and analysed) once: the planner cannot estimate the effective columns inside a
-    # join, and guessed one row, turning the joins below into repeated scans. On PostgreSQL in the physical order
+    # stored ones (what they mean for a message that is no representative, dedupe_rules decides where they are
+    # read). Materialised (and analysed) once: the planner cannot estimate the effective columns inside a join,
+    # and guessed one row, turning the joins below into repeated scans. On PostgreSQL in the physical order
     # of the verdict rows, so that the final update writes each page once, in order, each row carrying its place
     # (row_ctid) so that the update goes straight to it.
     order = " ORDER BY m.row_ctid" if dialect == "postgresql" else ""
@@ -696,7 +697,7 @@ def _recompute_touched(
         + order,
         index="key",
     )
-    _rank_kept(conn, ties, "JOIN dd_cand c ON c.key = e.key")
+    _rank_kept(conn, ties, "" if every_message else "JOIN dd_cand c ON c.key = e.key")
     # The new prompt rows look their kept message up by hash: without this index the planner, expecting
     # (from the hash statistics) hardly any new group, scanned dd_rep once per new prompt (2.4 s for 6,400).
     q(sa.text("CREATE INDEX ix_dd_rep_clean_hash ON dd_rep (clean_hash)"))

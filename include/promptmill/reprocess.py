@@ -59,6 +59,14 @@ def reprocess(engine: Engine, settings: Settings, progress_emit=None) -> int:
         conn.execute(
             sa.text(f"UPDATE message_verdicts SET {inputs} FROM rp_rows WHERE message_verdicts.key = rp_rows.key")
         )
+        # Every stored verdict now rests on the old inputs: marked, so that if the dedupe below is interrupted the
+        # next one recomputes them all (an increment relies on the stored verdicts of unmarked messages).
+        conn.execute(
+            sa.text(
+                "INSERT INTO dedupe_dirty (key, marked) SELECT key, 0 FROM messages WHERE TRUE "
+                "ON CONFLICT (key) DO UPDATE SET marked = dedupe_dirty.marked + 1"
+            )
+        )
     progress.update(done, force=True)
     run_dedupe(engine, settings, full=True, progress_emit=progress_emit)
     return done

@@ -113,7 +113,7 @@ message_verdicts = sa.Table(
     sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
     sa.Column("reason", sa.Text),
     sa.Index("ix_message_verdicts_user_time", "username", "posted_at"),
-    # in representative order (rule 12): a group's current representative is its first entry
+    # a raw-prompt group's members (rule 12), in time order
     sa.Index("ix_message_verdicts_raw_rank", "raw_hash", "posted_at", "posted_seq", "key"),
     sa.Index("ix_message_verdicts_clean_hash", "clean_hash"),
     # None of the verdict columns is indexed and pages keep more than half their space free, so on PostgreSQL
