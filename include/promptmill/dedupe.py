@@ -517,19 +517,23 @@ def _recompute_touched(
     )
     # Every verdict column is computed into temporary tables first and written with ONE update per row at the
     # end: updating each row once per rule was the dominant cost of a large load.
-    # The verdict rows of the new and changed messages, read once for the statements below.
-    _temp(
-        conn,
-        "dd_dirty",
-        "SELECT m.key, m.raw_hash, m.posted_at, m.posted_seq, m.pre_reason, m.username, m.raw_rep "
-        "FROM message_verdicts m" + ("" if every_message else " WHERE m.key " + member_of(dialect, "SELECT key FROM dd_msgs")),
-    )
+    # The verdict rows of the new and changed messages, read once for the statements below (with every message,
+    # the verdict table itself).
+    dirty = "message_verdicts"
+    if not every_message:
+        dirty = "dd_dirty"
+        _temp(
+            conn,
+            "dd_dirty",
+            "SELECT m.key, m.raw_hash, m.posted_at, m.posted_seq, m.pre_reason, m.username, m.raw_rep "
+            "FROM message_verdicts m WHERE m.key " + member_of(dialect, "SELECT key FROM dd_msgs"),
+        )
 
     # ---- rule 12: representative of each touched raw-prompt group ----------------------------------
     _temp(
         conn,
         "dd_raw",
-        "SELECT DISTINCT raw_hash FROM dd_dirty WHERE raw_hash IS NOT NULL "
+        f"SELECT DISTINCT raw_hash FROM {dirty} WHERE raw_hash IS NOT NULL "
         "UNION SELECT raw_hash FROM dd_queue WHERE raw_hash IS NOT NULL",
         index="raw_hash",
     )
@@ -562,7 +566,7 @@ def _recompute_touched(
     candidates = iter_rows(
         conn,
         "SELECT * FROM (SELECT d.key, d.raw_hash, d.posted_at, d.posted_seq, d.raw_rep AS stored_raw_rep, d.username "
-        f"FROM dd_dirty d WHERE d.pre_reason IS NULL AND d.raw_hash IS NOT NULL {stored_representatives}) c "
+        f"FROM {dirty} d WHERE d.pre_reason IS NULL AND d.raw_hash IS NOT NULL {stored_representatives}) c "
         # grouped in binary order: equality is the same in any collation, and the locale's rules cost more
         f"ORDER BY c.raw_hash {_binary_collation(dialect)}",
     )
@@ -578,7 +582,7 @@ def _recompute_touched(
         yield from (
             (key, False, bool(stored), user, at)
             for key, user, at, stored in iter_rows(
-                conn, "SELECT key, username, posted_at, raw_rep FROM dd_dirty WHERE raw_hash IS NULL OR pre_reason IS NOT NULL"
+                conn, f"SELECT key, username, posted_at, raw_rep FROM {dirty} WHERE raw_hash IS NULL OR pre_reason IS NOT NULL"
             )
         )
 
@@ -591,20 +595,23 @@ def _recompute_touched(
         probed=True,  # the later reads of a session join it row by row
     )
     # Beyond the new and changed messages, only those whose representative status flips are touched: a later
-    # duplicate of a prompt leaves its group's earlier members as they were.
-    _temp(
-        conn,
-        "dd_touched",
-        "SELECT key, username, posted_at FROM dd_dirty"
-        + ("" if every_message else " UNION SELECT key, username, posted_at FROM dd_rr WHERE stored_raw_rep <> raw_rep"),
-        index="key",
-    )
+    # duplicate of a prompt leaves its group's earlier members as they were. (With every message: all of them.)
+    touched = "message_verdicts"
+    if not every_message:
+        touched = "dd_touched"
+        _temp(
+            conn,
+            "dd_touched",
+            "SELECT key, username, posted_at FROM dd_dirty "
+            "UNION SELECT key, username, posted_at FROM dd_rr WHERE stored_raw_rep <> raw_rep",
+            index="key",
+        )
 
     # ---- rule 13: near-duplicate attempts, per user session -----------------------------------------
     similarity = similarity_function(settings.near_dup_metric)
     changes: list[tuple] = []
     if similarity is None:
-        rows = q(sa.text("SELECT m.key FROM message_verdicts m JOIN dd_touched t ON t.key = m.key WHERE m.near_dup"))
+        rows = q(sa.text(f"SELECT m.key FROM message_verdicts m JOIN {touched} t ON t.key = m.key WHERE m.near_dup"))
         changes = [(key, False, None) for (key,) in rows]
     else:
         changes, report.users = _near_duplicates(conn, settings, similarity, progress_emit, every_message)
@@ -619,8 +626,8 @@ def _recompute_touched(
         "m.key, m.clean_hash, m.posted_at, m.posted_seq, m.username, m.pre_reason, m.clean_reason, m.raw_rep, "
         "m.near_dup, m.near_dup_of, m.status" + (", m.ctid AS row_ctid" if dialect == "postgresql" else "")
     )
-    touched = "" if every_message else " WHERE m.key " + member_of(dialect, "SELECT key FROM dd_touched UNION SELECT key FROM dd_nd")
-    _temp(conn, "dd_rows", f"SELECT {verdict_columns} FROM message_verdicts m{touched}", index="key")
+    which = "" if every_message else " WHERE m.key " + member_of(dialect, "SELECT key FROM dd_touched UNION SELECT key FROM dd_nd")
+    _temp(conn, "dd_rows", f"SELECT {verdict_columns} FROM message_verdicts m{which}", index="key")
 
     # ---- rule 34 and the prompts: touched cleaned-prompt groups ---------------------------------------
     _temp(
