@@ -630,17 +630,19 @@ def _recompute_touched(
     _temp(conn, "dd_rows", f"SELECT {verdict_columns} FROM message_verdicts m{which}", index="key")
 
     # ---- rule 34 and the prompts: touched cleaned-prompt groups ---------------------------------------
-    _temp(
-        conn,
-        "dd_clean",
-        "SELECT DISTINCT clean_hash FROM dd_rows WHERE clean_hash IS NOT NULL "
-        "UNION SELECT clean_hash FROM dd_queue WHERE clean_hash IS NOT NULL",
-        index="clean_hash",
-    )
-    report.clean_groups = q(sa.text("SELECT COUNT(*) FROM dd_clean")).scalar()
     # The stored prompt rows of the touched groups, read once for every use below; with every message all of them,
     # so that a group no message has any more (after reprocess) loses its kept message too.
-    in_clean = "" if every_message else " WHERE text_hash " + member_of(dialect, "SELECT clean_hash FROM dd_clean")
+    in_clean = ""
+    if not every_message:
+        _temp(
+            conn,
+            "dd_clean",
+            "SELECT DISTINCT clean_hash FROM dd_rows WHERE clean_hash IS NOT NULL "
+            "UNION SELECT clean_hash FROM dd_queue WHERE clean_hash IS NOT NULL",
+            index="clean_hash",
+        )
+        report.clean_groups = q(sa.text("SELECT COUNT(*) FROM dd_clean")).scalar()
+        in_clean = " WHERE text_hash " + member_of(dialect, "SELECT clean_hash FROM dd_clean")
     _temp(
         conn,
         "dd_known",
@@ -682,6 +684,8 @@ def _recompute_touched(
         "SELECT clean_hash, MIN(posted_at) AS first_seen, MIN(key) AS any_key "
         "FROM dd_rows WHERE clean_hash IS NOT NULL GROUP BY clean_hash",
     )
+    if every_message:  # (every group that has a message)
+        report.clean_groups = q(sa.text("SELECT COUNT(*) FROM dd_groups")).scalar()
     # The effective verdict columns of the touched messages: this run's results where there are any, else the
     # stored ones (what they mean for a message that is no representative, dedupe_rules decides where they are
     # read). Materialised (and analysed) once: the planner cannot estimate the effective columns inside a join,
