@@ -24,7 +24,7 @@ import psutil
 import pytest
 import yaml
 
-from tests.ops.test_standalone import REPO, _admin_auth, _clean_env, _stop, _wait_healthy
+from tests.ops.standalone import REPO, admin_auth, clean_env, start, stop, wait_for_dag, wait_healthy
 
 DAG_ID = "restart_probe"
 # How long the API server stays away after the run is triggered (it then needs a few seconds more to serve). Longer
@@ -99,7 +99,7 @@ def _wait_run(base: str, auth: dict, run_id: str, logs: list[Path]) -> dict:
 
 
 def test_a_task_queued_while_the_api_server_restarts_waits_for_it_and_the_run_succeeds(tmp_path):
-    env = _clean_env(tmp_path, f"sqlite:///{tmp_path / 'store.sqlite'}")
+    env = clean_env(tmp_path, f"sqlite:///{tmp_path / 'store.sqlite'}")
     dags = tmp_path / "dags"
     dags.mkdir()
     (dags / "restart_probe.py").write_text(PROBE_DAG)
@@ -107,23 +107,13 @@ def test_a_task_queued_while_the_api_server_restarts_waits_for_it_and_the_run_su
     port = int(env["AIRFLOW__API__PORT"])
     base = f"http://127.0.0.1:{port}"
     log, api_log = tmp_path / "standalone.log", tmp_path / "api-server-restarted.log"
-    with open(log, "w") as out:
-        standalone = subprocess.Popen(
-            [str(REPO / "scripts" / "standalone.sh")],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    standalone = start([str(REPO / "scripts" / "standalone.sh")], env, log)
     api_server = None
     try:
-        _wait_healthy(base, standalone, log)
+        wait_healthy(base, standalone, log)
         home = Path(env["AIRFLOW_HOME"])
-        auth = _admin_auth(base, home)
-        deadline = time.monotonic() + 120
-        while httpx.get(f"{base}/api/v2/dags/{DAG_ID}", headers=auth, timeout=30).status_code != 200:
-            assert time.monotonic() < deadline, f"the probe DAG was never parsed:\n{log.read_text()[-3000:]}"
-            time.sleep(2)
+        auth = admin_auth(base, home)
+        wait_for_dag(base, auth, DAG_ID, log, timeout_s=120)
         # standalone gives its four components one environment: the scheduler's is the API server's
         components_env = _component(standalone, "scheduler").environ()
         airflow = str(REPO / ".venv" / "bin" / "airflow")
@@ -142,15 +132,8 @@ def test_a_task_queued_while_the_api_server_restarts_waits_for_it_and_the_run_su
         while time.monotonic() < outage_end:
             assert standalone.poll() is None, f"standalone exited:\n{log.read_text()[-3000:]}"
             time.sleep(1)
-        with open(api_log, "w") as out:
-            api_server = subprocess.Popen(
-                [airflow, "api-server"],
-                env=components_env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        _wait_healthy(base, api_server, api_log)
+        api_server = start([airflow, "api-server"], components_env, api_log)
+        wait_healthy(base, api_server, api_log)
 
         run = _wait_run(base, auth, run_id, [log, api_log])
         tis = httpx.get(
@@ -166,8 +149,8 @@ def test_a_task_queued_while_the_api_server_restarts_waits_for_it_and_the_run_su
         )
     finally:
         if api_server is not None:
-            _stop(api_server)
-        _stop(standalone)
+            stop(api_server)
+        stop(standalone)
 
 
 def _standalone_settings() -> dict[str, str]:

@@ -3,10 +3,6 @@ guarded by Airflow's login, and shows the store's numbers to a signed-in user. A
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -15,67 +11,23 @@ import pytest
 from promptmill.dashboard.page import fmt_int
 from promptmill.store.db import connect
 
-from tests.ops.conftest import free_port
 from tests.ops.dataset import fill_store
-
-REPO = Path(__file__).resolve().parents[2]
-STARTUP_TIMEOUT_S = 240
+from tests.ops.standalone import REPO, admin_auth, clean_env, start, stop, wait_for_dag, wait_healthy
 
 pytestmark = [pytest.mark.slow, pytest.mark.airflow]
-
-
-def _clean_env(tmp_path: Path, store_url: str) -> dict[str, str]:
-    """The caller's environment without any Airflow/promptmill setting (the test session sets its own)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PROMPTMILL_", "_AIRFLOW"))}
-    env.update({
-        "AIRFLOW_HOME": str(tmp_path / "airflow_home"),
-        "AIRFLOW__API__PORT": str(free_port()),
-        # other sessions on this machine may hold the default log-server ports
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-        "PROMPTMILL_DATA_DIR": str(tmp_path / "data"),
-        "PROMPTMILL_DATABASE_URL": store_url,
-        "OPENAI_API_KEY": "sk-standalone-test-not-a-key",
-    })
-    return env
-
-
-def _wait_healthy(base: str, process: subprocess.Popen, log: Path) -> dict:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"standalone exited with {process.returncode}:\n{log.read_text()[-4000:]}", pytrace=False)
-        try:
-            health = httpx.get(f"{base}/api/v2/monitor/health", timeout=5).json()
-            if all(health.get(part, {}).get("status") == "healthy" for part in ("metadatabase", "scheduler")):
-                return health
-        except (httpx.HTTPError, ValueError):
-            pass
-        time.sleep(2)
-    pytest.fail(f"standalone not healthy after {STARTUP_TIMEOUT_S} s:\n{log.read_text()[-4000:]}", pytrace=False)
-
-
-def _admin_auth(base: str, home: Path) -> dict[str, str]:
-    """The `admin` user's bearer header, with the password standalone generated."""
-    password = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
-    token = httpx.post(f"{base}/auth/token", json={"username": "admin", "password": password},
-                       timeout=30).json()["access_token"]
-    return {"Authorization": f"Bearer {token}"}
 
 
 def test_standalone_serves_the_dataset_page(tmp_path):
     store_url = f"sqlite:///{tmp_path / 'store.sqlite'}"
     fill_store(connect(store_url), tmp_path)
-    env = _clean_env(tmp_path, store_url)
+    env = clean_env(tmp_path, store_url)
     base = f"http://127.0.0.1:{env['AIRFLOW__API__PORT']}"
     log = tmp_path / "standalone.log"
-    with open(log, "w") as out:
-        process = subprocess.Popen([str(REPO / "scripts" / "standalone.sh")], env=env, stdout=out,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+    process = start([str(REPO / "scripts" / "standalone.sh")], env, log)
     try:
-        _wait_healthy(base, process, log)
+        wait_healthy(base, process, log)
         home = Path(env["AIRFLOW_HOME"])
-        auth = _admin_auth(base, home)
+        auth = admin_auth(base, home)
 
         assert httpx.get(f"{base}/promptmill/api/summary", timeout=30).status_code == 401
         summary = httpx.get(f"{base}/promptmill/api/summary", headers=auth, timeout=60).json()
@@ -91,21 +43,7 @@ def test_standalone_serves_the_dataset_page(tmp_path):
         assert pools["slots"] == 4
         assert "sk-standalone-test-not-a-key" not in log.read_text()
     finally:
-        _stop(process)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-    time.sleep(1)
-    try:  # children of standalone share its session; make sure none outlive the test
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+        stop(process)
 
 
 def _run_like_the_ui(base: str, auth: dict, conf: dict, log: Path) -> dict:
@@ -139,7 +77,7 @@ def test_a_run_triggered_from_the_ui_on_another_port_ingests_dated_folders_and_e
     key = "sk-standalone-run-not-a-key"
     fake = FakeOpenAI(api_key=key).start()
     store_url = f"sqlite:///{tmp_path / 'store.sqlite'}"
-    env = _clean_env(tmp_path, store_url)
+    env = clean_env(tmp_path, store_url)
     port = env.pop("AIRFLOW__API__PORT")
     env.update({"OPENAI_API_KEY": key, "OPENAI_BASE_URL": fake.base_url,
                 "PROMPTMILL_LANDING_DIR": str(tmp_path / "landing")})
@@ -153,17 +91,12 @@ def test_a_run_triggered_from_the_ui_on_another_port_ingests_dated_folders_and_e
     write_json_export(landing / "loose [303].json", "303", [slash("bob", "a loose owl in the rain", 0, seq=9)])
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "standalone.log"
-    with open(log, "w") as out:
-        process = subprocess.Popen([str(REPO / "scripts" / "standalone.sh"), "--port", port], env=env, stdout=out,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+    process = start([str(REPO / "scripts" / "standalone.sh"), "--port", port], env, log)
     try:
-        _wait_healthy(base, process, log)
+        wait_healthy(base, process, log)
         home = Path(env["AIRFLOW_HOME"])
-        auth = _admin_auth(base, home)
-        deadline = time.monotonic() + 180
-        while httpx.get(f"{base}/api/v2/dags/promptmill", headers=auth, timeout=30).status_code != 200:
-            assert time.monotonic() < deadline, "the DAG was never parsed"
-            time.sleep(2)
+        auth = admin_auth(base, home)
+        wait_for_dag(base, auth, "promptmill", log, timeout_s=180)
 
         first = _run_like_the_ui(base, auth, {}, log)
         assert first["state"] == "success", log.read_text()[-4000:]
@@ -191,5 +124,5 @@ def test_a_run_triggered_from_the_ui_on_another_port_ingests_dated_folders_and_e
         assert "XCom not found" not in everything
         assert key not in everything
     finally:
-        _stop(process)
+        stop(process)
         fake.stop()
